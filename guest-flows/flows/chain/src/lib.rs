@@ -1,0 +1,28 @@
+//! `chain`: calls itself with `depth - 1` until depth 0.
+//!
+//! Returns `{"depth": d, "sum": d + (d-1) + … + 0}`, so a wrong or lost level shows in the sum.
+
+use serde::{Deserialize, Serialize};
+use sluice_flow::{Ctx, Result};
+
+#[derive(Deserialize, Serialize)]
+struct Input {
+    depth: u64,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Output {
+    depth: u64,
+    sum: u64,
+}
+
+fn chain(ctx: &Ctx, input: Input) -> Result<Output> {
+    if input.depth == 0 {
+        return Ok(Output { depth: 0, sum: 0 });
+    }
+    // Call ourselves by the name we were registered under.
+    let below: Output = ctx.call(ctx.flow_name(), &Input { depth: input.depth - 1 })?;
+    Ok(Output { depth: input.depth, sum: below.sum + input.depth })
+}
+
+sluice_flow::flow!(chain);
