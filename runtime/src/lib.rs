@@ -1,1 +1,26 @@
+//! Sluice: business flows as WebAssembly components.
+//!
+//! A [`Node`] loads flow components, admits start requests into named, bounded
+//! [pools](scheduler), and runs each flow instance in its own wasmtime store. Every
+//! suspension point (join, call, parallel, sleep) is an async host function that
+//! releases the instance's pool slot while it waits, so a waiting flow holds no slot
+//! and no thread: a node cannot deadlock by waiting.
+//!
+//! Data flows one way: [`Node::start`] → [`scheduler`] → [`instance`] → [`host`] calls
+//! → scheduler (children, timers).
 
+pub mod bindings;
+pub mod component_cache;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod instance;
+pub mod node;
+pub mod registry;
+pub mod report;
+pub mod scheduler;
+
+pub use config::NodeConfig;
+pub use error::{FlowError, LoadError, StartError};
+pub use node::{FlowHandle, Node, StartRequest};

@@ -1,0 +1,53 @@
+//! Command-line interface: one file per verb.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod run;
+mod wit;
+
+/// Sluice runs business flows as WebAssembly components, in named bounded pools,
+/// parked off their worker at every suspension point.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Wit(wit::WitArgs),
+    Bench(bench::BenchArgs),
+}
+
+/// Log to stderr; the default shows Sluice's own info lines and every warning.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,sluice=info",
+        1 => "info,sluice=debug",
+        _ => "debug,sluice=trace,cranelift=info,wasmtime=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Run the chosen command.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Wit(args) => wit::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// A multi-threaded runtime with one worker per core: guest code runs on these workers.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,220 @@
+//! Node configuration: TOML, kebab-case keys, unknown keys rejected, validated once at load.
+//!
+//! ```toml
+//! [node]
+//! identity = "PartyA"
+//! max-resident = 20000
+//!
+//! [pools.default]
+//! size = 4
+//! [pools.reporting]
+//! size = 3
+//! queue = 100
+//!
+//! [[flows]]
+//! name = "daily-report"
+//! component = "flows/report.wasm"   # relative to this file
+//! pool = "reporting"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Name of the pool that always exists and takes every flow no rule places elsewhere.
+pub const DEFAULT_POOL: &str = "default";
+/// Queue capacity of a pool that does not set one.
+pub const DEFAULT_QUEUE: usize = 10_000;
+/// Instances alive at once (running or parked) when `[node] max-resident` is not set.
+pub const DEFAULT_MAX_RESIDENT: u32 = 20_000;
+
+/// A configuration error naming the file, the key and the reason.
+#[derive(Debug, Error)]
+#[error("config {}: {message}", path.display())]
+pub struct ConfigError {
+    /// The file the error is in (or `<inline>`).
+    pub path: PathBuf,
+    /// What is wrong and where.
+    pub message: String,
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// This node's identity and node-wide limits.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Named pools. A `default` pool is added when missing.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Flows registered by name.
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+    /// Where the file was read from; relative component paths resolve against its directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[node]`: identity and node-wide settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeSection {
+    /// The identity flows see as `our-identity`.
+    #[serde(default = "default_identity")]
+    pub identity: String,
+    /// Most instances alive at once (running plus parked); sizes the instance allocator.
+    #[serde(default = "default_max_resident")]
+    pub max_resident: u32,
+    /// Directory for compiled components (by content hash). Default: the user cache dir.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { identity: default_identity(), max_resident: default_max_resident(), cache_dir: None }
+    }
+}
+
+fn default_identity() -> String {
+    "local".into()
+}
+
+fn default_max_resident() -> u32 {
+    DEFAULT_MAX_RESIDENT
+}
+
+/// `[pools.NAME]`: one named, bounded pool.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolConfig {
+    /// Most instances of this pool executing guest code at once.
+    pub size: i64,
+    /// Most admitted instances waiting for a slot; a start beyond it is rejected.
+    #[serde(default = "default_queue")]
+    pub queue: i64,
+}
+
+fn default_queue() -> i64 {
+    DEFAULT_QUEUE as i64
+}
+
+/// `[[flows]]`: a flow registered by name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FlowConfig {
+    /// The name subflow calls and start requests use.
+    pub name: String,
+    /// Path of the component, relative to the config file.
+    pub component: PathBuf,
+    /// The pool this flow is tagged to (the `@FlowThreadPool` of Corda).
+    #[serde(default)]
+    pub pool: Option<String>,
+}
+
+impl NodeConfig {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: path.into(), message: format!("cannot read: {e}") })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parse and validate TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: NodeConfig = toml::from_str(text)
+            .map_err(|e| ConfigError { path: path.into(), message: e.to_string().trim_end().to_string() })?;
+        config.base_dir = base_dir.to_path_buf();
+        config.validate().map_err(|message| ConfigError { path: path.into(), message })?;
+        Ok(config)
+    }
+
+    /// Check values serde cannot, and add the `default` pool when missing.
+    fn validate(&mut self) -> Result<(), String> {
+        for (name, pool) in &self.pools {
+            if name.is_empty() {
+                return Err("pools: a pool name must not be empty".into());
+            }
+            if pool.size < 1 {
+                return Err(format!("pools.{name}.size = {}: must be at least 1", pool.size));
+            }
+            if pool.size > 4096 {
+                return Err(format!("pools.{name}.size = {}: at most 4096", pool.size));
+            }
+            if pool.queue < 1 {
+                return Err(format!("pools.{name}.queue = {}: must be at least 1", pool.queue));
+            }
+        }
+        if self.node.max_resident < 1 {
+            return Err("node.max-resident = 0: must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, flow) in self.flows.iter().enumerate() {
+            if flow.name.is_empty() {
+                return Err(format!("flows[{i}].name: must not be empty"));
+            }
+            if !seen.insert(flow.name.as_str()) {
+                return Err(format!("flows[{i}].name = \"{}\": duplicate flow name", flow.name));
+            }
+        }
+        self.pools.entry(DEFAULT_POOL.into()).or_insert(PoolConfig { size: default_pool_size(), queue: default_queue() });
+        Ok(())
+    }
+
+    /// The component path of a flow entry, resolved against the config file's directory.
+    pub fn component_path(&self, flow: &FlowConfig) -> PathBuf {
+        self.base_dir.join(&flow.component)
+    }
+}
+
+/// Size of the `default` pool when the config does not define it: one slot per core.
+pub fn default_pool_size() -> i64 {
+    std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("node.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn default_pool_is_added() {
+        let c = parse("[pools.reporting]\nsize = 3\n").unwrap();
+        assert_eq!(c.pools["reporting"], PoolConfig { size: 3, queue: DEFAULT_QUEUE as i64 });
+        assert!(c.pools.contains_key(DEFAULT_POOL));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = parse("[pools.default]\nsize = 1\nthreads = 4\n").unwrap_err().to_string();
+        assert!(e.contains("node.toml"), "{e}");
+        assert!(e.contains("threads"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn zero_and_negative_sizes_are_rejected() {
+        let e = parse("[pools.a]\nsize = 0\n").unwrap_err().to_string();
+        assert!(e.contains("pools.a.size = 0"), "{e}");
+        let e = parse("[pools.a]\nsize = -2\n").unwrap_err().to_string();
+        assert!(e.contains("pools.a.size = -2"), "{e}");
+        let e = parse("[pools.a]\nsize = 1\nqueue = 0\n").unwrap_err().to_string();
+        assert!(e.contains("pools.a.queue = 0"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_pool_and_flow_names_are_rejected() {
+        let e = parse("[pools.a]\nsize = 1\n[pools.a]\nsize = 2\n").unwrap_err().to_string();
+        assert!(e.contains("duplicate"), "{e}");
+        let flows = "[[flows]]\nname = \"x\"\ncomponent = \"a.wasm\"\n[[flows]]\nname = \"x\"\ncomponent = \"b.wasm\"\n";
+        let e = parse(flows).unwrap_err().to_string();
+        assert!(e.contains("flows[1].name = \"x\": duplicate"), "{e}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Typed errors of the runtime library.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a flow instance produced no output. Mirrors the WIT `flow-error`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FlowError {
+    /// The flow returned an error or trapped.
+    #[error("failed: {0}")]
+    Failed(String),
+    /// The instance was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The instance ran past its wall-clock timeout.
+    #[error("timed out")]
+    TimedOut,
+    /// The start was refused.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// Why a component could not be loaded as a flow.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The bytes are not WebAssembly at all.
+    #[error("{path} is not a WebAssembly file (no \\0asm header)")]
+    NotWasm { path: PathBuf },
+    /// A core module where a component was expected.
+    #[error("{path} is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    CoreModule { path: PathBuf },
+    /// Compilation failed (malformed or unsupported component).
+    #[error("{path} is not a valid component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// The component does not implement the `sluice:flow/flow` world.
+    #[error("{path} does not implement the sluice:flow/flow world: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+    /// The on-disk compilation cache failed.
+    #[error("component cache at {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+}
+
+/// Why a start request was refused. Nothing of the instance exists when this is returned.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// No flow is registered under that name.
+    #[error("unknown flow `{0}`")]
+    UnknownFlow(String),
+    /// The flow's component failed to load.
+    #[error("flow `{flow}`: {source}")]
+    Load { flow: String, source: LoadError },
+    /// The pool's queue is at capacity.
+    #[error("pool `{pool}` queue is full ({capacity} waiting); flow `{flow}` not started")]
+    QueueFull { pool: String, flow: String, capacity: usize },
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<StartError> for FlowError {
+    fn from(e: StartError) -> Self {
+        FlowError::Rejected(e.to_string())
+    }
+}

@@ -1,0 +1,238 @@
+//! The `sluice:flow/host` imports: what a running flow can ask of the node.
+//!
+//! Each suspension point (`join`, `call`, `parallel`, `sleep`) goes through
+//! [`HostState::park`]: the instance's slot is released before waiting and re-taken
+//! (as a resumption, ahead of new starts) before guest code runs again. While parked,
+//! the instance's fiber is suspended: it holds no slot and no OS thread.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::sluice::flow::host::{self, StartOptions};
+use crate::bindings::sluice::flow::types;
+use crate::bindings::{LogLevel, Priority, WitFlowError};
+use crate::error::FlowError;
+use crate::node::{FlowHandle, Node, StartRequest};
+use crate::scheduler::{Pool, QueueClass, Slot};
+
+/// Bytes of guest stderr kept to explain a trap (a Rust panic message lands there).
+const STDERR_CAPTURE_BYTES: usize = 16 << 10;
+
+/// The slot an instance holds, shared with the epoch callback that may give it up.
+#[derive(Debug, Clone, Default)]
+pub struct SlotHolder(Arc<Mutex<Option<Slot>>>);
+
+impl SlotHolder {
+    /// A holder with `slot` in it.
+    pub fn new(slot: Slot) -> Self {
+        SlotHolder(Arc::new(Mutex::new(Some(slot))))
+    }
+
+    fn cell(&self) -> std::sync::MutexGuard<'_, Option<Slot>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Give the slot back to the pool (dropping it outside the lock).
+    pub fn release(&self) {
+        let slot = self.cell().take();
+        drop(slot);
+    }
+
+    /// Hold `slot` again.
+    pub fn put(&self, slot: Slot) {
+        *self.cell() = Some(slot);
+    }
+}
+
+/// Who this instance is, as the host needs it for every call.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    /// Instance id.
+    pub id: String,
+    /// Registered flow name.
+    pub flow: String,
+    /// The instance's priority, inherited by its children.
+    pub priority: types::Priority,
+}
+
+/// Per-instance host state: the `T` of the instance's `Store<T>`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    node: Node,
+    info: InstanceInfo,
+    pool: Arc<Pool>,
+    slot: SlotHolder,
+    children: HashMap<String, FlowHandle>,
+}
+
+impl HostState {
+    /// State for one instance holding `slot` of `pool`.
+    pub fn new(node: Node, info: InstanceInfo, pool: Arc<Pool>, slot: SlotHolder) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        // No preopens, no env, no args, no network: the guest gets only our interfaces.
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        HostState { wasi, table: ResourceTable::new(), stderr, node, info, pool, slot, children: HashMap::new() }
+    }
+
+    /// The pool this instance runs in.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// The instance's slot, for the epoch callback.
+    pub fn slot(&self) -> &SlotHolder {
+        &self.slot
+    }
+
+    /// The last few lines the guest wrote to stderr, on one line (a panic message, typically).
+    pub fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        // Rust's panic hook ends with a hint about RUST_BACKTRACE that explains nothing here.
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" ");
+        (!tail.is_empty()).then_some(tail)
+    }
+
+    /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption.
+    async fn park<T>(&mut self, wait: impl Future<Output = T>) -> T {
+        self.slot.release();
+        self.pool.stats().parked();
+        let out = wait.await;
+        self.pool.stats().unparked();
+        self.slot.put(self.pool.acquire(QueueClass::Resume).await);
+        out
+    }
+
+    async fn start_child(&mut self, flow: String, input: Vec<u8>, priority: types::Priority) -> Result<String, FlowError> {
+        let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority);
+        let handle = self.node.start(request).await.map_err(FlowError::from)?;
+        let id = handle.id().to_string();
+        self.children.insert(id.clone(), handle);
+        Ok(id)
+    }
+
+    fn take_child(&mut self, id: &str) -> Result<FlowHandle, FlowError> {
+        self.children
+            .remove(id)
+            .ok_or_else(|| FlowError::Rejected(format!("join: `{id}` is not an unjoined child of this instance")))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    async fn start(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+        options: StartOptions,
+    ) -> wasmtime::Result<Result<String, WitFlowError>> {
+        let priority = options.priority.unwrap_or(self.info.priority);
+        Ok(self.start_child(flow, input, priority).await.map_err(Into::into))
+    }
+
+    async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+        let child = match self.take_child(&id) {
+            Ok(child) => child,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(self.park(child.outcome()).await.map_err(Into::into))
+    }
+
+    async fn call(&mut self, flow: String, input: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+        let id = match self.start_child(flow, input, self.info.priority).await {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        self.join(id).await
+    }
+
+    async fn parallel(&mut self, flow: String, inputs: Vec<Vec<u8>>) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
+        let mut started = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let request = StartRequest::subflow(flow.clone(), input, self.info.id.clone(), self.info.priority);
+            started.push(self.node.start(request).await.map_err(FlowError::from));
+        }
+        let results = self
+            .park(futures::future::join_all(started.into_iter().map(|s| async move {
+                match s {
+                    Ok(handle) => handle.outcome().await,
+                    Err(e) => Err(e),
+                }
+            })))
+            .await;
+        Ok(results.into_iter().map(|r| r.map_err(Into::into)).collect())
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        if ms == 0 {
+            // Still a real park and resume: gives the slot to whoever waits for it.
+            self.park(tokio::task::yield_now()).await;
+        } else {
+            self.park(tokio::time::sleep(Duration::from_millis(ms))).await;
+        }
+        Ok(())
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        Ok(rand::random())
+    }
+
+    async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        // The instance span (flow, id, pool) is entered around every guest call.
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "sluice::guest", "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "sluice::guest", "{message}"),
+            LogLevel::Info => tracing::info!(target: "sluice::guest", "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "sluice::guest", "{message}"),
+            LogLevel::Error => tracing::error!(target: "sluice::guest", "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
+        tracing::debug!(target: "sluice::progress", step = %step, "progress");
+        Ok(())
+    }
+}
+
+impl From<FlowError> for WitFlowError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Failed(m) => WitFlowError::Failed(m),
+            FlowError::Cancelled => WitFlowError::Cancelled,
+            FlowError::TimedOut => WitFlowError::TimedOut,
+            FlowError::Rejected(m) => WitFlowError::Rejected(m),
+        }
+    }
+}
+
+impl From<Priority> for QueueClass {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::High => QueueClass::High,
+            Priority::Normal => QueueClass::Normal,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! A node: an engine, its flows, its pools, and the one way in for work: [`Node::start`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::bindings::sluice::flow::types::{Invocation, Origin, Priority};
+use crate::component_cache::ComponentCache;
+use crate::config::NodeConfig;
+use crate::engine::{self, FlowEngine};
+use crate::error::{FlowError, LoadError, StartError};
+use crate::instance;
+use crate::registry::{FlowRegistry, RegisteredFlow};
+use crate::scheduler::{Pool, Pools, QueueClass};
+
+/// What a finished instance produced.
+pub type Outcome = Result<Vec<u8>, FlowError>;
+
+/// A request to start one flow instance.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// Registered flow name.
+    pub flow: String,
+    /// Input bytes (JSON by convention).
+    pub input: Vec<u8>,
+    /// Who asks.
+    pub origin: Origin,
+    /// Scheduling priority.
+    pub priority: Priority,
+}
+
+impl StartRequest {
+    /// A start over the API or CLI by `caller`, normal priority.
+    pub fn rpc(flow: impl Into<String>, input: impl Into<Vec<u8>>, caller: impl Into<String>) -> Self {
+        StartRequest { flow: flow.into(), input: input.into(), origin: Origin::Rpc(caller.into()), priority: Priority::Normal }
+    }
+
+    /// A subflow started by instance `parent`.
+    pub fn subflow(flow: String, input: Vec<u8>, parent: String, priority: Priority) -> Self {
+        StartRequest { flow, input, origin: Origin::Subflow(parent), priority }
+    }
+}
+
+/// A started instance: its id, and its outcome when it ends.
+#[derive(Debug)]
+pub struct FlowHandle {
+    id: String,
+    pool: String,
+    outcome: oneshot::Receiver<Outcome>,
+}
+
+impl FlowHandle {
+    /// The instance id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The pool the instance was admitted to.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// Wait for the instance to end.
+    pub async fn outcome(self) -> Outcome {
+        self.outcome
+            .await
+            .unwrap_or_else(|_| Err(FlowError::Failed(format!("instance {} ended without a result", self.id))))
+    }
+}
+
+/// A running Sluice node. Cheap to clone; all clones are the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    engine: Arc<FlowEngine>,
+    registry: FlowRegistry,
+    pools: Pools,
+    identity: String,
+}
+
+impl Node {
+    /// Build a node from a validated config: create pools, compile the configured flows.
+    /// Logs the pools line and a warning for every flow tagged to a missing pool.
+    pub fn new(config: &NodeConfig) -> Result<Self, LoadError> {
+        let cache_dir = config.node.cache_dir.clone().or_else(ComponentCache::default_dir);
+        let engine = FlowEngine::new(config.node.max_resident, ComponentCache::new(cache_dir))
+            .map_err(|e| LoadError::Invalid { path: PathBuf::from("<engine>"), reason: format!("{e:#}") })?;
+        let pools = Pools::from_config(config);
+        tracing::info!("{}", pools.describe());
+        warn_if_over_map_limit(config.node.max_resident);
+        let node = Node {
+            inner: Arc::new(NodeInner {
+                engine: Arc::new(engine),
+                registry: FlowRegistry::default(),
+                pools,
+                identity: config.node.identity.clone(),
+            }),
+        };
+        for flow in &config.flows {
+            node.register(&flow.name, &config.component_path(flow), flow.pool.clone())?;
+        }
+        Ok(node)
+    }
+
+    /// Register `name` as the component at `path`, tagged to `pool` (compiles it now).
+    pub fn register(&self, name: &str, path: &Path, pool: Option<String>) -> Result<(), LoadError> {
+        if let Some(tag) = &pool {
+            if self.inner.pools.get(tag).is_none() {
+                tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
+            }
+        }
+        self.inner.registry.register(&self.inner.engine, name, path, pool)?;
+        Ok(())
+    }
+
+    /// Resolve unregistered flow names as `<name>.wasm` in `dir`.
+    pub fn add_search_dir(&self, dir: PathBuf) {
+        self.inner.registry.add_search_dir(dir);
+    }
+
+    /// The node's pools.
+    pub fn pools(&self) -> &Pools {
+        &self.inner.pools
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    pub(crate) fn engine(&self) -> &FlowEngine {
+        &self.inner.engine
+    }
+
+    /// Admit a new instance: resolve the flow, choose its pool, take a queue place, run it.
+    /// Refused at once (nothing created) when the flow is unknown or the pool's queue is full.
+    pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
+        let flow = self.inner.registry.resolve(&self.inner.engine, &request.flow).await?;
+        let pool = self.choose_pool(&flow).clone();
+        let admission = pool.admit(QueueClass::from(request.priority)).map_err(|full| StartError::QueueFull {
+            pool: full.pool,
+            flow: request.flow.clone(),
+            capacity: full.capacity,
+        })?;
+        let id = ulid::Ulid::new().to_string();
+        let (tx, rx) = oneshot::channel();
+        let invocation = Invocation {
+            id: id.clone(),
+            flow: flow.name.clone(),
+            origin: request.origin,
+            priority: request.priority,
+            our_identity: self.inner.identity.clone(),
+        };
+        let run = instance::run(self.clone(), flow, admission, invocation, request.input);
+        tokio::spawn(async move {
+            // The receiver may be gone (nobody waits for this instance): that is fine.
+            let _ = tx.send(run.await);
+        });
+        Ok(FlowHandle { id, pool: pool.name().to_string(), outcome: rx })
+    }
+
+    /// Start and wait for the outcome.
+    pub async fn run(&self, request: StartRequest) -> Result<Outcome, StartError> {
+        Ok(self.start(request).await?.outcome().await)
+    }
+
+    /// Built-in rule: the flow's pool tag when that pool exists, else `default`.
+    fn choose_pool(&self, flow: &RegisteredFlow) -> &Arc<Pool> {
+        self.inner.pools.for_tag(flow.pool_tag.as_deref())
+    }
+}
+
+fn warn_if_over_map_limit(max_resident: u32) {
+    if let Some(fits) = engine::resident_capacity_under_map_limit() {
+        if u64::from(max_resident) > fits {
+            tracing::warn!(
+                "node.max-resident = {max_resident} but vm.max_map_count allows about {fits} resident instances \
+                 ({} mappings each); lower node.max-resident or raise vm.max_map_count",
+                engine::MAPPINGS_PER_INSTANCE
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Named, bounded pools and the choice of pool for a new instance.
+//!
+//! A [`Pool`] hands out [`Slot`]s: an instance executes guest code only while it
+//! holds one, and gives it back at every suspension point. Waiting for a slot is
+//! ordered by [`QueueClass`]; admission of new starts is bounded by the pool's queue.
+
+mod pool;
+mod pools;
+mod stats;
+
+pub use pool::{Admission, Pool, QueueClass, QueueFull, Slot};
+pub use pools::Pools;
+pub use stats::{PoolSnapshot, PoolStats};

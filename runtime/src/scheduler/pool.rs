@@ -1,0 +1,294 @@
+//! One named pool: `size` slots, a bounded admission queue, and waiters served by class.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use super::stats::PoolStats;
+
+/// Order in which waiters get a freed slot: every `High` waiter before any `Resume`
+/// waiter before any `Normal` waiter; first come, first served within a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueClass {
+    /// New starts with high priority.
+    High = 0,
+    /// Instances waking from a suspension point (a parent whose child finished).
+    Resume = 1,
+    /// New starts, and running instances that gave up their slot at a time-slice.
+    Normal = 2,
+}
+
+const CLASSES: usize = 3;
+
+/// A start was refused because the pool's queue is at capacity.
+#[derive(Debug, Error)]
+#[error("pool `{pool}` queue is full ({capacity} waiting)")]
+pub struct QueueFull {
+    /// The pool that refused.
+    pub pool: String,
+    /// Its queue capacity.
+    pub capacity: usize,
+}
+
+/// A named executor: at most `size` instances hold a slot at once.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    size: usize,
+    queue_capacity: usize,
+    state: Mutex<PoolState>,
+    stats: PoolStats,
+}
+
+#[derive(Debug)]
+struct PoolState {
+    free: usize,
+    waiters: [VecDeque<oneshot::Sender<Slot>>; CLASSES],
+    /// Admitted new starts that have not had their first slot yet.
+    queued: usize,
+}
+
+impl PoolState {
+    fn has_waiters(&self) -> bool {
+        self.waiters.iter().any(|q| !q.is_empty())
+    }
+}
+
+impl Pool {
+    /// A pool of `size` slots admitting at most `queue_capacity` waiting starts.
+    pub fn new(name: impl Into<String>, size: usize, queue_capacity: usize) -> Arc<Self> {
+        Arc::new(Pool {
+            name: name.into(),
+            size,
+            queue_capacity,
+            state: Mutex::new(PoolState { free: size, waiters: Default::default(), queued: 0 }),
+            stats: PoolStats::default(),
+        })
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Most instances executing guest code at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Most admitted starts waiting for a slot.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// The pool's live counters.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A panic while holding this lock leaves only counters behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admit a new start into the queue, or refuse at once when the queue is full.
+    /// The returned [`Admission`] holds the queue place until it gets a slot or is dropped.
+    pub fn admit(self: &Arc<Self>, class: QueueClass) -> Result<Admission, QueueFull> {
+        let mut state = self.lock();
+        if state.queued >= self.queue_capacity {
+            drop(state);
+            self.stats.rejected();
+            return Err(QueueFull { pool: self.name.clone(), capacity: self.queue_capacity });
+        }
+        state.queued += 1;
+        self.stats.queued(state.queued);
+        Ok(Admission { pool: Some(self.clone()), class })
+    }
+
+    /// Wait for a slot in `class`. Resumptions use this directly: they are never refused.
+    pub async fn acquire(self: &Arc<Self>, class: QueueClass) -> Slot {
+        let rx = {
+            let mut state = self.lock();
+            if state.free > 0 && !state.has_waiters() {
+                state.free -= 1;
+                return self.grant();
+            }
+            let (tx, rx) = oneshot::channel();
+            state.waiters[class as usize].push_back(tx);
+            rx
+        };
+        // The sender lives in this pool's state, which outlives every waiter holding an Arc to it;
+        // it is only dropped after a send, so the channel cannot close empty.
+        rx.await.expect("a pool never drops a waiter without handing it a slot")
+    }
+
+    /// Whether any instance waits for a slot now (a running instance should then yield its slot).
+    pub fn has_waiters(&self) -> bool {
+        self.lock().has_waiters()
+    }
+
+    fn grant(self: &Arc<Self>) -> Slot {
+        self.stats.slot_granted();
+        Slot { pool: self.clone(), armed: true }
+    }
+
+    /// Hand a freed slot to the first live waiter, or return it to the free count.
+    fn release(self: &Arc<Self>) {
+        self.stats.slot_released();
+        let mut state = self.lock();
+        for class in 0..CLASSES {
+            while let Some(tx) = state.waiters[class].pop_front() {
+                match tx.send(self.grant()) {
+                    Ok(()) => return,
+                    Err(mut unwanted) => {
+                        // The waiter gave up (its instance was dropped): this slot was never
+                        // held, so it must not release again on drop.
+                        unwanted.armed = false;
+                        self.stats.slot_released();
+                    }
+                }
+            }
+        }
+        state.free += 1;
+    }
+
+    pub(crate) fn note_preempted(&self) {
+        self.stats.preempted();
+    }
+}
+
+/// A place in a pool's admission queue, turned into a [`Slot`] by [`Admission::wait`].
+#[derive(Debug)]
+pub struct Admission {
+    pool: Option<Arc<Pool>>,
+    class: QueueClass,
+}
+
+impl Admission {
+    /// The pool this start was admitted to.
+    pub fn pool(&self) -> &Arc<Pool> {
+        self.pool.as_ref().expect("an admission holds its pool until it is consumed")
+    }
+
+    /// Wait for the first slot; leaves the admission queue when granted.
+    pub async fn wait(mut self) -> Slot {
+        let pool = self.pool.take().expect("an admission holds its pool until it is consumed");
+        let slot = pool.acquire(self.class).await;
+        pool.lock().queued -= 1;
+        slot
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.lock().queued -= 1;
+        }
+    }
+}
+
+/// The right to execute guest code in a pool. Dropping it frees the slot for the next waiter.
+#[derive(Debug)]
+pub struct Slot {
+    pool: Arc<Pool>,
+    armed: bool,
+}
+
+impl Slot {
+    /// The pool this slot belongs to.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Spawn a waiter that records its label when it gets a slot, then holds it until told.
+    fn waiter(
+        pool: &Arc<Pool>,
+        class: QueueClass,
+        label: &'static str,
+        order: &Arc<Mutex<Vec<&'static str>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (pool, order) = (pool.clone(), order.clone());
+        tokio::spawn(async move {
+            let slot = pool.acquire(class).await;
+            order.lock().unwrap().push(label);
+            drop(slot);
+        })
+    }
+
+    async fn until_waiting(pool: &Pool, n: usize) {
+        while pool.lock().waiters.iter().map(VecDeque::len).sum::<usize>() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn high_then_resume_then_normal_fifo_within_class() {
+        let pool = Pool::new("p", 1, 10);
+        let held = pool.acquire(QueueClass::Normal).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (class, label) in [
+            (QueueClass::Normal, "n1"),
+            (QueueClass::Resume, "r1"),
+            (QueueClass::Normal, "n2"),
+            (QueueClass::High, "h1"),
+            (QueueClass::Resume, "r2"),
+        ] {
+            tasks.push(waiter(&pool, class, label, &order));
+            until_waiting(&pool, tasks.len()).await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["h1", "r1", "r2", "n1", "n2"]);
+        assert_eq!(pool.stats().snapshot().peak_running, 1);
+    }
+
+    #[tokio::test]
+    async fn full_queue_refuses_and_counts() {
+        let pool = Pool::new("reporting", 1, 2);
+        let a = pool.admit(QueueClass::Normal).unwrap();
+        let _b = pool.admit(QueueClass::Normal).unwrap();
+        let err = pool.admit(QueueClass::Normal).unwrap_err();
+        assert_eq!(err.to_string(), "pool `reporting` queue is full (2 waiting)");
+        assert_eq!(pool.stats().snapshot().rejected, 1);
+        // A granted admission leaves the queue, making room.
+        let _slot = a.wait().await;
+        assert!(pool.admit(QueueClass::Normal).is_ok());
+    }
+
+    #[tokio::test]
+    async fn abandoned_waiter_does_not_leak_the_slot() {
+        let pool = Pool::new("p", 1, 10);
+        let held = pool.acquire(QueueClass::Normal).await;
+        let gone = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire(QueueClass::Normal).await }
+        });
+        until_waiting(&pool, 1).await;
+        gone.abort();
+        let _ = gone.await;
+        drop(held);
+        // The only slot must be free again.
+        let again = tokio::time::timeout(Duration::from_secs(5), pool.acquire(QueueClass::Normal)).await;
+        assert!(again.is_ok());
+        assert_eq!(pool.stats().snapshot().running, 1);
+    }
+}

@@ -1,0 +1,82 @@
+//! The node's set of pools and the built-in rule that places a flow in one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{DEFAULT_POOL, NodeConfig};
+
+use super::Pool;
+
+/// Every pool of a node, by name. A `default` pool always exists.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    by_name: BTreeMap<String, Arc<Pool>>,
+    default: Arc<Pool>,
+}
+
+impl Pools {
+    /// Build the pools a validated config names.
+    pub fn from_config(config: &NodeConfig) -> Self {
+        let by_name: BTreeMap<_, _> = config
+            .pools
+            .iter()
+            .map(|(name, p)| (name.clone(), Pool::new(name.clone(), p.size as usize, p.queue as usize)))
+            .collect();
+        let default = by_name
+            .get(DEFAULT_POOL)
+            .cloned()
+            .unwrap_or_else(|| Pool::new(DEFAULT_POOL, crate::config::default_pool_size() as usize, crate::config::DEFAULT_QUEUE));
+        let mut by_name = by_name;
+        by_name.entry(DEFAULT_POOL.into()).or_insert_with(|| default.clone());
+        Pools { by_name, default }
+    }
+
+    /// The pool named `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.by_name.get(name)
+    }
+
+    /// The `default` pool.
+    pub fn default_pool(&self) -> &Arc<Pool> {
+        &self.default
+    }
+
+    /// All pools, `default` last (the order of the startup line).
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.by_name.values().filter(|p| p.name() != DEFAULT_POOL).chain(std::iter::once(&self.default))
+    }
+
+    /// `Created flow thread pools: reporting(3), default(2)`: the startup line.
+    pub fn describe(&self) -> String {
+        let list: Vec<String> = self.iter().map(|p| format!("{}({})", p.name(), p.size())).collect();
+        format!("Created flow thread pools: {}", list.join(", "))
+    }
+
+    /// The pool a flow tagged `tag` runs in: the tagged pool when it exists, else `default`.
+    pub fn for_tag(&self, tag: Option<&str>) -> &Arc<Pool> {
+        tag.and_then(|t| self.get(t)).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn startup_line_lists_default_last() {
+        let text = "[pools.reporting]\nsize = 3\n[pools.default]\nsize = 20\n[pools.RPC-Origin]\nsize = 4\n";
+        let config = NodeConfig::parse(text, Path::new("n.toml"), Path::new(".")).unwrap();
+        let pools = Pools::from_config(&config);
+        assert_eq!(pools.describe(), "Created flow thread pools: RPC-Origin(4), reporting(3), default(20)");
+    }
+
+    #[test]
+    fn unknown_tag_falls_back_to_default() {
+        let config = NodeConfig::parse("[pools.a]\nsize = 1\n", Path::new("n.toml"), Path::new(".")).unwrap();
+        let pools = Pools::from_config(&config);
+        assert_eq!(pools.for_tag(Some("a")).name(), "a");
+        assert_eq!(pools.for_tag(Some("nope")).name(), "default");
+        assert_eq!(pools.for_tag(None).name(), "default");
+    }
+}
