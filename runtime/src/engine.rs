@@ -1,9 +1,16 @@
 //! The one wasmtime [`Engine`] of a node, its [`Linker`], and loading flow components.
 //!
 //! Choices, and why:
-//! - **Pooling allocator** sized by `max-resident`: instantiation in ~10 µs instead of ~25 µs,
-//!   and 2 memory mappings per instance instead of 5–7, which is what bounds how many
-//!   instances can be parked at once (`vm.max_map_count`), long before RAM does.
+//! - **On-demand allocator, not pooling.** What bounds how many instances can be parked is
+//!   `vm.max_map_count` (65530 here), long before RAM. The pooling allocator protects a guard
+//!   page for every stack slot up front (2 mappings per slot, parked or not) and splits a
+//!   mapping per active memory, so 20,000 resident instances need >80,000 mappings; it also
+//!   makes every node pay for its maximum at startup. On demand, with the settings below, an
+//!   instance costs 3 mappings (its memory, its fiber stack and the stack's guard page) only
+//!   while it lives. Instantiation is ~2x slower (tens of µs), measured in `sluice bench`.
+//! - **Linear memory sized exactly** (`memory_reservation(0)`, no guard region, may move on
+//!   growth): one mapping per memory instead of two. Bounds checks are explicit either way
+//!   with a reservation below 4 GiB. The per-flow cap is enforced by a store limiter.
 //! - **Copy-on-write memory init off**: CoW costs extra mappings per instance; our guests'
 //!   data segments are a few KiB, cheap to copy.
 //! - **Epoch interruption** ticking every [`EPOCH_TICK`]: a CPU-bound guest yields to the
@@ -11,10 +18,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, PoolingAllocationConfig};
+use wasmtime::{Config, Engine};
 
 use crate::bindings::{FlowPre, sluice::flow::host};
 use crate::component_cache::{CacheOutcome, ComponentCache, ContentHash};
@@ -29,10 +37,9 @@ pub const MAX_MEMORY_BYTES: usize = 64 << 20;
 const ASYNC_STACK_BYTES: usize = 512 << 10;
 /// Wasm may use up to this much of the fiber stack; host calls need the rest.
 const MAX_WASM_STACK_BYTES: usize = 256 << 10;
-/// Core instances a component may contain (Rust guests have 3–4: main plus shims).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-/// Memory mappings each resident instance costs with this configuration (measured).
-pub const MAPPINGS_PER_INSTANCE: u64 = 2;
+/// Memory mappings each resident instance costs with this configuration (measured by
+/// `sluice bench`: memory, fiber stack, stack guard page).
+pub const MAPPINGS_PER_INSTANCE: u64 = 3;
 
 /// A loaded flow component, ready to instantiate.
 #[derive(Clone)]
@@ -51,18 +58,27 @@ pub struct FlowEngine {
     linker: Linker<HostState>,
     cache: ComponentCache,
     max_resident: u32,
-    _ticker: Arc<EpochTicker>,
+    resident: Arc<AtomicU32>,
+}
+
+/// One live instance's share of `max-resident`; given back on drop.
+pub struct Resident(Arc<AtomicU32>);
+
+impl Drop for Resident {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl FlowEngine {
     /// An engine sized for `max_resident` live instances, caching compiled code in `cache`.
     pub fn new(max_resident: u32, cache: ComponentCache) -> wasmtime::Result<Self> {
-        let engine = Engine::new(&engine_config(max_resident))?;
+        let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
-        let ticker = EpochTicker::start(&engine);
-        Ok(FlowEngine { engine, linker, cache, max_resident, _ticker: ticker })
+        start_epoch_ticker(&engine);
+        Ok(FlowEngine { engine, linker, cache, max_resident, resident: Arc::default() })
     }
 
     /// The wasmtime engine.
@@ -73,6 +89,17 @@ impl FlowEngine {
     /// Most instances alive at once.
     pub fn max_resident(&self) -> u32 {
         self.max_resident
+    }
+
+    /// Take a place for one more live instance, or `None` when `max-resident` are alive.
+    pub fn reserve_resident(&self) -> Option<Resident> {
+        let taken = self.resident.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_resident).then_some(n + 1));
+        taken.ok().map(|_| Resident(self.resident.clone()))
+    }
+
+    /// Instances alive now (running or parked).
+    pub fn resident(&self) -> u32 {
+        self.resident.load(Ordering::Relaxed)
     }
 
     /// Load the component at `path` and check it implements the `flow` world.
@@ -89,46 +116,33 @@ impl FlowEngine {
     }
 }
 
-fn engine_config(max_resident: u32) -> Config {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(max_resident)
-        .total_core_instances(max_resident.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
-        .total_memories(max_resident)
-        .total_tables(max_resident.saturating_mul(2))
-        .total_stacks(max_resident)
-        .max_memory_size(MAX_MEMORY_BYTES)
-        .max_tables_per_module(2);
+fn engine_config() -> Config {
     let mut config = Config::new();
     config
-        .allocation_strategy(pool)
         .epoch_interruption(true)
         .memory_init_cow(false)
-        .memory_reservation(MAX_MEMORY_BYTES as u64)
-        .memory_guard_size(64 << 10)
+        .memory_reservation(0)
+        .memory_guard_size(0)
         .memory_reservation_for_growth(0)
+        .memory_may_move(true)
         .async_stack_size(ASYNC_STACK_BYTES)
         .max_wasm_stack(MAX_WASM_STACK_BYTES);
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a small thread of its own, until
+/// Advance the engine's epoch every [`EPOCH_TICK`] on a small thread of its own, until
 /// the engine is gone.
-struct EpochTicker;
-
-impl EpochTicker {
-    fn start(engine: &Engine) -> Arc<Self> {
-        let weak = engine.weak();
-        let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the epoch thread; CPU-bound flows will not be preempted: {e}");
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
         }
-        Arc::new(EpochTicker)
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch thread; CPU-bound flows will not be preempted: {e}");
     }
 }
 

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+
+use crate::engine::MAX_MEMORY_BYTES;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -71,6 +74,7 @@ pub struct HostState {
     pool: Arc<Pool>,
     slot: SlotHolder,
     children: HashMap<String, FlowHandle>,
+    limits: StoreLimits,
 }
 
 impl HostState {
@@ -79,7 +83,13 @@ impl HostState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // No preopens, no env, no args, no network: the guest gets only our interfaces.
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        HostState { wasi, table: ResourceTable::new(), stderr, node, info, pool, slot, children: HashMap::new() }
+        let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).trap_on_grow_failure(true).build();
+        HostState { wasi, table: ResourceTable::new(), stderr, node, info, pool, slot, children: HashMap::new(), limits }
+    }
+
+    /// The store limiter: caps this instance's linear memory.
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
     }
 
     /// The pool this instance runs in.

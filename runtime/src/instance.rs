@@ -20,8 +20,16 @@ pub(crate) async fn run(node: Node, flow: Arc<RegisteredFlow>, admission: Admiss
     async move {
         let slot = SlotHolder::new(admission.wait().await);
         pool.stats().started();
+        let Some(_resident) = node.engine().reserve_resident() else {
+            let max = node.engine().max_resident();
+            let e = FlowError::Failed(format!("node.max-resident ({max}) instances are alive; raise node.max-resident"));
+            tracing::error!("{e}");
+            pool.stats().finished(false);
+            return Err(e);
+        };
         let info = InstanceInfo { id: invocation.id.clone(), flow: flow.name.clone(), priority: invocation.priority };
         let mut store = Store::new(node.engine().engine(), HostState::new(node.clone(), info, pool.clone(), slot));
+        store.limiter(|state| state.limits());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(time_slice);
         let outcome = execute(&mut store, &flow, &invocation, &input).await;

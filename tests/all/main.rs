@@ -1,1 +1,8 @@
+//! Integration tests: each one runs real guest components (built by
+//! `scripts/build-guests.sh`) through a real node.
 
+mod cli;
+mod failures;
+mod parking;
+mod pools;
+mod support;
