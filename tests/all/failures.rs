@@ -13,7 +13,7 @@ async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
     });
     let hellos = (0..8).map(|i| {
         let node = node.clone();
-        tokio::spawn(async move { run(&node, "hello", json!({ "name": i })).await })
+        tokio::spawn(async move { run(&node, "hello", json!({ "name": i.to_string() })).await })
     });
     let (traps, hellos): (Vec<_>, Vec<_>) = (futures_join(traps).await, futures_join(hellos).await);
     for (i, out) in traps.into_iter().enumerate() {

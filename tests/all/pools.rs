@@ -16,7 +16,7 @@ async fn never_more_than_size_instances_run_guest_code() {
         let (flow, input) = match i % 3 {
             0 => ("spin", json!({ "ms": 20 })),
             1 => ("sleeper", json!({ "ms": 5, "times": 3 })),
-            _ => ("fanout", json!({ "n": 5, "child": "spin" })),
+            _ => ("fanout", json!({ "n": 5, "child": "spin", "input": { "ms": 10 } })),
         };
         let input = serde_json::to_vec(&input).unwrap();
         handles.push(node.start(StartRequest::rpc(flow, input, "test")).await.unwrap());
@@ -54,7 +54,7 @@ async fn a_full_queue_refuses_at_once_leaves_no_trace_and_counts() {
     let config = format!("[pools.tiny]\nsize = 1\nqueue = 2\n{}{}", flow_entry("spin", "tiny"), flow_entry("hello", "tiny"));
     let node = node(&config);
     let pool = node.pools().get("tiny").unwrap().clone();
-    let spin = node.start(StartRequest::rpc("spin", br#"{"ms":200}"#.to_vec(), "test")).await.unwrap();
+    let spin = node.start(StartRequest::rpc("spin", br#"{"ms":2000}"#.to_vec(), "test")).await.unwrap();
     until("spin holds the only slot", Duration::from_secs(30), || pool.stats().snapshot().running == 1).await;
     let hello = || StartRequest::rpc("hello", br#"{"name":"q"}"#.to_vec(), "test");
     let queued = [node.start(hello()).await.unwrap(), node.start(hello()).await.unwrap()];

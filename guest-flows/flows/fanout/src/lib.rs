@@ -1,6 +1,7 @@
 //! `fanout`: starts `n` children of flow `child` (default `hello`), then awaits them all.
 //!
-//! With `"parallel": true` it uses one `parallel` host call instead of `start` + `join`.
+//! Each child gets `input` when given, else `{"name": "child-<i>"}`. With `"parallel": true`
+//! it uses one `parallel` host call instead of `start` + `join`.
 //! The output lists the children's outputs in the order they were started.
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,8 @@ struct Input {
     n: u32,
     #[serde(default = "default_child")]
     child: String,
+    #[serde(default)]
+    input: Option<Value>,
     #[serde(default)]
     parallel: bool,
 }
@@ -26,7 +29,9 @@ struct Output {
 }
 
 fn fanout(ctx: &Ctx, input: Input) -> Result<Output> {
-    let inputs: Vec<Value> = (0..input.n).map(|i| json!({ "name": format!("child-{i}") })).collect();
+    let inputs: Vec<Value> = (0..input.n)
+        .map(|i| input.input.clone().unwrap_or_else(|| json!({ "name": format!("child-{i}") })))
+        .collect();
     let results = if input.parallel {
         ctx.parallel::<Value, Value>(&input.child, &inputs)?.into_iter().collect::<Result<Vec<_>>>()?
     } else {
