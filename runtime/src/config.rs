@@ -126,8 +126,8 @@ impl NodeConfig {
 
     /// Parse and validate TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
-        let mut config: NodeConfig = toml::from_str(text)
-            .map_err(|e| ConfigError { path: path.into(), message: e.to_string().trim_end().to_string() })?;
+        let mut config: NodeConfig =
+            toml::from_str(text).map_err(|e| ConfigError { path: path.into(), message: one_line(&e, text) })?;
         config.base_dir = base_dir.to_path_buf();
         config.validate().map_err(|message| ConfigError { path: path.into(), message })?;
         Ok(config)
@@ -169,6 +169,17 @@ impl NodeConfig {
     pub fn component_path(&self, flow: &FlowConfig) -> PathBuf {
         self.base_dir.join(&flow.component)
     }
+}
+
+/// A TOML error on one line: `line L, column C (`the line`): message`.
+pub fn one_line(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else { return message.to_string() };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let source = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!("line {line}, column {column} (`{source}`): {message}")
 }
 
 /// Size of the `default` pool when the config does not define it: one slot per core.
