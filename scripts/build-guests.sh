@@ -3,5 +3,6 @@
 # The components land in guest-flows/target/wasm32-wasip2/release/<name>.wasm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rustup target add wasm32-wasip2 >/dev/null
-cargo build --manifest-path guest-flows/Cargo.toml --target wasm32-wasip2 --release "$@"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+# Guests keep their own target dir, whatever CARGO_TARGET_DIR the host build uses.
+cargo build --manifest-path guest-flows/Cargo.toml --target-dir guest-flows/target --target wasm32-wasip2 --release "$@"

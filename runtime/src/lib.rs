@@ -9,6 +9,7 @@
 //! Data flows one way: [`Node::start`] → [`scheduler`] → [`instance`] → [`host`] calls
 //! → scheduler (children, timers).
 
+pub mod bench;
 pub mod bindings;
 pub mod component_cache;
 pub mod config;

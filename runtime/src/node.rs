@@ -132,6 +132,11 @@ impl Node {
         &self.inner.identity
     }
 
+    /// A registered (or findable) flow, loaded.
+    pub(crate) async fn registry_flow(&self, name: &str) -> Result<Arc<RegisteredFlow>, StartError> {
+        self.inner.registry.resolve(&self.inner.engine, name).await
+    }
+
     pub(crate) fn engine(&self) -> &FlowEngine {
         &self.inner.engine
     }

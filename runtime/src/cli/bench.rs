@@ -1,4 +1,57 @@
+//! `sluice bench`: the core figures (start overhead, park/resume, memory per parked flow).
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use sluice::bench;
+
+/// Measure the runtime's core figures on this machine (build with --release).
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
-pub fn run(_a: BenchArgs) -> anyhow::Result<ExitCode> { Ok(ExitCode::SUCCESS) }
+pub struct BenchArgs {
+    /// Directory holding the built guest components.
+    #[arg(long, default_value_os_t = bench::default_guests_dir())]
+    guests: PathBuf,
+    /// Samples for each latency figure.
+    #[arg(long, default_value_t = 5000)]
+    iterations: usize,
+    /// Concurrent starters for the throughput figure.
+    #[arg(long, default_value_t = 64)]
+    starters: usize,
+    /// Counts of parked instances to measure memory at.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
+    parked: Vec<u64>,
+    /// Internal: measure one parked count in this process and print it as JSON.
+    #[arg(long, hide = true)]
+    parked_child: Option<u64>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = super::runtime()?;
+    if let Some(count) = args.parked_child {
+        let figures = runtime.block_on(bench::parked(&args.guests, count))?;
+        println!("{}", serde_json::to_string(&figures)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; figures mean little (cargo run --release -- bench)");
+    }
+    let c = runtime.block_on(bench::core(&args.guests, args.iterations, args.starters))?;
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+    println!("(a) bare wasmtime: store+instantiate+run+drop   median {:>8.1} µs   p99 {:>8.1} µs", us(c.bare_median), us(c.bare_p99));
+    println!("(b) trivial flow through sluice                  median {:>8.1} µs   p99 {:>8.1} µs", us(c.flow_median), us(c.flow_p99));
+    println!("    ratio (b)/(a) at the median                  {:>8.2}x", us(c.flow_median) / us(c.bare_median));
+    println!("    throughput, {} concurrent starters            {:>8.0} flows/s", args.starters, c.flows_per_sec);
+    println!("(c) park/resume round trip (sleep 0)             {:>8.2} µs", us(c.park_resume));
+    let exe = std::env::current_exe()?;
+    for count in args.parked {
+        let p = bench::parked_in_child(&exe, &args.guests, count)?;
+        println!(
+            "(d) {:>6} parked: {:>6.1} KiB RSS and {:.2} mappings per parked instance{}",
+            count,
+            p.rss_per_instance as f64 / 1024.0,
+            p.maps_per_instance,
+            if p.all_parked { String::new() } else { format!("  (only {} parked!)", p.parked) }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

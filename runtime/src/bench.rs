@@ -1,0 +1,195 @@
+//! `sluice bench`: the core figures in one run, printed as medians and ratios.
+//!
+//! (a) bare wasmtime: new store, instantiate, call a trivial `run`, drop — the baseline;
+//! (b) a trivial flow started and awaited through the node, sequentially and with many
+//!     concurrent starters; (c) one park/resume round trip; (d) resident memory and memory
+//!     mappings per parked instance (measured in a child process per count, so each count
+//!     starts from a clean heap).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use crate::bindings::{Invocation, Origin, Priority};
+use crate::config::NodeConfig;
+use crate::host::{HostState, InstanceInfo, SlotHolder};
+use crate::node::{Node, StartRequest};
+use crate::scheduler::{Pool, QueueClass};
+
+/// Figures of (a)–(c).
+#[derive(Debug, Clone, Copy)]
+pub struct CoreFigures {
+    /// (a) median of new store + instantiate + call + drop, bare.
+    pub bare_median: Duration,
+    /// (a) 99th percentile of the same.
+    pub bare_p99: Duration,
+    /// (b) median of one trivial flow started and awaited through the node.
+    pub flow_median: Duration,
+    /// (b) 99th percentile of the same.
+    pub flow_p99: Duration,
+    /// (b) trivial flows per second with `starters` concurrent starters.
+    pub flows_per_sec: f64,
+    /// (c) one park/resume round trip (a `sleep(0)` inside a running flow).
+    pub park_resume: Duration,
+}
+
+/// Figures of (d) for one count of parked instances.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct ParkedFigures {
+    /// Instances parked at once.
+    pub parked: u64,
+    /// Resident memory added per parked instance, bytes.
+    pub rss_per_instance: u64,
+    /// Memory mappings added per parked instance.
+    pub maps_per_instance: f64,
+    /// Whether every instance parked (false: the figure is for those that did).
+    pub all_parked: bool,
+}
+
+fn node_for(guests: &Path, max_resident: u32) -> anyhow::Result<Node> {
+    let text = format!("[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = {}\n", max_resident.max(10_000));
+    let config = NodeConfig::parse(&text, Path::new("<bench>"), Path::new("."))?;
+    let node = Node::new(&config)?;
+    node.add_search_dir(guests.to_path_buf());
+    Ok(node)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Measure (a), (b) and (c) with `iterations` samples each and `starters` concurrent starters.
+pub async fn core(guests: &Path, iterations: usize, starters: usize) -> anyhow::Result<CoreFigures> {
+    let node = node_for(guests, 20_000)?;
+    let noop = StartRequest::rpc("noop", b"{}".to_vec(), "bench");
+    node.run(noop.clone()).await??; // load and compile before timing
+
+    // (a) bare: the same engine, linker and host state, without pools or tasks.
+    let flow = node.registry_flow("noop").await?;
+    let pool = Pool::new("bare", 1, 1);
+    let invocation = Invocation {
+        id: "bench".into(),
+        flow: "noop".into(),
+        origin: Origin::Rpc("bench".into()),
+        priority: Priority::Normal,
+        our_identity: "bench".into(),
+    };
+    let mut bare = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let slot = SlotHolder::new(pool.acquire(QueueClass::Normal).await);
+        let t = Instant::now();
+        let info = InstanceInfo { id: "bench".into(), flow: "noop".into(), priority: Priority::Normal };
+        let mut store = Store::new(node.engine().engine(), HostState::new(node.clone(), info, pool.clone(), slot));
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = flow.component.pre.instantiate_async(&mut store).await?;
+        let out = instance.call_run(&mut store, &invocation, b"{}").await?;
+        drop(store);
+        bare.push(t.elapsed());
+        anyhow::ensure!(out.is_ok(), "noop failed");
+    }
+    bare.sort();
+
+    // (b) sequential, through the node.
+    let mut through = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        node.run(noop.clone()).await??;
+        through.push(t.elapsed());
+    }
+    through.sort();
+
+    // (b) throughput with concurrent starters.
+    let per_starter = iterations.max(starters) / starters;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..starters)
+        .map(|_| {
+            let (node, noop) = (node.clone(), noop.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_starter {
+                    node.run(noop.clone()).await??;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let flows_per_sec = (per_starter * starters) as f64 / t.elapsed().as_secs_f64();
+
+    // (c) park/resume: one flow sleeping 0 ms `iterations` times, minus a flow sleeping never.
+    let sleeps = |times: usize| StartRequest::rpc("sleeper", format!("{{\"ms\":0,\"times\":{times}}}").into_bytes(), "bench");
+    node.run(sleeps(1)).await??;
+    let t = Instant::now();
+    node.run(sleeps(0)).await??;
+    let base = t.elapsed();
+    let t = Instant::now();
+    node.run(sleeps(iterations)).await??;
+    let park_resume = t.elapsed().saturating_sub(base) / iterations as u32;
+
+    Ok(CoreFigures {
+        bare_median: percentile(&bare, 0.5),
+        bare_p99: percentile(&bare, 0.99),
+        flow_median: percentile(&through, 0.5),
+        flow_p99: percentile(&through, 0.99),
+        flows_per_sec,
+        park_resume,
+    })
+}
+
+/// (d) in this process: park `count` sleepers and measure what they added.
+pub async fn parked(guests: &Path, count: u64) -> anyhow::Result<ParkedFigures> {
+    let node = node_for(guests, u32::try_from(count + 100)?)?;
+    let pool = node.pools().default_pool().clone();
+    node.run(StartRequest::rpc("sleeper", b"{\"ms\":0}".to_vec(), "bench")).await??;
+    let (rss0, maps0) = (rss_bytes()?, map_count()?);
+    let mut handles = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        handles.push(node.start(StartRequest::rpc("sleeper", b"{\"ms\":3600000}".to_vec(), "bench")).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let s = pool.stats().snapshot();
+        if s.parked as u64 == count || s.failed > 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = pool.stats().snapshot().parked as u64;
+    let (rss1, maps1) = (rss_bytes()?, map_count()?);
+    let per = parked.max(1);
+    Ok(ParkedFigures {
+        parked,
+        rss_per_instance: rss1.saturating_sub(rss0) / per,
+        maps_per_instance: maps1.saturating_sub(maps0) as f64 / per as f64,
+        all_parked: parked == count,
+    })
+}
+
+/// (d) in a child process (`sluice bench --parked-child N`), so each count starts clean.
+pub fn parked_in_child(exe: &Path, guests: &Path, count: u64) -> anyhow::Result<ParkedFigures> {
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--guests"])
+        .arg(guests)
+        .args(["--parked-child", &count.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "parked child failed: {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(line.trim())?)
+}
+
+fn rss_bytes() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    Ok(pages * 4096)
+}
+
+fn map_count() -> anyhow::Result<u64> {
+    Ok(std::fs::read_to_string("/proc/self/maps")?.lines().count() as u64)
+}
+
+/// The default place `scripts/build-guests.sh` puts guest components.
+pub fn default_guests_dir() -> PathBuf {
+    PathBuf::from("guest-flows/target/wasm32-wasip2/release")
+}
