@@ -48,7 +48,10 @@ pub struct ParkedFigures {
 }
 
 fn node_for(guests: &Path, max_resident: u32) -> anyhow::Result<Node> {
-    let text = format!("[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = {}\n", max_resident.max(10_000));
+    let text = format!(
+        "[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = {}\n",
+        max_resident.max(10_000)
+    );
     let config = NodeConfig::parse(&text, Path::new("<bench>"), Path::new("."))?;
     let node = Node::new(&config)?;
     node.add_search_dir(guests.to_path_buf());
@@ -60,7 +63,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Measure (a), (b) and (c) with `iterations` samples each and `starters` concurrent starters.
-pub async fn core(guests: &Path, iterations: usize, starters: usize) -> anyhow::Result<CoreFigures> {
+pub async fn core(
+    guests: &Path,
+    iterations: usize,
+    starters: usize,
+) -> anyhow::Result<CoreFigures> {
     let node = node_for(guests, 20_000)?;
     let noop = StartRequest::rpc("noop", b"{}".to_vec(), "bench");
     node.run(noop.clone()).await??; // load and compile before timing
@@ -79,8 +86,15 @@ pub async fn core(guests: &Path, iterations: usize, starters: usize) -> anyhow::
     for _ in 0..iterations {
         let slot = SlotHolder::new(pool.acquire(QueueClass::Normal).await);
         let t = Instant::now();
-        let info = InstanceInfo { id: "bench".into(), flow: "noop".into(), priority: Priority::Normal };
-        let mut store = Store::new(node.engine().engine(), HostState::new(node.clone(), info, pool.clone(), slot));
+        let info = InstanceInfo {
+            id: "bench".into(),
+            flow: "noop".into(),
+            priority: Priority::Normal,
+        };
+        let mut store = Store::new(
+            node.engine().engine(),
+            HostState::new(node.clone(), info, pool.clone(), slot),
+        );
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = flow.component.pre.instantiate_async(&mut store).await?;
         let out = instance.call_run(&mut store, &invocation, b"{}").await?;
@@ -119,7 +133,13 @@ pub async fn core(guests: &Path, iterations: usize, starters: usize) -> anyhow::
     let flows_per_sec = (per_starter * starters) as f64 / t.elapsed().as_secs_f64();
 
     // (c) park/resume: one flow sleeping 0 ms `iterations` times, minus a flow sleeping never.
-    let sleeps = |times: usize| StartRequest::rpc("sleeper", format!("{{\"ms\":0,\"times\":{times}}}").into_bytes(), "bench");
+    let sleeps = |times: usize| {
+        StartRequest::rpc(
+            "sleeper",
+            format!("{{\"ms\":0,\"times\":{times}}}").into_bytes(),
+            "bench",
+        )
+    };
     node.run(sleeps(1)).await??;
     let t = Instant::now();
     node.run(sleeps(0)).await??;
@@ -142,11 +162,23 @@ pub async fn core(guests: &Path, iterations: usize, starters: usize) -> anyhow::
 pub async fn parked(guests: &Path, count: u64) -> anyhow::Result<ParkedFigures> {
     let node = node_for(guests, u32::try_from(count + 100)?)?;
     let pool = node.pools().default_pool().clone();
-    node.run(StartRequest::rpc("sleeper", b"{\"ms\":0}".to_vec(), "bench")).await??;
+    node.run(StartRequest::rpc(
+        "sleeper",
+        b"{\"ms\":0}".to_vec(),
+        "bench",
+    ))
+    .await??;
     let (rss0, maps0) = (rss_bytes()?, map_count()?);
     let mut handles = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        handles.push(node.start(StartRequest::rpc("sleeper", b"{\"ms\":3600000}".to_vec(), "bench")).await?);
+        handles.push(
+            node.start(StartRequest::rpc(
+                "sleeper",
+                b"{\"ms\":3600000}".to_vec(),
+                "bench",
+            ))
+            .await?,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -174,7 +206,11 @@ pub fn parked_in_child(exe: &Path, guests: &Path, count: u64) -> anyhow::Result<
         .arg(guests)
         .args(["--parked-child", &count.to_string()])
         .output()?;
-    anyhow::ensure!(out.status.success(), "parked child failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "parked child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8_lossy(&out.stdout);
     Ok(serde_json::from_str(line.trim())?)
 }

@@ -43,8 +43,15 @@ impl ComponentCache {
     }
 
     /// Read, check and compile (or fetch from cache) the component at `path`.
-    pub fn load(&self, engine: &Engine, path: &Path) -> Result<(Component, ContentHash, CacheOutcome), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+    pub fn load(
+        &self,
+        engine: &Engine,
+        path: &Path,
+    ) -> Result<(Component, ContentHash, CacheOutcome), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
         check_header(&bytes, path)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         let Some(dir) = &self.dir else {
@@ -57,7 +64,9 @@ impl ComponentCache {
             // to deserialize (checked header and version) and is recompiled below.
             match unsafe { Component::deserialize_file(engine, &artifact) } {
                 Ok(component) => return Ok((component, hash, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(artifact = %artifact.display(), "recompiling: cached artifact unusable: {e}"),
+                Err(e) => {
+                    tracing::warn!(artifact = %artifact.display(), "recompiling: cached artifact unusable: {e}")
+                }
             }
         }
         let component = compile(engine, &bytes, path)?;
@@ -67,7 +76,7 @@ impl ComponentCache {
 }
 
 /// Tell "not Wasm" and "a core module" apart from a component before compiling.
-fn check_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
+pub(crate) fn check_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
         return Err(LoadError::NotWasm { path: path.into() });
     }
@@ -79,16 +88,25 @@ fn check_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
 }
 
 fn compile(engine: &Engine, bytes: &[u8], path: &Path) -> Result<Component, LoadError> {
-    Component::new(engine, bytes).map_err(|e| LoadError::Invalid { path: path.into(), reason: format!("{e:#}") })
+    Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        path: path.into(),
+        reason: format!("{e:#}"),
+    })
 }
 
 /// Write atomically (temp file + rename) so a crash never leaves a half artifact.
 fn store(dir: &Path, artifact: &Path, component: &Component) -> Result<(), LoadError> {
-    let cache_err = |reason: String| LoadError::Cache { path: dir.into(), reason };
+    let cache_err = |reason: String| LoadError::Cache {
+        path: dir.into(),
+        reason,
+    };
     std::fs::create_dir_all(dir).map_err(|e| cache_err(format!("cannot create: {e}")))?;
-    let serialized = component.serialize().map_err(|e| cache_err(format!("cannot serialize: {e}")))?;
+    let serialized = component
+        .serialize()
+        .map_err(|e| cache_err(format!("cannot serialize: {e}")))?;
     let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, serialized).map_err(|e| cache_err(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::write(&tmp, serialized)
+        .map_err(|e| cache_err(format!("cannot write {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, artifact).map_err(|e| cache_err(format!("cannot rename into place: {e}")))
 }
 
@@ -106,8 +124,14 @@ mod tests {
     #[test]
     fn header_checks() {
         let p = Path::new("x.wasm");
-        assert!(matches!(check_header(b"hello world", p), Err(LoadError::NotWasm { .. })));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0", p), Err(LoadError::CoreModule { .. })));
+        assert!(matches!(
+            check_header(b"hello world", p),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0", p),
+            Err(LoadError::CoreModule { .. })
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0", p).is_ok());
     }
 }

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     /// Flows registered by name.
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    /// A custom scheduler mapper component, replacing the built-in rules.
+    #[serde(default)]
+    pub mapper: Option<MapperConfig>,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -75,7 +78,11 @@ pub struct NodeSection {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { identity: default_identity(), max_resident: default_max_resident(), cache_dir: None }
+        NodeSection {
+            identity: default_identity(),
+            max_resident: default_max_resident(),
+            cache_dir: None,
+        }
     }
 }
 
@@ -96,6 +103,52 @@ pub struct PoolConfig {
     /// Most admitted instances waiting for a slot; a start beyond it is rejected.
     #[serde(default = "default_queue")]
     pub queue: i64,
+    /// Wall-clock limit of every instance in this pool, from admission (e.g. "30s").
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
+    /// Whether a CPU-bound instance gives its slot up to waiting work at every epoch tick.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A wall-clock duration written like `30s`, `500ms` or `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Timeout(#[serde(serialize_with = "serialize_duration")] pub std::time::Duration);
+
+fn serialize_duration<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\""
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a timeout must be longer than zero",
+            ));
+        }
+        Ok(Timeout(duration))
+    }
+}
+
+/// `[mapper]`: a component implementing the `mapper` world.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MapperConfig {
+    /// Path of the mapper component, relative to the config file.
+    pub component: PathBuf,
 }
 
 fn default_queue() -> i64 {
@@ -113,23 +166,33 @@ pub struct FlowConfig {
     /// The pool this flow is tagged to (the `@FlowThreadPool` of Corda).
     #[serde(default)]
     pub pool: Option<String>,
+    /// Wall-clock limit of each instance of this flow; overrides its pool's.
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
 }
 
 impl NodeConfig {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { path: path.into(), message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.into(),
+            message: format!("cannot read: {e}"),
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, path, &base)
     }
 
     /// Parse and validate TOML text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
-        let mut config: NodeConfig =
-            toml::from_str(text).map_err(|e| ConfigError { path: path.into(), message: one_line(&e, text) })?;
+        let mut config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.into(),
+            message: one_line(&e, text),
+        })?;
         config.base_dir = base_dir.to_path_buf();
-        config.validate().map_err(|message| ConfigError { path: path.into(), message })?;
+        config.validate().map_err(|message| ConfigError {
+            path: path.into(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -140,13 +203,19 @@ impl NodeConfig {
                 return Err("pools: a pool name must not be empty".into());
             }
             if pool.size < 1 {
-                return Err(format!("pools.{name}.size = {}: must be at least 1", pool.size));
+                return Err(format!(
+                    "pools.{name}.size = {}: must be at least 1",
+                    pool.size
+                ));
             }
             if pool.size > 4096 {
                 return Err(format!("pools.{name}.size = {}: at most 4096", pool.size));
             }
             if pool.queue < 1 {
-                return Err(format!("pools.{name}.queue = {}: must be at least 1", pool.queue));
+                return Err(format!(
+                    "pools.{name}.queue = {}: must be at least 1",
+                    pool.queue
+                ));
             }
         }
         if self.node.max_resident < 1 {
@@ -158,23 +227,33 @@ impl NodeConfig {
                 return Err(format!("flows[{i}].name: must not be empty"));
             }
             if !seen.insert(flow.name.as_str()) {
-                return Err(format!("flows[{i}].name = \"{}\": duplicate flow name", flow.name));
+                return Err(format!(
+                    "flows[{i}].name = \"{}\": duplicate flow name",
+                    flow.name
+                ));
             }
         }
-        self.pools.entry(DEFAULT_POOL.into()).or_insert(PoolConfig { size: default_pool_size(), queue: default_queue() });
+        self.pools.entry(DEFAULT_POOL.into()).or_insert(PoolConfig {
+            size: default_pool_size(),
+            queue: default_queue(),
+            timeout: None,
+            preempt: true,
+        });
         Ok(())
     }
 
-    /// The component path of a flow entry, resolved against the config file's directory.
-    pub fn component_path(&self, flow: &FlowConfig) -> PathBuf {
-        self.base_dir.join(&flow.component)
+    /// A path from this file, resolved against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
     }
 }
 
 /// A TOML error on one line: `line L, column C (`the line`): message`.
 pub fn one_line(error: &toml::de::Error, text: &str) -> String {
     let message = error.message().trim_end();
-    let Some(span) = error.span() else { return message.to_string() };
+    let Some(span) = error.span() else {
+        return message.to_string();
+    };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -184,7 +263,9 @@ pub fn one_line(error: &toml::de::Error, text: &str) -> String {
 
 /// Size of the `default` pool when the config does not define it: one slot per core.
 pub fn default_pool_size() -> i64 {
-    std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(2)
 }
 
 #[cfg(test)]
@@ -198,13 +279,23 @@ mod tests {
     #[test]
     fn default_pool_is_added() {
         let c = parse("[pools.reporting]\nsize = 3\n").unwrap();
-        assert_eq!(c.pools["reporting"], PoolConfig { size: 3, queue: DEFAULT_QUEUE as i64 });
+        assert_eq!(
+            c.pools["reporting"],
+            PoolConfig {
+                size: 3,
+                queue: DEFAULT_QUEUE as i64,
+                timeout: None,
+                preempt: true
+            }
+        );
         assert!(c.pools.contains_key(DEFAULT_POOL));
     }
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let e = parse("[pools.default]\nsize = 1\nthreads = 4\n").unwrap_err().to_string();
+        let e = parse("[pools.default]\nsize = 1\nthreads = 4\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("node.toml"), "{e}");
         assert!(e.contains("threads"), "{e}");
         assert!(e.contains("line 3"), "{e}");
@@ -216,13 +307,37 @@ mod tests {
         assert!(e.contains("pools.a.size = 0"), "{e}");
         let e = parse("[pools.a]\nsize = -2\n").unwrap_err().to_string();
         assert!(e.contains("pools.a.size = -2"), "{e}");
-        let e = parse("[pools.a]\nsize = 1\nqueue = 0\n").unwrap_err().to_string();
+        let e = parse("[pools.a]\nsize = 1\nqueue = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pools.a.queue = 0"), "{e}");
     }
 
     #[test]
+    fn timeouts_parse_and_bad_ones_name_the_key() {
+        let c = parse("[pools.a]\nsize = 1\ntimeout = \"1m 30s\"\n").unwrap();
+        assert_eq!(
+            c.pools["a"].timeout,
+            Some(Timeout(std::time::Duration::from_secs(90)))
+        );
+        let e = parse("[pools.a]\nsize = 1\ntimeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3") && e.contains("`soon` is not a duration"),
+            "{e}"
+        );
+        let e = parse("[pools.a]\nsize = 1\ntimeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("longer than zero"), "{e}");
+    }
+
+    #[test]
     fn duplicate_pool_and_flow_names_are_rejected() {
-        let e = parse("[pools.a]\nsize = 1\n[pools.a]\nsize = 2\n").unwrap_err().to_string();
+        let e = parse("[pools.a]\nsize = 1\n[pools.a]\nsize = 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("duplicate"), "{e}");
         let flows = "[[flows]]\nname = \"x\"\ncomponent = \"a.wasm\"\n[[flows]]\nname = \"x\"\ncomponent = \"b.wasm\"\n";
         let e = parse(flows).unwrap_err().to_string();

@@ -78,7 +78,13 @@ impl FlowEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
         start_epoch_ticker(&engine);
-        Ok(FlowEngine { engine, linker, cache, max_resident, resident: Arc::default() })
+        Ok(FlowEngine {
+            engine,
+            linker,
+            cache,
+            max_resident,
+            resident: Arc::default(),
+        })
     }
 
     /// The wasmtime engine.
@@ -93,7 +99,11 @@ impl FlowEngine {
 
     /// Take a place for one more live instance, or `None` when `max-resident` are alive.
     pub fn reserve_resident(&self) -> Option<Resident> {
-        let taken = self.resident.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_resident).then_some(n + 1));
+        let taken = self
+            .resident
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_resident).then_some(n + 1)
+            });
         taken.ok().map(|_| Resident(self.resident.clone()))
     }
 
@@ -110,8 +120,14 @@ impl FlowEngine {
     }
 
     fn prepare(&self, component: &Component, path: &Path) -> Result<FlowPre<HostState>, LoadError> {
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: format!("{e:#}") };
-        let pre = self.linker.instantiate_pre(component).map_err(wrong_world)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.into(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(wrong_world)?;
         FlowPre::new(pre).map_err(wrong_world)
     }
 }
@@ -134,21 +150,29 @@ fn engine_config() -> Config {
 /// the engine is gone.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
     if let Err(e) = spawned {
-        tracing::error!("cannot start the epoch thread; CPU-bound flows will not be preempted: {e}");
+        tracing::error!(
+            "cannot start the epoch thread; CPU-bound flows will not be preempted: {e}"
+        );
     }
 }
 
 /// How many resident instances fit under the kernel's `vm.max_map_count`, if it can be read.
 pub fn resident_capacity_under_map_limit() -> Option<u64> {
-    let limit: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()?;
+    let limit: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     // Leave room for the process's own mappings (libraries, heap, thread stacks, code).
     Some(limit.saturating_sub(4096) / MAPPINGS_PER_INSTANCE)
 }

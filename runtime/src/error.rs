@@ -26,12 +26,17 @@ pub enum FlowError {
 pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The bytes are not WebAssembly at all.
     #[error("{path} is not a WebAssembly file (no \\0asm header)")]
     NotWasm { path: PathBuf },
     /// A core module where a component was expected.
-    #[error("{path} is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    #[error(
+        "{path} is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
     CoreModule { path: PathBuf },
     /// Compilation failed (malformed or unsupported component).
     #[error("{path} is not a valid component: {reason}")]
@@ -55,7 +60,11 @@ pub enum StartError {
     Load { flow: String, source: LoadError },
     /// The pool's queue is at capacity.
     #[error("pool `{pool}` queue is full ({capacity} waiting); flow `{flow}` not started")]
-    QueueFull { pool: String, flow: String, capacity: usize },
+    QueueFull {
+        pool: String,
+        flow: String,
+        capacity: usize,
+    },
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

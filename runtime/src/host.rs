@@ -21,6 +21,7 @@ use crate::bindings::sluice::flow::host::{self, StartOptions};
 use crate::bindings::sluice::flow::types;
 use crate::bindings::{LogLevel, Priority, WitFlowError};
 use crate::error::FlowError;
+use crate::events::EventKind;
 use crate::node::{FlowHandle, Node, StartRequest};
 use crate::scheduler::{Pool, QueueClass, Slot};
 
@@ -83,8 +84,21 @@ impl HostState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         // No preopens, no env, no args, no network: the guest gets only our interfaces.
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let limits = StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).trap_on_grow_failure(true).build();
-        HostState { wasi, table: ResourceTable::new(), stderr, node, info, pool, slot, children: HashMap::new(), limits }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MAX_MEMORY_BYTES)
+            .trap_on_grow_failure(true)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            node,
+            info,
+            pool,
+            slot,
+            children: HashMap::new(),
+            limits,
+        }
     }
 
     /// The store limiter: caps this instance's linear memory.
@@ -107,8 +121,11 @@ impl HostState {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         // Rust's panic hook ends with a hint about RUST_BACKTRACE that explains nothing here.
-        let lines: Vec<&str> =
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" ");
         (!tail.is_empty()).then_some(tail)
     }
@@ -116,14 +133,26 @@ impl HostState {
     /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption.
     async fn park<T>(&mut self, wait: impl Future<Output = T>) -> T {
         self.slot.release();
-        self.pool.stats().parked();
-        let out = wait.await;
-        self.pool.stats().unparked();
+        let out = {
+            let _parked = Parked::new(&self.pool);
+            wait.await
+        };
         self.slot.put(self.pool.acquire(QueueClass::Resume).await);
+        self.node.events().send(
+            &self.info.id,
+            &self.info.flow,
+            self.pool.name(),
+            EventKind::Resumed,
+        );
         out
     }
 
-    async fn start_child(&mut self, flow: String, input: Vec<u8>, priority: types::Priority) -> Result<String, FlowError> {
+    async fn start_child(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+        priority: types::Priority,
+    ) -> Result<String, FlowError> {
         let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority);
         let handle = self.node.start(request).await.map_err(FlowError::from)?;
         let id = handle.id().to_string();
@@ -132,15 +161,37 @@ impl HostState {
     }
 
     fn take_child(&mut self, id: &str) -> Result<FlowHandle, FlowError> {
-        self.children
-            .remove(id)
-            .ok_or_else(|| FlowError::Rejected(format!("join: `{id}` is not an unjoined child of this instance")))
+        self.children.remove(id).ok_or_else(|| {
+            FlowError::Rejected(format!(
+                "join: `{id}` is not an unjoined child of this instance"
+            ))
+        })
+    }
+}
+
+/// Counts an instance as parked for as long as it lives, even if the wait is cancelled
+/// (a timeout drops the instance mid-wait).
+struct Parked<'a>(&'a Pool);
+
+impl<'a> Parked<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        pool.stats().parked();
+        Parked(pool)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.stats().unparked();
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -154,7 +205,10 @@ impl host::Host for HostState {
         options: StartOptions,
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
         let priority = options.priority.unwrap_or(self.info.priority);
-        Ok(self.start_child(flow, input, priority).await.map_err(Into::into))
+        Ok(self
+            .start_child(flow, input, priority)
+            .await
+            .map_err(Into::into))
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
@@ -165,7 +219,11 @@ impl host::Host for HostState {
         Ok(self.park(child.outcome()).await.map_err(Into::into))
     }
 
-    async fn call(&mut self, flow: String, input: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+    async fn call(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         let id = match self.start_child(flow, input, self.info.priority).await {
             Ok(id) => id,
             Err(e) => return Ok(Err(e.into())),
@@ -173,25 +231,39 @@ impl host::Host for HostState {
         self.join(id).await
     }
 
-    async fn parallel(&mut self, flow: String, inputs: Vec<Vec<u8>>) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
+    async fn parallel(
+        &mut self,
+        flow: String,
+        inputs: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
         let mut started = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let request = StartRequest::subflow(flow.clone(), input, self.info.id.clone(), self.info.priority);
+            let mut request = StartRequest::subflow(
+                flow.clone(),
+                input,
+                self.info.id.clone(),
+                self.info.priority,
+            );
+            request.fan_out = true;
             started.push(self.node.start(request).await.map_err(FlowError::from));
         }
         let results = self
-            .park(futures::future::join_all(started.into_iter().map(|s| async move {
-                match s {
-                    Ok(handle) => handle.outcome().await,
-                    Err(e) => Err(e),
-                }
-            })))
+            .park(futures::future::join_all(started.into_iter().map(
+                |s| async move {
+                    match s {
+                        Ok(handle) => handle.outcome().await,
+                        Err(e) => Err(e),
+                    }
+                },
+            )))
             .await;
         Ok(results.into_iter().map(|r| r.map_err(Into::into)).collect())
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
@@ -200,7 +272,8 @@ impl host::Host for HostState {
             // Still a real park and resume: gives the slot to whoever waits for it.
             self.park(tokio::task::yield_now()).await;
         } else {
-            self.park(tokio::time::sleep(Duration::from_millis(ms))).await;
+            self.park(tokio::time::sleep(Duration::from_millis(ms)))
+                .await;
         }
         Ok(())
     }

@@ -1,49 +1,113 @@
 //! One flow instance from its first slot to its outcome: a store, an instance, one `run` call.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Invocation;
 use crate::error::FlowError;
+use crate::events::EventKind;
 use crate::host::{HostState, InstanceInfo, SlotHolder};
 use crate::node::{Node, Outcome};
 use crate::registry::RegisteredFlow;
 use crate::scheduler::{Admission, QueueClass};
 
 /// Run an admitted instance to its end. Never panics on guest behaviour: every trap,
-/// error or instantiation failure becomes a [`FlowError`] of this instance only.
-pub(crate) async fn run(node: Node, flow: Arc<RegisteredFlow>, admission: Admission, invocation: Invocation, input: Vec<u8>) -> Outcome {
+/// error, timeout or instantiation failure becomes a [`FlowError`] of this instance only.
+pub(crate) async fn run(
+    node: Node,
+    flow: Arc<RegisteredFlow>,
+    admission: Admission,
+    invocation: Invocation,
+    input: Vec<u8>,
+) -> Outcome {
     let pool = admission.pool().clone();
-    let span = tracing::info_span!("flow", flow = %flow.name, id = %invocation.id, pool = %pool.name());
+    let admitted = Instant::now();
+    let span =
+        tracing::info_span!("flow", flow = %flow.name, id = %invocation.id, pool = %pool.name());
     async move {
-        let slot = SlotHolder::new(admission.wait().await);
-        pool.stats().started();
-        let Some(_resident) = node.engine().reserve_resident() else {
-            let max = node.engine().max_resident();
-            let e = FlowError::Failed(format!("node.max-resident ({max}) instances are alive; raise node.max-resident"));
-            tracing::error!("{e}");
-            pool.stats().finished(false);
-            return Err(e);
+        let work = run_admitted(&node, &flow, admission, &invocation, input, admitted);
+        let outcome = match flow.timeout.or(pool.timeout()) {
+            None => work.await,
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // Dropping the work dropped the store: the instance and its slot are gone.
+                    let elapsed = admitted.elapsed();
+                    tracing::error!(
+                        "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
+                        flow.name,
+                        invocation.id,
+                        pool.name(),
+                        elapsed.as_secs_f64(),
+                        humantime::format_duration(limit)
+                    );
+                    Err(FlowError::TimedOut)
+                }
+            },
         };
-        let info = InstanceInfo { id: invocation.id.clone(), flow: flow.name.clone(), priority: invocation.priority };
-        let mut store = Store::new(node.engine().engine(), HostState::new(node.clone(), info, pool.clone(), slot));
-        store.limiter(|state| state.limits());
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(time_slice);
-        let outcome = execute(&mut store, &flow, &invocation, &input).await;
-        let outcome = outcome.map_err(|e| explain(e, store.data().stderr_tail()));
-        drop(store); // frees the instance and its slot before anyone learns the outcome
+        let label = match &outcome {
+            Ok(_) => "completed",
+            Err(FlowError::TimedOut) => "timed-out",
+            Err(FlowError::Cancelled) => "cancelled",
+            Err(_) => "failed",
+        };
         pool.stats().finished(outcome.is_ok());
+        node.metrics()
+            .finished(&flow.name, pool.name(), label, admitted.elapsed());
+        node.events()
+            .send(&invocation.id, &flow.name, pool.name(), EventKind::Finished);
         match &outcome {
             Ok(out) => tracing::debug!(bytes = out.len(), "completed"),
+            Err(FlowError::TimedOut) => {}
             Err(e) => tracing::warn!("{e}"),
         }
         outcome
     }
     .instrument(span)
     .await
+}
+
+/// From the admission queue to the outcome: first slot, store, instance, `run`.
+async fn run_admitted(
+    node: &Node,
+    flow: &RegisteredFlow,
+    admission: Admission,
+    invocation: &Invocation,
+    input: Vec<u8>,
+    admitted: Instant,
+) -> Outcome {
+    let pool = admission.pool().clone();
+    let slot = SlotHolder::new(admission.wait().await);
+    pool.stats().started();
+    node.metrics().started(pool.name(), admitted.elapsed());
+    node.events()
+        .send(&invocation.id, &flow.name, pool.name(), EventKind::Started);
+    let Some(_resident) = node.engine().reserve_resident() else {
+        let max = node.engine().max_resident();
+        let e = FlowError::Failed(format!(
+            "node.max-resident ({max}) instances are alive; raise node.max-resident"
+        ));
+        tracing::error!("{e}");
+        return Err(e);
+    };
+    let info = InstanceInfo {
+        id: invocation.id.clone(),
+        flow: flow.name.clone(),
+        priority: invocation.priority,
+    };
+    let mut store = Store::new(
+        node.engine().engine(),
+        HostState::new(node.clone(), info, pool, slot),
+    );
+    store.limiter(|state| state.limits());
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(time_slice);
+    let outcome = execute(&mut store, flow, invocation, &input).await;
+    outcome.map_err(|e| explain(e, store.data().stderr_tail()))
+    // The store drops here: the instance and its slot are freed before anyone learns the outcome.
 }
 
 /// Why `execute` produced no output, before it is explained to the parent.
@@ -60,7 +124,12 @@ async fn execute(
     invocation: &Invocation,
     input: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let instance = flow.component.pre.instantiate_async(&mut *store).await.map_err(Failure::Trapped)?;
+    let instance = flow
+        .component
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Trapped)?;
     match instance.call_run(&mut *store, invocation, input).await {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(message)) => Err(Failure::Returned(message)),
@@ -87,10 +156,12 @@ fn explain(failure: Failure, stderr: Option<String>) -> FlowError {
 /// At every epoch tick: let the executor run other tasks, and when others wait for this
 /// pool, give up the slot and queue behind them (a time slice, so a CPU-bound flow
 /// cannot starve its pool).
-fn time_slice(mut store: wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+fn time_slice(
+    mut store: wasmtime::StoreContextMut<'_, HostState>,
+) -> wasmtime::Result<UpdateDeadline> {
     let state = store.data_mut();
     let pool = state.pool().clone();
-    if !pool.has_waiters() {
+    if !pool.preempts() || !pool.has_waiters() {
         return Ok(UpdateDeadline::Yield(1));
     }
     pool.note_preempted();

@@ -2,17 +2,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::bindings::sluice::flow::types::{Invocation, Origin, Priority};
-use crate::component_cache::ComponentCache;
+use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::config::NodeConfig;
 use crate::engine::{self, FlowEngine};
 use crate::error::{FlowError, LoadError, StartError};
+use crate::events::Events;
 use crate::instance;
+use crate::metrics::Metrics;
 use crate::registry::{FlowRegistry, RegisteredFlow};
-use crate::scheduler::{Pool, Pools, QueueClass};
+use crate::scheduler::rules::{self, Placement};
+use crate::scheduler::{ComponentMapper, Fallback, Pool, Pools, QueueClass};
 
 /// What a finished instance produced.
 pub type Outcome = Result<Vec<u8>, FlowError>;
@@ -28,17 +32,52 @@ pub struct StartRequest {
     pub origin: Origin,
     /// Scheduling priority.
     pub priority: Priority,
+    /// Whether this is a child of a `parallel` fan-out (placed in the `parallel` pool).
+    pub fan_out: bool,
 }
 
 impl StartRequest {
     /// A start over the API or CLI by `caller`, normal priority.
-    pub fn rpc(flow: impl Into<String>, input: impl Into<Vec<u8>>, caller: impl Into<String>) -> Self {
-        StartRequest { flow: flow.into(), input: input.into(), origin: Origin::Rpc(caller.into()), priority: Priority::Normal }
+    pub fn rpc(
+        flow: impl Into<String>,
+        input: impl Into<Vec<u8>>,
+        caller: impl Into<String>,
+    ) -> Self {
+        StartRequest {
+            flow: flow.into(),
+            input: input.into(),
+            origin: Origin::Rpc(caller.into()),
+            priority: Priority::Normal,
+            fan_out: false,
+        }
+    }
+
+    /// A start by counterparty `party`, normal priority.
+    pub fn peer(
+        flow: impl Into<String>,
+        input: impl Into<Vec<u8>>,
+        party: impl Into<String>,
+    ) -> Self {
+        StartRequest {
+            origin: Origin::Peer(party.into()),
+            ..Self::rpc(flow, input, "")
+        }
+    }
+
+    /// The same request with `priority`.
+    pub fn with_priority(self, priority: Priority) -> Self {
+        StartRequest { priority, ..self }
     }
 
     /// A subflow started by instance `parent`.
     pub fn subflow(flow: String, input: Vec<u8>, parent: String, priority: Priority) -> Self {
-        StartRequest { flow, input, origin: Origin::Subflow(parent), priority }
+        StartRequest {
+            flow,
+            input,
+            origin: Origin::Subflow(parent),
+            priority,
+            fan_out: false,
+        }
     }
 }
 
@@ -63,9 +102,12 @@ impl FlowHandle {
 
     /// Wait for the instance to end.
     pub async fn outcome(self) -> Outcome {
-        self.outcome
-            .await
-            .unwrap_or_else(|_| Err(FlowError::Failed(format!("instance {} ended without a result", self.id))))
+        self.outcome.await.unwrap_or_else(|_| {
+            Err(FlowError::Failed(format!(
+                "instance {} ended without a result",
+                self.id
+            )))
+        })
     }
 }
 
@@ -79,6 +121,9 @@ struct NodeInner {
     engine: Arc<FlowEngine>,
     registry: FlowRegistry,
     pools: Pools,
+    mapper: Option<ComponentMapper>,
+    metrics: Metrics,
+    events: Events,
     identity: String,
 }
 
@@ -86,35 +131,84 @@ impl Node {
     /// Build a node from a validated config: create pools, compile the configured flows.
     /// Logs the pools line and a warning for every flow tagged to a missing pool.
     pub fn new(config: &NodeConfig) -> Result<Self, LoadError> {
-        let cache_dir = config.node.cache_dir.clone().or_else(ComponentCache::default_dir);
+        let cache_dir = config
+            .node
+            .cache_dir
+            .clone()
+            .or_else(ComponentCache::default_dir);
         let engine = FlowEngine::new(config.node.max_resident, ComponentCache::new(cache_dir))
-            .map_err(|e| LoadError::Invalid { path: PathBuf::from("<engine>"), reason: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Invalid {
+                path: PathBuf::from("<engine>"),
+                reason: format!("{e:#}"),
+            })?;
         let pools = Pools::from_config(config);
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
+        let mapper = match &config.mapper {
+            Some(m) => {
+                let path = config.resolve(&m.component);
+                let mapper = ComponentMapper::load(&path, pools.names())?;
+                tracing::info!(
+                    "Using custom flow scheduler mapper: {}",
+                    m.component.display()
+                );
+                Some(mapper)
+            }
+            None => None,
+        };
         let node = Node {
             inner: Arc::new(NodeInner {
                 engine: Arc::new(engine),
                 registry: FlowRegistry::default(),
                 pools,
+                mapper,
+                metrics: Metrics::default(),
+                events: Events::default(),
                 identity: config.node.identity.clone(),
             }),
         };
         for flow in &config.flows {
-            node.register(&flow.name, &config.component_path(flow), flow.pool.clone())?;
+            let timeout = flow.timeout.map(|t| t.0);
+            node.register_with_timeout(
+                &flow.name,
+                &config.resolve(&flow.component),
+                flow.pool.clone(),
+                timeout,
+            )?;
         }
         Ok(node)
     }
 
-    /// Register `name` as the component at `path`, tagged to `pool` (compiles it now).
-    pub fn register(&self, name: &str, path: &Path, pool: Option<String>) -> Result<(), LoadError> {
+    /// Register `name` as the component at `path`, tagged to `pool`. Compiles it now, or
+    /// loads it from the compilation cache; says which.
+    pub fn register(
+        &self,
+        name: &str,
+        path: &Path,
+        pool: Option<String>,
+    ) -> Result<CacheOutcome, LoadError> {
+        self.register_with_timeout(name, path, pool, None)
+    }
+
+    /// [`Node::register`] with a wall-clock `timeout` for each instance (overrides the pool's).
+    pub fn register_with_timeout(
+        &self,
+        name: &str,
+        path: &Path,
+        pool: Option<String>,
+        timeout: Option<Duration>,
+    ) -> Result<CacheOutcome, LoadError> {
         if let Some(tag) = &pool {
             if self.inner.pools.get(tag).is_none() {
                 tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
             }
         }
-        self.inner.registry.register(&self.inner.engine, name, path, pool)?;
-        Ok(())
+        Ok(self
+            .inner
+            .registry
+            .register(&self.inner.engine, name, path, pool, timeout)?
+            .component
+            .cache)
     }
 
     /// Resolve unregistered flow names as `<name>.wasm` in `dir`.
@@ -133,7 +227,10 @@ impl Node {
     }
 
     /// A registered (or findable) flow, loaded.
-    pub(crate) async fn registry_flow(&self, name: &str) -> Result<Arc<RegisteredFlow>, StartError> {
+    pub(crate) async fn registry_flow(
+        &self,
+        name: &str,
+    ) -> Result<Arc<RegisteredFlow>, StartError> {
         self.inner.registry.resolve(&self.inner.engine, name).await
     }
 
@@ -141,18 +238,30 @@ impl Node {
         &self.inner.engine
     }
 
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The node's metrics in Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render(&self.inner.pools)
+    }
+
+    /// The node's instance events.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
     /// Admit a new instance: resolve the flow, choose its pool, take a queue place, run it.
     /// Refused at once (nothing created) when the flow is unknown or the pool's queue is full.
     pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
-        let flow = self.inner.registry.resolve(&self.inner.engine, &request.flow).await?;
-        let pool = self.choose_pool(&flow).clone();
-        let admission = pool.admit(QueueClass::from(request.priority)).map_err(|full| StartError::QueueFull {
-            pool: full.pool,
-            flow: request.flow.clone(),
-            capacity: full.capacity,
-        })?;
+        let flow = self
+            .inner
+            .registry
+            .resolve(&self.inner.engine, &request.flow)
+            .await?;
         let id = ulid::Ulid::new().to_string();
-        let (tx, rx) = oneshot::channel();
         let invocation = Invocation {
             id: id.clone(),
             flow: flow.name.clone(),
@@ -160,12 +269,33 @@ impl Node {
             priority: request.priority,
             our_identity: self.inner.identity.clone(),
         };
+        let pool = self
+            .choose_pool(&flow, &invocation, request.fan_out)
+            .clone();
+        let admission = pool
+            .admit(QueueClass::from(request.priority))
+            .map_err(|full| {
+                self.inner.metrics.rejected(&full.pool);
+                StartError::QueueFull {
+                    pool: full.pool,
+                    flow: request.flow.clone(),
+                    capacity: full.capacity,
+                }
+            })?;
+        self.inner
+            .metrics
+            .admitted(pool.name(), admission.queued_at_insert());
+        let (tx, rx) = oneshot::channel();
         let run = instance::run(self.clone(), flow, admission, invocation, request.input);
         tokio::spawn(async move {
             // The receiver may be gone (nobody waits for this instance): that is fine.
             let _ = tx.send(run.await);
         });
-        Ok(FlowHandle { id, pool: pool.name().to_string(), outcome: rx })
+        Ok(FlowHandle {
+            id,
+            pool: pool.name().to_string(),
+            outcome: rx,
+        })
     }
 
     /// Start and wait for the outcome.
@@ -173,9 +303,31 @@ impl Node {
         Ok(self.start(request).await?.outcome().await)
     }
 
-    /// Built-in rule: the flow's pool tag when that pool exists, else `default`.
-    fn choose_pool(&self, flow: &RegisteredFlow) -> &Arc<Pool> {
-        self.inner.pools.for_tag(flow.pool_tag.as_deref())
+    /// The mapper component's choice when one is configured, else the built-in rules.
+    fn choose_pool(
+        &self,
+        flow: &RegisteredFlow,
+        invocation: &Invocation,
+        fan_out: bool,
+    ) -> &Arc<Pool> {
+        let pools = &self.inner.pools;
+        let Some(mapper) = &self.inner.mapper else {
+            let placement = Placement {
+                tag: flow.pool_tag.as_deref(),
+                origin: &invocation.origin,
+                priority: invocation.priority,
+                fan_out,
+            };
+            return rules::builtin_pool(pools, placement);
+        };
+        let choice = mapper
+            .choose(invocation)
+            .and_then(|name| pools.get(&name).ok_or(Fallback::UnknownPool(name)));
+        choice.unwrap_or_else(|fallback| {
+            mapper.log_once(&fallback, &flow.name);
+            self.inner.metrics.mapper_fallback(fallback.cause());
+            pools.default_pool()
+        })
     }
 }
 

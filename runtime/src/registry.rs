@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
@@ -16,6 +17,8 @@ pub struct RegisteredFlow {
     pub name: String,
     /// The pool it is tagged to, if any (validated against the node's pools at registration).
     pub pool_tag: Option<String>,
+    /// Wall-clock limit of each instance, overriding its pool's.
+    pub timeout: Option<Duration>,
     /// The compiled, pre-instantiated component.
     pub component: LoadedComponent,
 }
@@ -41,11 +44,24 @@ impl FlowRegistry {
         name: &str,
         path: &Path,
         pool_tag: Option<String>,
+        timeout: Option<Duration>,
     ) -> Result<Arc<RegisteredFlow>, LoadError> {
         let component = engine.load(path)?;
-        let flow = Arc::new(RegisteredFlow { name: name.into(), pool_tag: pool_tag.clone(), component });
+        let flow = Arc::new(RegisteredFlow {
+            name: name.into(),
+            pool_tag: pool_tag.clone(),
+            timeout,
+            component,
+        });
         let loaded = Arc::new(OnceCell::new_with(Some(flow.clone())));
-        self.lock().insert(name.into(), Entry { path: path.into(), pool_tag, loaded });
+        self.lock().insert(
+            name.into(),
+            Entry {
+                path: path.into(),
+                pool_tag,
+                loaded,
+            },
+        );
         Ok(flow)
     }
 
@@ -62,15 +78,32 @@ impl FlowRegistry {
     }
 
     /// The flow named `name`, loading it on first use (compilation runs off the executor).
-    pub async fn resolve(&self, engine: &Arc<FlowEngine>, name: &str) -> Result<Arc<RegisteredFlow>, StartError> {
+    pub async fn resolve(
+        &self,
+        engine: &Arc<FlowEngine>,
+        name: &str,
+    ) -> Result<Arc<RegisteredFlow>, StartError> {
         let (path, pool_tag, cell) = {
             let mut entries = self.lock();
             if !entries.contains_key(name) {
-                let path = self.find_in_search_dirs(name).ok_or_else(|| StartError::UnknownFlow(name.into()))?;
-                entries.insert(name.into(), Entry { path, pool_tag: None, loaded: Arc::new(OnceCell::new()) });
+                let path = self
+                    .find_in_search_dirs(name)
+                    .ok_or_else(|| StartError::UnknownFlow(name.into()))?;
+                entries.insert(
+                    name.into(),
+                    Entry {
+                        path,
+                        pool_tag: None,
+                        loaded: Arc::new(OnceCell::new()),
+                    },
+                );
             }
             let entry = &entries[name];
-            (entry.path.clone(), entry.pool_tag.clone(), entry.loaded.clone())
+            (
+                entry.path.clone(),
+                entry.pool_tag.clone(),
+                entry.loaded.clone(),
+            )
         };
         let flow = cell
             .get_or_try_init(|| async {
@@ -80,7 +113,7 @@ impl FlowRegistry {
                     .await
                     .map_err(|e| LoadError::Invalid { path: path.clone(), reason: format!("compiler task failed: {e}") })??;
                 tracing::info!(flow = name, path = %path.display(), hash = %&component.hash[..12], "loaded flow");
-                Ok::<_, LoadError>(Arc::new(RegisteredFlow { name: name.into(), pool_tag, component }))
+                Ok::<_, LoadError>(Arc::new(RegisteredFlow { name: name.into(), pool_tag, timeout: None, component }))
             })
             .await
             .map_err(|source| StartError::Load { flow: name.into(), source })?;
@@ -93,6 +126,8 @@ impl FlowRegistry {
             return None;
         }
         let dirs = self.search_dirs.lock().unwrap_or_else(|p| p.into_inner());
-        dirs.iter().map(|d| d.join(format!("{name}.wasm"))).find(|p| p.is_file())
+        dirs.iter()
+            .map(|d| d.join(format!("{name}.wasm")))
+            .find(|p| p.is_file())
     }
 }

@@ -11,7 +11,15 @@ pub fn pools_table(pools: &Pools, elapsed: Duration) -> String {
     let _ = writeln!(
         out,
         "{:<16} {:>5} {:>9} {:>9} {:>7} {:>12} {:>11} {:>11} {:>9}",
-        "pool", "size", "started", "completed", "failed", "peak-running", "peak-parked", "peak-queued", "preempted"
+        "pool",
+        "size",
+        "started",
+        "completed",
+        "failed",
+        "peak-running",
+        "peak-parked",
+        "peak-queued",
+        "preempted"
     );
     for pool in pools.iter() {
         let s = pool.stats().snapshot();

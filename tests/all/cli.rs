@@ -7,20 +7,36 @@ use std::process::{Command, Output};
 use crate::support::guest;
 
 fn sluice(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).env_remove("RUST_LOG").output().expect("sluice runs")
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sluice runs")
 }
 
 /// Assert a failed run whose single `error:` line contains every needle.
 fn assert_one_line_error(out: &Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{stderr}"
+    );
     // A guest's panic message may be quoted in the error; the host itself must never panic.
-    let host_panic = stderr.lines().any(|l| l.contains("panicked at") && !l.contains("'<unnamed>'"));
-    assert!(!host_panic && !stderr.contains("RUST_BACKTRACE"), "sluice panicked:\n{stderr}");
+    let host_panic = stderr
+        .lines()
+        .any(|l| l.contains("panicked at") && !l.contains("'<unnamed>'"));
+    assert!(
+        !host_panic && !stderr.contains("RUST_BACKTRACE"),
+        "sluice panicked:\n{stderr}"
+    );
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");
     for needle in needles {
-        assert!(errors[0].contains(needle), "error line lacks `{needle}`: {}", errors[0]);
+        assert!(
+            errors[0].contains(needle),
+            "error line lacks `{needle}`: {}",
+            errors[0]
+        );
     }
 }
 
@@ -32,8 +48,17 @@ fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> String {
 
 #[test]
 fn a_flow_runs_and_prints_its_output() {
-    let out = sluice(&["run", guest("hello").to_str().unwrap(), "--input", r#"{"name":"Ada"}"#]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sluice(&[
+        "run",
+        guest("hello").to_str().unwrap(),
+        "--input",
+        r#"{"name":"Ada"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json, serde_json::json!({ "greeting": "Hello, Ada!" }));
 }
@@ -42,14 +67,24 @@ fn a_flow_runs_and_prints_its_output() {
 fn a_file_that_is_not_wasm() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "notes.wasm", "just text");
-    assert_one_line_error(&sluice(&["run", &path]), &[&path, "is not a WebAssembly file"]);
+    assert_one_line_error(
+        &sluice(&["run", &path]),
+        &[&path, "is not a WebAssembly file"],
+    );
 }
 
 #[test]
 fn a_core_module_instead_of_a_component() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "core.wasm", wat::parse_str("(module (func (export \"run\")))").unwrap());
-    assert_one_line_error(&sluice(&["run", &path]), &[&path, "is a core WebAssembly module, not a component"]);
+    let path = write(
+        dir.path(),
+        "core.wasm",
+        wat::parse_str("(module (func (export \"run\")))").unwrap(),
+    );
+    assert_one_line_error(
+        &sluice(&["run", &path]),
+        &[&path, "is a core WebAssembly module, not a component"],
+    );
 }
 
 #[test]
@@ -58,27 +93,47 @@ fn a_component_of_another_world() {
     let other = r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m))
         (func $f (canon lift (core func $i "f"))) (export "something-else" (func $f)))"#;
     let path = write(dir.path(), "other.wasm", wat::parse_str(other).unwrap());
-    assert_one_line_error(&sluice(&["run", &path]), &[&path, "does not implement the sluice:flow/flow world"]);
+    assert_one_line_error(
+        &sluice(&["run", &path]),
+        &[&path, "does not implement the sluice:flow/flow world"],
+    );
 }
 
 #[test]
 fn an_unknown_flow_name() {
-    assert_one_line_error(&sluice(&["run", "no-such-flow"]), &["unknown flow `no-such-flow`"]);
+    assert_one_line_error(
+        &sluice(&["run", "no-such-flow"]),
+        &["unknown flow `no-such-flow`"],
+    );
     // A parent asking for an unknown child gets a rejection it can handle.
-    let out = sluice(&["run", guest("fanout").to_str().unwrap(), "--input", r#"{"n":1,"child":"nope"}"#]);
+    let out = sluice(&[
+        "run",
+        guest("fanout").to_str().unwrap(),
+        "--input",
+        r#"{"n":1,"child":"nope"}"#,
+    ]);
     assert_one_line_error(&out, &["flow `fanout`", "unknown flow `nope`"]);
 }
 
 #[test]
 fn invalid_json_input() {
-    let out = sluice(&["run", guest("hello").to_str().unwrap(), "--input", "{name: Ada"]);
+    let out = sluice(&[
+        "run",
+        guest("hello").to_str().unwrap(),
+        "--input",
+        "{name: Ada",
+    ]);
     assert_one_line_error(&out, &["invalid --input JSON `{name: Ada`"]);
 }
 
 #[test]
 fn an_unknown_config_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write(dir.path(), "node.toml", "[pools.default]\nsize = 1\nthreads = 4\n");
+    let config = write(
+        dir.path(),
+        "node.toml",
+        "[pools.default]\nsize = 1\nthreads = 4\n",
+    );
     let out = sluice(&["run", guest("hello").to_str().unwrap(), "--config", &config]);
     assert_one_line_error(&out, &[&config, "unknown field `threads`", "line 3"]);
 }
@@ -86,21 +141,49 @@ fn an_unknown_config_key() {
 #[test]
 fn a_flow_tagged_to_a_missing_pool_warns_and_runs_in_default() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[[flows]]\nname = \"hello\"\ncomponent = \"{}\"\npool = \"nope\"\n", guest("hello").display());
+    let text = format!(
+        "[[flows]]\nname = \"hello\"\ncomponent = \"{}\"\npool = \"nope\"\n",
+        guest("hello").display()
+    );
     let config = write(dir.path(), "node.toml", text);
-    let out = sluice(&["run", "hello", "--config", &config, "--input", r#"{"name":"x"}"#, "--report"]);
+    let out = sluice(&[
+        "run",
+        "hello",
+        "--config",
+        &config,
+        "--input",
+        r#"{"name":"x"}"#,
+        "--report",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("tagged to pool `nope`, which does not exist; it runs in `default`"), "{stderr}");
-    let default_row = stderr.lines().find(|l| l.starts_with("default")).expect("report has a default row");
+    assert!(
+        stderr.contains("tagged to pool `nope`, which does not exist; it runs in `default`"),
+        "{stderr}"
+    );
+    let default_row = stderr
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .expect("report has a default row");
     let completed: Vec<&str> = default_row.split_whitespace().collect();
-    assert_eq!(completed[3], "1", "hello did not complete in default: {default_row}");
+    assert_eq!(
+        completed[3], "1",
+        "hello did not complete in default: {default_row}"
+    );
 }
 
 #[test]
 fn a_failing_flow_exits_non_zero_with_its_message() {
-    let out = sluice(&["run", guest("trap").to_str().unwrap(), "--input", r#"{"message":"out of coffee"}"#]);
-    assert_one_line_error(&out, &["flow `trap` failed", "unreachable", "out of coffee"]);
+    let out = sluice(&[
+        "run",
+        guest("trap").to_str().unwrap(),
+        "--input",
+        r#"{"message":"out of coffee"}"#,
+    ]);
+    assert_one_line_error(
+        &out,
+        &["flow `trap` failed", "unreachable", "out of coffee"],
+    );
 }
 
 #[test]
@@ -108,5 +191,8 @@ fn wit_prints_the_package() {
     let out = sluice(&["wit"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("package sluice:flow@0.1.0;") && text.contains("world flow"), "{text}");
+    assert!(
+        text.contains("package sluice:flow@0.1.0;") && text.contains("world flow"),
+        "{text}"
+    );
 }

@@ -9,7 +9,14 @@ async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
     let node = node("");
     let traps = (0..8).map(|i| {
         let node = node.clone();
-        tokio::spawn(async move { run(&node, "supervisor", json!({ "child": "trap", "input": { "message": format!("boom {i}") } })).await })
+        tokio::spawn(async move {
+            run(
+                &node,
+                "supervisor",
+                json!({ "child": "trap", "input": { "message": format!("boom {i}") } }),
+            )
+            .await
+        })
     });
     let hellos = (0..8).map(|i| {
         let node = node.clone();
@@ -20,8 +27,14 @@ async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
         let out = out.expect("the supervising parent itself completes");
         assert_eq!(out["outcome"], "failed", "{out}");
         let message = out["message"].as_str().unwrap();
-        assert!(message.contains("unreachable"), "trap message missing: {message}");
-        assert!(message.contains(&format!("boom {i}")), "panic message missing: {message}");
+        assert!(
+            message.contains("unreachable"),
+            "trap message missing: {message}"
+        );
+        assert!(
+            message.contains(&format!("boom {i}")),
+            "panic message missing: {message}"
+        );
     }
     for (i, out) in hellos.into_iter().enumerate() {
         assert_eq!(out.unwrap(), json!({ "greeting": format!("Hello, {i}!") }));
@@ -33,10 +46,21 @@ async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_error_and_an_unknown_child_reach_the_parent_as_data() {
     let node = node("");
-    let out = run(&node, "supervisor", json!({ "child": "trap", "input": { "message": "no funds", "fail": true } })).await.unwrap();
+    let out = run(
+        &node,
+        "supervisor",
+        json!({ "child": "trap", "input": { "message": "no funds", "fail": true } }),
+    )
+    .await
+    .unwrap();
     assert_eq!(out, json!({ "outcome": "failed", "message": "no funds" }));
-    let out = run(&node, "supervisor", json!({ "child": "no-such-flow" })).await.unwrap();
-    assert_eq!(out, json!({ "outcome": "rejected", "message": "unknown flow `no-such-flow`" }));
+    let out = run(&node, "supervisor", json!({ "child": "no-such-flow" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({ "outcome": "rejected", "message": "unknown flow `no-such-flow`" })
+    );
 }
 
 async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

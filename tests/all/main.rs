@@ -2,6 +2,7 @@
 //! `scripts/build-guests.sh`) through a real node.
 
 mod cli;
+mod engine;
 mod failures;
 mod parking;
 mod pools;

@@ -12,8 +12,13 @@ const ALL_POOLS_SIZE_ONE: &str = "[pools.default]\nsize = 1\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_of_ten_thousand_completes_in_a_pool_of_one() {
     let node = node(ALL_POOLS_SIZE_ONE);
-    let out = run(&node, "chain", json!({ "depth": 10_000 })).await.expect("chain completes");
-    assert_eq!(out, json!({ "depth": 10_000, "sum": 10_000u64 * 10_001 / 2 }));
+    let out = run(&node, "chain", json!({ "depth": 10_000 }))
+        .await
+        .expect("chain completes");
+    assert_eq!(
+        out,
+        json!({ "depth": 10_000, "sum": 10_000u64 * 10_001 / 2 })
+    );
     let stats = node.pools().default_pool().stats().snapshot();
     assert_eq!(stats.completed, 10_001);
     assert_eq!(stats.peak_running, 1);
@@ -24,12 +29,23 @@ async fn chain_of_ten_thousand_completes_in_a_pool_of_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_of_a_thousand_returns_all_results_in_order() {
     let node = node(ALL_POOLS_SIZE_ONE);
-    let expected: Vec<_> = (0..1000).map(|i| json!({ "greeting": format!("Hello, child-{i}!") })).collect();
+    let expected: Vec<_> = (0..1000)
+        .map(|i| json!({ "greeting": format!("Hello, child-{i}!") }))
+        .collect();
     for parallel in [false, true] {
-        let out = run(&node, "fanout", json!({ "n": 1000, "parallel": parallel })).await.expect("fanout completes");
-        assert_eq!(out["results"].as_array().unwrap(), &expected, "parallel = {parallel}");
+        let out = run(&node, "fanout", json!({ "n": 1000, "parallel": parallel }))
+            .await
+            .expect("fanout completes");
+        assert_eq!(
+            out["results"].as_array().unwrap(),
+            &expected,
+            "parallel = {parallel}"
+        );
     }
-    assert_eq!(node.pools().default_pool().stats().snapshot().completed, 2 * 1001);
+    assert_eq!(
+        node.pools().default_pool().stats().snapshot().completed,
+        2 * 1001
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,9 +55,16 @@ async fn parked_sleepers_hold_no_slot() {
     let mut sleepers = Vec::new();
     for _ in 0..1000 {
         let input = serde_json::to_vec(&json!({ "ms": 60_000 })).unwrap();
-        sleepers.push(node.start(StartRequest::rpc("sleeper", input, "test")).await.unwrap());
+        sleepers.push(
+            node.start(StartRequest::rpc("sleeper", input, "test"))
+                .await
+                .unwrap(),
+        );
     }
-    until("1000 sleepers parked", Duration::from_secs(60), || pool.stats().snapshot().parked == 1000).await;
+    until("1000 sleepers parked", Duration::from_secs(60), || {
+        pool.stats().snapshot().parked == 1000
+    })
+    .await;
     let started = Instant::now();
     let out = run(&node, "hello", json!({ "name": "Ada" })).await.unwrap();
     let took = started.elapsed();
@@ -49,5 +72,8 @@ async fn parked_sleepers_hold_no_slot() {
     // Long before they wake: every sleeper is still parked, and none has finished.
     let stats = pool.stats().snapshot();
     assert_eq!((stats.parked, stats.completed), (1000, 1));
-    assert!(took < Duration::from_secs(30), "hello took {took:?} in a pool of parked sleepers");
+    assert!(
+        took < Duration::from_secs(30),
+        "hello took {took:?} in a pool of parked sleepers"
+    );
 }

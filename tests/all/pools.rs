@@ -9,17 +9,29 @@ use crate::support::{flow_entry, node, run, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_more_than_size_instances_run_guest_code() {
-    let config = format!("[pools.work]\nsize = 3\n{}{}{}", flow_entry("spin", "work"), flow_entry("sleeper", "work"), flow_entry("fanout", "work"));
+    let config = format!(
+        "[pools.work]\nsize = 3\n{}{}{}",
+        flow_entry("spin", "work"),
+        flow_entry("sleeper", "work"),
+        flow_entry("fanout", "work")
+    );
     let node = node(&config);
     let mut handles = Vec::new();
     for i in 0..60 {
         let (flow, input) = match i % 3 {
             0 => ("spin", json!({ "ms": 20 })),
             1 => ("sleeper", json!({ "ms": 5, "times": 3 })),
-            _ => ("fanout", json!({ "n": 5, "child": "spin", "input": { "ms": 10 } })),
+            _ => (
+                "fanout",
+                json!({ "n": 5, "child": "spin", "input": { "ms": 10 } }),
+            ),
         };
         let input = serde_json::to_vec(&input).unwrap();
-        handles.push(node.start(StartRequest::rpc(flow, input, "test")).await.unwrap());
+        handles.push(
+            node.start(StartRequest::rpc(flow, input, "test"))
+                .await
+                .unwrap(),
+        );
     }
     for h in handles {
         h.outcome().await.expect("every flow completes");
@@ -33,39 +45,116 @@ async fn never_more_than_size_instances_run_guest_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_pool_does_not_hold_back_another() {
-    let config = format!("[pools.a]\nsize = 2\n[pools.b]\nsize = 1\n{}{}", flow_entry("spin", "a"), flow_entry("hello", "b"));
+    let config = format!(
+        "[pools.a]\nsize = 2\n[pools.b]\nsize = 1\n{}{}",
+        flow_entry("spin", "a"),
+        flow_entry("hello", "b")
+    );
     let node = node(&config);
     let a = node.pools().get("a").unwrap().clone();
     let mut spins = Vec::new();
     for _ in 0..4 {
         let input = serde_json::to_vec(&json!({ "ms": 4_000 })).unwrap();
-        spins.push(node.start(StartRequest::rpc("spin", input, "test")).await.unwrap());
+        spins.push(
+            node.start(StartRequest::rpc("spin", input, "test"))
+                .await
+                .unwrap(),
+        );
     }
-    until("pool a saturated", Duration::from_secs(30), || a.stats().snapshot().running == 2).await;
+    until("pool a saturated", Duration::from_secs(30), || {
+        a.stats().snapshot().running == 2
+    })
+    .await;
     let out = run(&node, "hello", json!({ "name": "B" })).await.unwrap();
     assert_eq!(out, json!({ "greeting": "Hello, B!" }));
     // Promptly: while every spin still burns CPU in pool a.
-    assert_eq!(a.stats().snapshot().completed, 0, "hello waited for the spins");
+    assert_eq!(
+        a.stats().snapshot().completed,
+        0,
+        "hello waited for the spins"
+    );
 }
 
 // One thread, so nothing runs between the starts below: the queue fills deterministically.
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_queue_refuses_at_once_leaves_no_trace_and_counts() {
-    let config = format!("[pools.tiny]\nsize = 1\nqueue = 2\n{}{}", flow_entry("spin", "tiny"), flow_entry("hello", "tiny"));
+    let config = format!(
+        "[pools.tiny]\nsize = 1\nqueue = 2\n{}{}",
+        flow_entry("spin", "tiny"),
+        flow_entry("hello", "tiny")
+    );
     let node = node(&config);
     let pool = node.pools().get("tiny").unwrap().clone();
-    let spin = node.start(StartRequest::rpc("spin", br#"{"ms":2000}"#.to_vec(), "test")).await.unwrap();
-    until("spin holds the only slot", Duration::from_secs(30), || pool.stats().snapshot().running == 1).await;
+    let spin = node
+        .start(StartRequest::rpc(
+            "spin",
+            br#"{"ms":2000}"#.to_vec(),
+            "test",
+        ))
+        .await
+        .unwrap();
+    until("spin holds the only slot", Duration::from_secs(30), || {
+        pool.stats().snapshot().running == 1
+    })
+    .await;
     let hello = || StartRequest::rpc("hello", br#"{"name":"q"}"#.to_vec(), "test");
-    let queued = [node.start(hello()).await.unwrap(), node.start(hello()).await.unwrap()];
+    let queued = [
+        node.start(hello()).await.unwrap(),
+        node.start(hello()).await.unwrap(),
+    ];
     let err = node.start(hello()).await.unwrap_err();
-    assert!(matches!(err, StartError::QueueFull { ref pool, capacity: 2, .. } if pool == "tiny"), "{err}");
-    assert_eq!(err.to_string(), "pool `tiny` queue is full (2 waiting); flow `hello` not started");
+    assert!(
+        matches!(err, StartError::QueueFull { ref pool, capacity: 2, .. } if pool == "tiny"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "pool `tiny` queue is full (2 waiting); flow `hello` not started"
+    );
     spin.outcome().await.unwrap();
     for h in queued {
         h.outcome().await.unwrap();
     }
     let stats = pool.stats().snapshot();
     // The refused start never became an instance.
-    assert_eq!((stats.started, stats.completed, stats.rejected, stats.peak_queued), (3, 3, 1, 2));
+    assert_eq!(
+        (
+            stats.started,
+            stats.completed,
+            stats.rejected,
+            stats.peak_queued
+        ),
+        (3, 3, 1, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_bound_flow_gives_its_slot_up_to_waiting_work() {
+    let config = format!(
+        "[pools.one]\nsize = 1\n{}{}",
+        flow_entry("spin", "one"),
+        flow_entry("hello", "one")
+    );
+    let node = node(&config);
+    let one = node.pools().get("one").unwrap().clone();
+    let spin = node
+        .start(StartRequest::rpc(
+            "spin",
+            br#"{"ms":3000}"#.to_vec(),
+            "test",
+        ))
+        .await
+        .unwrap();
+    until("spin holds the only slot", Duration::from_secs(30), || {
+        one.stats().snapshot().running == 1
+    })
+    .await;
+    let out = run(&node, "hello", json!({ "name": "same pool" }))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({ "greeting": "Hello, same pool!" }));
+    let stats = one.stats().snapshot();
+    assert_eq!(stats.completed, 1, "hello waited for the spin to finish");
+    assert!(stats.preempted >= 1);
+    assert!(spin.outcome().await.is_ok());
 }

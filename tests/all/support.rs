@@ -8,26 +8,37 @@ use sluice::{FlowError, Node, NodeConfig, StartRequest};
 
 /// Where `scripts/build-guests.sh` puts the components (override with `SLUICE_GUESTS`).
 pub fn guests_dir() -> PathBuf {
-    std::env::var_os("SLUICE_GUESTS").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-flows/target/wasm32-wasip2/release")
-    })
+    std::env::var_os("SLUICE_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../guest-flows/target/wasm32-wasip2/release")
+        })
 }
 
 /// The built component of guest flow `name`; fails with what to do when it is missing.
 pub fn guest(name: &str) -> PathBuf {
     let path = guests_dir().join(format!("{name}.wasm"));
-    assert!(path.is_file(), "guest `{name}` is not built ({}): run scripts/build-guests.sh", path.display());
+    assert!(
+        path.is_file(),
+        "guest `{name}` is not built ({}): run scripts/build-guests.sh",
+        path.display()
+    );
     path
 }
 
 /// `[[flows]]` entries registering guest `name` under the same name, tagged to `pool`.
 pub fn flow_entry(name: &str, pool: &str) -> String {
-    format!("[[flows]]\nname = \"{name}\"\ncomponent = \"{}\"\npool = \"{pool}\"\n", guest(name).display())
+    format!(
+        "[[flows]]\nname = \"{name}\"\ncomponent = \"{}\"\npool = \"{pool}\"\n",
+        guest(name).display()
+    )
 }
 
 /// A node from config text; untagged flows resolve from the guests directory.
 pub fn node(config: &str) -> Node {
-    let config = NodeConfig::parse(config, Path::new("test.toml"), Path::new(".")).expect("test config is valid");
+    let config = NodeConfig::parse(config, Path::new("test.toml"), Path::new("."))
+        .expect("test config is valid");
     let node = Node::new(&config).expect("node starts");
     node.add_search_dir(guests_dir());
     node
@@ -36,7 +47,11 @@ pub fn node(config: &str) -> Node {
 /// Start `flow` with JSON `input` over RPC and wait for its JSON output.
 pub async fn run(node: &Node, flow: &str, input: Value) -> Result<Value, FlowError> {
     let outcome = node
-        .run(StartRequest::rpc(flow, serde_json::to_vec(&input).unwrap(), "test"))
+        .run(StartRequest::rpc(
+            flow,
+            serde_json::to_vec(&input).unwrap(),
+            "test",
+        ))
         .await
         .unwrap_or_else(|e| panic!("start of {flow} refused: {e}"));
     outcome.map(|bytes| serde_json::from_slice(&bytes).expect("flow output is JSON"))
@@ -46,7 +61,10 @@ pub async fn run(node: &Node, flow: &str, input: Value) -> Result<Value, FlowErr
 pub async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

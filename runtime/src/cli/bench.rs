@@ -37,11 +37,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let c = runtime.block_on(bench::core(&args.guests, args.iterations, args.starters))?;
     let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
-    println!("(a) bare wasmtime: store+instantiate+run+drop   median {:>8.1} µs   p99 {:>8.1} µs", us(c.bare_median), us(c.bare_p99));
-    println!("(b) trivial flow through sluice                  median {:>8.1} µs   p99 {:>8.1} µs", us(c.flow_median), us(c.flow_p99));
-    println!("    ratio (b)/(a) at the median                  {:>8.2}x", us(c.flow_median) / us(c.bare_median));
-    println!("    throughput, {} concurrent starters            {:>8.0} flows/s", args.starters, c.flows_per_sec);
-    println!("(c) park/resume round trip (sleep 0)             {:>8.2} µs", us(c.park_resume));
+    println!(
+        "(a) bare wasmtime: store+instantiate+run+drop   median {:>8.1} µs   p99 {:>8.1} µs",
+        us(c.bare_median),
+        us(c.bare_p99)
+    );
+    println!(
+        "(b) trivial flow through sluice                  median {:>8.1} µs   p99 {:>8.1} µs",
+        us(c.flow_median),
+        us(c.flow_p99)
+    );
+    println!(
+        "    ratio (b)/(a) at the median                  {:>8.2}x",
+        us(c.flow_median) / us(c.bare_median)
+    );
+    println!(
+        "    throughput, {} concurrent starters            {:>8.0} flows/s",
+        args.starters, c.flows_per_sec
+    );
+    println!(
+        "(c) park/resume round trip (sleep 0)             {:>8.2} µs",
+        us(c.park_resume)
+    );
     let exe = std::env::current_exe()?;
     for count in args.parked {
         let p = bench::parked_in_child(&exe, &args.guests, count)?;
@@ -50,7 +67,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             count,
             p.rss_per_instance as f64 / 1024.0,
             p.maps_per_instance,
-            if p.all_parked { String::new() } else { format!("  (only {} parked!)", p.parked) }
+            if p.all_parked {
+                String::new()
+            } else {
+                format!("  (only {} parked!)", p.parked)
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

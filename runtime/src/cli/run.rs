@@ -27,8 +27,8 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let input: serde_json::Value =
-        serde_json::from_str(&args.input).with_context(|| format!("invalid --input JSON `{}`", args.input))?;
+    let input: serde_json::Value = serde_json::from_str(&args.input)
+        .with_context(|| format!("invalid --input JSON `{}`", args.input))?;
     let config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::parse("", Path::new("<defaults>"), Path::new("."))?,
@@ -38,7 +38,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let node = Node::new(&config)?;
     let name = register_target(&node, &config, &args.flow)?;
     let started = Instant::now();
-    let outcome = runtime.block_on(node.run(StartRequest::rpc(&name, serde_json::to_vec(&input)?, "cli")))?;
+    let outcome =
+        runtime.block_on(node.run(StartRequest::rpc(&name, serde_json::to_vec(&input)?, "cli")))?;
     let elapsed = started.elapsed();
     if args.report {
         eprint!("{}", sluice::report::pools_table(node.pools(), elapsed));
@@ -71,11 +72,23 @@ fn register_target(node: &Node, config: &NodeConfig, flow: &str) -> anyhow::Resu
     if !path.exists() {
         bail!("{flow}: no such file");
     }
-    let name = path.file_stem().and_then(|s| s.to_str()).context("flow file name is not UTF-8")?.to_string();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("flow file name is not UTF-8")?
+        .to_string();
     if let Some(dir) = path.parent() {
-        node.add_search_dir(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() });
+        node.add_search_dir(if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        });
     }
-    let tag = config.flows.iter().find(|f| f.name == name).and_then(|f| f.pool.clone());
+    let tag = config
+        .flows
+        .iter()
+        .find(|f| f.name == name)
+        .and_then(|f| f.pool.clone());
     node.register(&name, path, tag)?;
     Ok(name)
 }

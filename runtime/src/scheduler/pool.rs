@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -38,6 +39,8 @@ pub struct Pool {
     name: String,
     size: usize,
     queue_capacity: usize,
+    timeout: Option<Duration>,
+    preempt: bool,
     state: Mutex<PoolState>,
     stats: PoolStats,
 }
@@ -59,11 +62,28 @@ impl PoolState {
 impl Pool {
     /// A pool of `size` slots admitting at most `queue_capacity` waiting starts.
     pub fn new(name: impl Into<String>, size: usize, queue_capacity: usize) -> Arc<Self> {
+        Self::with_options(name, size, queue_capacity, None, true)
+    }
+
+    /// A pool with a wall-clock `timeout` for its instances, time-sliced when `preempt`.
+    pub fn with_options(
+        name: impl Into<String>,
+        size: usize,
+        queue_capacity: usize,
+        timeout: Option<Duration>,
+        preempt: bool,
+    ) -> Arc<Self> {
         Arc::new(Pool {
             name: name.into(),
             size,
             queue_capacity,
-            state: Mutex::new(PoolState { free: size, waiters: Default::default(), queued: 0 }),
+            timeout,
+            preempt,
+            state: Mutex::new(PoolState {
+                free: size,
+                waiters: Default::default(),
+                queued: 0,
+            }),
             stats: PoolStats::default(),
         })
     }
@@ -83,6 +103,21 @@ impl Pool {
         self.queue_capacity
     }
 
+    /// Wall-clock limit of this pool's instances, from admission.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether running instances give their slot up to waiting work at every epoch tick.
+    pub fn preempts(&self) -> bool {
+        self.preempt
+    }
+
+    /// Admitted starts waiting for their first slot now.
+    pub fn queued(&self) -> usize {
+        self.lock().queued
+    }
+
     /// The pool's live counters.
     pub fn stats(&self) -> &PoolStats {
         &self.stats
@@ -100,11 +135,18 @@ impl Pool {
         if state.queued >= self.queue_capacity {
             drop(state);
             self.stats.rejected();
-            return Err(QueueFull { pool: self.name.clone(), capacity: self.queue_capacity });
+            return Err(QueueFull {
+                pool: self.name.clone(),
+                capacity: self.queue_capacity,
+            });
         }
         state.queued += 1;
         self.stats.queued(state.queued);
-        Ok(Admission { pool: Some(self.clone()), class })
+        Ok(Admission {
+            pool: Some(self.clone()),
+            class,
+            queued_at_insert: state.queued,
+        })
     }
 
     /// Wait for a slot in `class`. Resumptions use this directly: they are never refused.
@@ -121,7 +163,8 @@ impl Pool {
         };
         // The sender lives in this pool's state, which outlives every waiter holding an Arc to it;
         // it is only dropped after a send, so the channel cannot close empty.
-        rx.await.expect("a pool never drops a waiter without handing it a slot")
+        rx.await
+            .expect("a pool never drops a waiter without handing it a slot")
     }
 
     /// Whether any instance waits for a slot now (a running instance should then yield its slot).
@@ -131,7 +174,10 @@ impl Pool {
 
     fn grant(self: &Arc<Self>) -> Slot {
         self.stats.slot_granted();
-        Slot { pool: self.clone(), armed: true }
+        Slot {
+            pool: self.clone(),
+            armed: true,
+        }
     }
 
     /// Hand a freed slot to the first live waiter, or return it to the free count.
@@ -164,17 +210,28 @@ impl Pool {
 pub struct Admission {
     pool: Option<Arc<Pool>>,
     class: QueueClass,
+    queued_at_insert: usize,
 }
 
 impl Admission {
+    /// How many admitted starts were waiting, this one included, when it was admitted.
+    pub fn queued_at_insert(&self) -> usize {
+        self.queued_at_insert
+    }
+
     /// The pool this start was admitted to.
     pub fn pool(&self) -> &Arc<Pool> {
-        self.pool.as_ref().expect("an admission holds its pool until it is consumed")
+        self.pool
+            .as_ref()
+            .expect("an admission holds its pool until it is consumed")
     }
 
     /// Wait for the first slot; leaves the admission queue when granted.
     pub async fn wait(mut self) -> Slot {
-        let pool = self.pool.take().expect("an admission holds its pool until it is consumed");
+        let pool = self
+            .pool
+            .take()
+            .expect("an admission holds its pool until it is consumed");
         let slot = pool.acquire(self.class).await;
         pool.lock().queued -= 1;
         slot
@@ -214,7 +271,6 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// Spawn a waiter that records its label when it gets a slot, then holds it until told.
     fn waiter(
@@ -267,7 +323,10 @@ mod tests {
         let a = pool.admit(QueueClass::Normal).unwrap();
         let _b = pool.admit(QueueClass::Normal).unwrap();
         let err = pool.admit(QueueClass::Normal).unwrap_err();
-        assert_eq!(err.to_string(), "pool `reporting` queue is full (2 waiting)");
+        assert_eq!(
+            err.to_string(),
+            "pool `reporting` queue is full (2 waiting)"
+        );
         assert_eq!(pool.stats().snapshot().rejected, 1);
         // A granted admission leaves the queue, making room.
         let _slot = a.wait().await;
@@ -287,7 +346,8 @@ mod tests {
         let _ = gone.await;
         drop(held);
         // The only slot must be free again.
-        let again = tokio::time::timeout(Duration::from_secs(5), pool.acquire(QueueClass::Normal)).await;
+        let again =
+            tokio::time::timeout(Duration::from_secs(5), pool.acquire(QueueClass::Normal)).await;
         assert!(again.is_ok());
         assert_eq!(pool.stats().snapshot().running, 1);
     }

@@ -20,14 +20,31 @@ impl Pools {
         let by_name: BTreeMap<_, _> = config
             .pools
             .iter()
-            .map(|(name, p)| (name.clone(), Pool::new(name.clone(), p.size as usize, p.queue as usize)))
+            .map(|(name, p)| {
+                let timeout = p.timeout.map(|t| t.0);
+                (
+                    name.clone(),
+                    Pool::with_options(
+                        name.clone(),
+                        p.size as usize,
+                        p.queue as usize,
+                        timeout,
+                        p.preempt,
+                    ),
+                )
+            })
             .collect();
-        let default = by_name
-            .get(DEFAULT_POOL)
-            .cloned()
-            .unwrap_or_else(|| Pool::new(DEFAULT_POOL, crate::config::default_pool_size() as usize, crate::config::DEFAULT_QUEUE));
+        let default = by_name.get(DEFAULT_POOL).cloned().unwrap_or_else(|| {
+            Pool::new(
+                DEFAULT_POOL,
+                crate::config::default_pool_size() as usize,
+                crate::config::DEFAULT_QUEUE,
+            )
+        });
         let mut by_name = by_name;
-        by_name.entry(DEFAULT_POOL.into()).or_insert_with(|| default.clone());
+        by_name
+            .entry(DEFAULT_POOL.into())
+            .or_insert_with(|| default.clone());
         Pools { by_name, default }
     }
 
@@ -43,18 +60,24 @@ impl Pools {
 
     /// All pools, `default` last (the order of the startup line).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.by_name.values().filter(|p| p.name() != DEFAULT_POOL).chain(std::iter::once(&self.default))
+        self.by_name
+            .values()
+            .filter(|p| p.name() != DEFAULT_POOL)
+            .chain(std::iter::once(&self.default))
     }
 
     /// `Created flow thread pools: reporting(3), default(2)`: the startup line.
     pub fn describe(&self) -> String {
-        let list: Vec<String> = self.iter().map(|p| format!("{}({})", p.name(), p.size())).collect();
+        let list: Vec<String> = self
+            .iter()
+            .map(|p| format!("{}({})", p.name(), p.size()))
+            .collect();
         format!("Created flow thread pools: {}", list.join(", "))
     }
 
-    /// The pool a flow tagged `tag` runs in: the tagged pool when it exists, else `default`.
-    pub fn for_tag(&self, tag: Option<&str>) -> &Arc<Pool> {
-        tag.and_then(|t| self.get(t)).unwrap_or(&self.default)
+    /// The names of every pool, `default` last.
+    pub fn names(&self) -> Vec<String> {
+        self.iter().map(|p| p.name().to_string()).collect()
     }
 }
 
@@ -68,15 +91,9 @@ mod tests {
         let text = "[pools.reporting]\nsize = 3\n[pools.default]\nsize = 20\n[pools.RPC-Origin]\nsize = 4\n";
         let config = NodeConfig::parse(text, Path::new("n.toml"), Path::new(".")).unwrap();
         let pools = Pools::from_config(&config);
-        assert_eq!(pools.describe(), "Created flow thread pools: RPC-Origin(4), reporting(3), default(20)");
-    }
-
-    #[test]
-    fn unknown_tag_falls_back_to_default() {
-        let config = NodeConfig::parse("[pools.a]\nsize = 1\n", Path::new("n.toml"), Path::new(".")).unwrap();
-        let pools = Pools::from_config(&config);
-        assert_eq!(pools.for_tag(Some("a")).name(), "a");
-        assert_eq!(pools.for_tag(Some("nope")).name(), "default");
-        assert_eq!(pools.for_tag(None).name(), "default");
+        assert_eq!(
+            pools.describe(),
+            "Created flow thread pools: RPC-Origin(4), reporting(3), default(20)"
+        );
     }
 }

@@ -1,0 +1,219 @@
+//! The node's Prometheus metrics: every name in one place, per-node registry (no global
+//! state, so several nodes in one process keep separate figures).
+//!
+//! Gauges that mirror a pool's live counters are refreshed when rendered; histograms and
+//! counters are updated where the event happens.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::scheduler::Pools;
+
+/// Admitted starts waiting for a slot, all pools together.
+pub const QUEUE_SIZE_TOTAL: &str = "sluice_queue_size_total";
+/// Instances executing guest code now, per pool (Corda's name: they are not threads here).
+pub const ACTIVE_THREADS: &str = "sluice_active_threads";
+/// Admitted starts waiting for a slot, per pool.
+pub const QUEUE_SIZE: &str = "sluice_queue_size";
+/// Queue length seen by each admitted start, including itself, per pool.
+pub const QUEUE_SIZE_ON_INSERT: &str = "sluice_queue_size_on_insert";
+/// Time from admission to the first slot, per pool.
+pub const STARTUP_QUEUE_TIME: &str = "sluice_startup_queue_time_seconds";
+/// Instances parked at a suspension point now, per pool.
+pub const PARKED_FLOWS: &str = "sluice_parked_flows";
+/// Time from admission to the end, per flow, pool and outcome.
+pub const FLOW_DURATION: &str = "sluice_flow_duration_seconds";
+/// Starts refused because the pool's queue was full (`_total` is appended), per pool.
+pub const REJECTED_STARTS: &str = "sluice_rejected_starts";
+/// Mapper answers replaced by `default` (`_total` is appended), per cause.
+pub const MAPPER_FALLBACKS: &str = "sluice_mapper_fallbacks";
+
+/// A `pool` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    /// Pool name.
+    pub pool: String,
+}
+
+/// `flow`, `pool` and `outcome` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    /// Flow name.
+    pub flow: String,
+    /// Pool name.
+    pub pool: String,
+    /// `completed`, `failed`, `timed-out`.
+    pub outcome: String,
+}
+
+/// A `cause` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// Why the fallback happened.
+    pub cause: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of one node.
+pub struct Metrics {
+    registry: Registry,
+    queue_total: Gauge,
+    active: Family<PoolLabel, Gauge>,
+    queue_size: Family<PoolLabel, Gauge>,
+    parked: Family<PoolLabel, Gauge>,
+    queue_on_insert: HistogramFamily<PoolLabel>,
+    startup_queue_time: HistogramFamily<PoolLabel>,
+    flow_duration: HistogramFamily<FlowLabels>,
+    rejected: Family<PoolLabel, Counter>,
+    mapper_fallbacks: Family<CauseLabel, Counter>,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 100 µs to ~55 min.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 13))
+}
+
+fn size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            queue_total: Gauge::default(),
+            active: Family::default(),
+            queue_size: Family::default(),
+            parked: Family::default(),
+            queue_on_insert: Family::new_with_constructor(size_histogram),
+            startup_queue_time: Family::new_with_constructor(seconds_histogram),
+            flow_duration: Family::new_with_constructor(seconds_histogram),
+            rejected: Family::default(),
+            mapper_fallbacks: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            QUEUE_SIZE_TOTAL,
+            "Admitted starts waiting for a slot, all pools",
+            m.queue_total.clone(),
+        );
+        r.register(
+            ACTIVE_THREADS,
+            "Instances executing guest code, per pool",
+            m.active.clone(),
+        );
+        r.register(
+            QUEUE_SIZE,
+            "Admitted starts waiting for a slot, per pool",
+            m.queue_size.clone(),
+        );
+        r.register(
+            QUEUE_SIZE_ON_INSERT,
+            "Queue length seen by each admitted start",
+            m.queue_on_insert.clone(),
+        );
+        r.register(
+            STARTUP_QUEUE_TIME,
+            "Seconds from admission to first slot",
+            m.startup_queue_time.clone(),
+        );
+        r.register(
+            PARKED_FLOWS,
+            "Instances parked at a suspension point",
+            m.parked.clone(),
+        );
+        r.register(
+            FLOW_DURATION,
+            "Seconds from admission to end, by flow, pool, outcome",
+            m.flow_duration.clone(),
+        );
+        r.register(
+            REJECTED_STARTS,
+            "Starts refused because the pool's queue was full",
+            m.rejected.clone(),
+        );
+        r.register(
+            MAPPER_FALLBACKS,
+            "Mapper answers replaced by default, by cause",
+            m.mapper_fallbacks.clone(),
+        );
+        m
+    }
+}
+
+fn pool(name: &str) -> PoolLabel {
+    PoolLabel {
+        pool: name.to_string(),
+    }
+}
+
+impl Metrics {
+    /// A start was admitted into `pool`'s queue, which then held `queued` starts.
+    pub fn admitted(&self, pool_name: &str, queued: usize) {
+        self.queue_on_insert
+            .get_or_create(&pool(pool_name))
+            .observe(queued as f64);
+    }
+
+    /// A start was refused: `pool`'s queue was full.
+    pub fn rejected(&self, pool_name: &str) {
+        self.rejected.get_or_create(&pool(pool_name)).inc();
+    }
+
+    /// An instance got its first slot after waiting `waited`.
+    pub fn started(&self, pool_name: &str, waited: Duration) {
+        self.startup_queue_time
+            .get_or_create(&pool(pool_name))
+            .observe(waited.as_secs_f64());
+    }
+
+    /// An instance ended with `outcome` after `took` from admission.
+    pub fn finished(&self, flow: &str, pool_name: &str, outcome: &str, took: Duration) {
+        let labels = FlowLabels {
+            flow: flow.into(),
+            pool: pool_name.into(),
+            outcome: outcome.into(),
+        };
+        self.flow_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// The mapper's answer was replaced by `default` because of `cause`.
+    pub fn mapper_fallback(&self, cause: &str) {
+        self.mapper_fallbacks
+            .get_or_create(&CauseLabel {
+                cause: cause.into(),
+            })
+            .inc();
+    }
+
+    /// Everything, in the Prometheus (OpenMetrics) text format, gauges refreshed from `pools`.
+    pub fn render(&self, pools: &Pools) -> String {
+        let mut total = 0i64;
+        for p in pools.iter() {
+            let s = p.stats().snapshot();
+            let queued = p.queued() as i64;
+            total += queued;
+            self.active
+                .get_or_create(&pool(p.name()))
+                .set(s.running as i64);
+            self.queue_size.get_or_create(&pool(p.name())).set(queued);
+            self.parked
+                .get_or_create(&pool(p.name()))
+                .set(s.parked as i64);
+        }
+        self.queue_total.set(total);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

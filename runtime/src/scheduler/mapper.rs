@@ -1,0 +1,226 @@
+//! A custom scheduler mapper: a component of the WIT world `mapper`, asked for the pool
+//! of every new instance.
+//!
+//! It runs in its own engine with fuel metering (a deterministic CPU budget per call,
+//! without slowing flows, whose engine has no fuel) and a small memory cap. Its calls are
+//! synchronous and short. A trap, a budget overrun or an unknown pool name falls back to
+//! `default`, is logged once per cause and counted; after a trap the instance is rebuilt,
+//! since a trapped component instance cannot be entered again.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::Invocation;
+use crate::error::LoadError;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "mapper",
+        with: { "sluice:flow/types": crate::bindings::sluice::flow::types },
+    });
+}
+
+/// Fuel for one `choose` call (and for the constructor): about a millisecond of work.
+pub const MAPPER_FUEL: u64 = 1_000_000;
+/// Linear memory a mapper may use.
+pub const MAPPER_MEMORY_BYTES: usize = 16 << 20;
+
+/// Why the mapper's answer was not used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fallback {
+    /// It trapped (or could not be instantiated).
+    Trap(String),
+    /// It ran past its CPU budget.
+    Budget,
+    /// It named a pool the node does not have.
+    UnknownPool(String),
+}
+
+impl Fallback {
+    /// The metric label of this cause.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Fallback::Trap(_) => "trap",
+            Fallback::Budget => "budget",
+            Fallback::UnknownPool(_) => "unknown-pool",
+        }
+    }
+}
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fallback::Trap(m) => write!(f, "it trapped: {m}"),
+            Fallback::Budget => write!(f, "it ran past its CPU budget ({MAPPER_FUEL} fuel)"),
+            Fallback::UnknownPool(p) => write!(f, "it chose pool `{p}`, which does not exist"),
+        }
+    }
+}
+
+struct MapperState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for MapperState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct Live {
+    store: Store<MapperState>,
+    mapper: bindings::Mapper,
+    handle: ResourceAny,
+}
+
+/// A loaded mapper component and its one live instance.
+pub struct ComponentMapper {
+    path: PathBuf,
+    engine: Engine,
+    pre: bindings::MapperPre<MapperState>,
+    pools: Vec<String>,
+    live: Mutex<Option<Live>>,
+    logged: Mutex<HashSet<&'static str>>,
+}
+
+impl ComponentMapper {
+    /// Load the mapper at `path` and construct it with the node's pool names.
+    pub fn load(path: &Path, pools: Vec<String>) -> Result<Self, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.into(),
+            reason: format!("{e:#}"),
+        };
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).map_err(invalid)?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
+        crate::component_cache::check_header(&bytes, path)?;
+        let component = Component::new(&engine, &bytes).map_err(invalid)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.into(),
+            reason: format!("expected the sluice:flow/mapper world: {e:#}"),
+        };
+        let pre =
+            bindings::MapperPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
+                .map_err(wrong_world)?;
+        let mapper = ComponentMapper {
+            path: path.into(),
+            engine,
+            pre,
+            pools,
+            live: Mutex::new(None),
+            logged: Mutex::new(HashSet::new()),
+        };
+        // Construct now, so a mapper that cannot even start is a startup error.
+        let live = mapper.instantiate().map_err(|e| LoadError::Invalid {
+            path: path.into(),
+            reason: format!("mapper constructor failed: {e}"),
+        })?;
+        *mapper.lock_live() = Some(live);
+        Ok(mapper)
+    }
+
+    /// The component's path, for logs.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn instantiate(&self) -> Result<Live, Fallback> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MAPPER_MEMORY_BYTES)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = MapperState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(MAPPER_FUEL)
+            .map_err(|e| Fallback::Trap(e.to_string()))?;
+        let mapper = self.pre.instantiate(&mut store).map_err(classify)?;
+        let handle = mapper
+            .sluice_flow_scheduler()
+            .mapper()
+            .call_constructor(&mut store, &self.pools)
+            .map_err(classify)?;
+        Ok(Live {
+            store,
+            mapper,
+            handle,
+        })
+    }
+
+    /// Ask the mapper for a pool; the answer is not yet checked against the node's pools.
+    pub fn choose(&self, invocation: &Invocation) -> Result<String, Fallback> {
+        let mut live = self.lock_live();
+        if live.is_none() {
+            *live = Some(self.instantiate()?);
+        }
+        let Some(current) = live.as_mut() else {
+            unreachable!("just set")
+        };
+        current
+            .store
+            .set_fuel(MAPPER_FUEL)
+            .map_err(|e| Fallback::Trap(e.to_string()))?;
+        let answer = current.mapper.sluice_flow_scheduler().mapper().call_choose(
+            &mut current.store,
+            current.handle,
+            invocation,
+            &invocation.flow,
+            &invocation.our_identity,
+        );
+        answer.map_err(|e| {
+            // A trapped instance cannot be entered again: rebuild it on the next call.
+            *live = None;
+            classify(e)
+        })
+    }
+
+    /// Log a fallback the first time its cause is seen; later ones are only counted.
+    pub fn log_once(&self, fallback: &Fallback, flow: &str) {
+        let first = self
+            .logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fallback.cause());
+        if first {
+            tracing::warn!(
+                mapper = %self.path.display(),
+                "mapper fallback for flow `{flow}`: {fallback}; using `default` (further `{}` fallbacks are only counted)",
+                fallback.cause()
+            );
+        }
+    }
+}
+
+fn classify(e: wasmtime::Error) -> Fallback {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Fallback::Budget,
+        Some(trap) => Fallback::Trap(trap.to_string()),
+        None => Fallback::Trap(format!("{e:#}")),
+    }
+}
