@@ -47,13 +47,13 @@ pub struct ParkedFigures {
     pub all_parked: bool,
 }
 
-fn node_for(guests: &Path, max_resident: u32) -> anyhow::Result<Node> {
+async fn node_for(guests: &Path, max_resident: u32) -> anyhow::Result<Node> {
     let text = format!(
         "[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = {}\n",
         max_resident.max(10_000)
     );
     let config = NodeConfig::parse(&text, Path::new("<bench>"), Path::new("."))?;
-    let node = Node::new(&config)?;
+    let node = Node::new(&config).await?;
     node.add_search_dir(guests.to_path_buf());
     Ok(node)
 }
@@ -68,7 +68,7 @@ pub async fn core(
     iterations: usize,
     starters: usize,
 ) -> anyhow::Result<CoreFigures> {
-    let node = node_for(guests, 20_000)?;
+    let node = node_for(guests, 20_000).await?;
     let noop = StartRequest::rpc("noop", b"{}".to_vec(), "bench");
     node.run(noop.clone()).await??; // load and compile before timing
 
@@ -160,7 +160,7 @@ pub async fn core(
 
 /// (d) in this process: park `count` sleepers and measure what they added.
 pub async fn parked(guests: &Path, count: u64) -> anyhow::Result<ParkedFigures> {
-    let node = node_for(guests, u32::try_from(count + 100)?)?;
+    let node = node_for(guests, u32::try_from(count + 100)?).await?;
     let pool = node.pools().default_pool().clone();
     node.run(StartRequest::rpc(
         "sleeper",

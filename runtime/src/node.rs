@@ -130,7 +130,7 @@ struct NodeInner {
 impl Node {
     /// Build a node from a validated config: create pools, compile the configured flows.
     /// Logs the pools line and a warning for every flow tagged to a missing pool.
-    pub fn new(config: &NodeConfig) -> Result<Self, LoadError> {
+    pub async fn new(config: &NodeConfig) -> Result<Self, LoadError> {
         let cache_dir = config
             .node
             .cache_dir
@@ -147,7 +147,7 @@ impl Node {
         let mapper = match &config.mapper {
             Some(m) => {
                 let path = config.resolve(&m.component);
-                let mapper = ComponentMapper::load(&path, pools.names())?;
+                let mapper = ComponentMapper::load(&path, pools.names()).await?;
                 tracing::info!(
                     "Using custom flow scheduler mapper: {}",
                     m.component.display()
@@ -271,6 +271,7 @@ impl Node {
         };
         let pool = self
             .choose_pool(&flow, &invocation, request.fan_out)
+            .await
             .clone();
         let admission = pool
             .admit(QueueClass::from(request.priority))
@@ -304,7 +305,7 @@ impl Node {
     }
 
     /// The mapper component's choice when one is configured, else the built-in rules.
-    fn choose_pool(
+    async fn choose_pool(
         &self,
         flow: &RegisteredFlow,
         invocation: &Invocation,
@@ -322,7 +323,8 @@ impl Node {
         };
         let choice = mapper
             .choose(invocation)
-            .and_then(|name| pools.get(&name).ok_or(Fallback::UnknownPool(name)));
+            .await
+            .and_then(|name| pools.get(name.as_str()).ok_or(Fallback::UnknownPool(name)));
         choice.unwrap_or_else(|fallback| {
             mapper.log_once(&fallback, &flow.name);
             self.inner.metrics.mapper_fallback(fallback.cause());

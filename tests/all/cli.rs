@@ -196,3 +196,53 @@ fn wit_prints_the_package() {
         "{text}"
     );
 }
+
+#[test]
+fn a_mapper_is_announced_and_metrics_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapper = crate::support::guests_dir().join("prefix_mapper.wasm");
+    let text = format!(
+        "[mapper]\ncomponent = \"{}\"\n[pools.reporting]\nsize = 2\n",
+        mapper.display()
+    );
+    let config = write(dir.path(), "node.toml", text);
+    let out = sluice(&[
+        "run",
+        guest("hello").to_str().unwrap(),
+        "--config",
+        &config,
+        "--input",
+        r#"{"name":"x"}"#,
+        "--metrics",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let pools_lines = stderr
+        .lines()
+        .filter(|l| l.contains("Created flow thread pools: reporting(2), default("))
+        .count();
+    assert_eq!(pools_lines, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Using custom flow scheduler mapper: {}",
+            mapper.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l == r#"sluice_flow_duration_seconds_count{flow="hello",pool="default",outcome="completed"} 1"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_flow_component_given_as_mapper_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[mapper]\ncomponent = \"{}\"\n", guest("hello").display());
+    let config = write(dir.path(), "node.toml", text);
+    let out = sluice(&["run", guest("hello").to_str().unwrap(), "--config", &config]);
+    assert_one_line_error(
+        &out,
+        &["hello.wasm", "expected the sluice:flow/mapper world"],
+    );
+}

@@ -8,15 +8,17 @@ use sluice::{Node, NodeConfig};
 
 use crate::support::{guest, run};
 
-fn node_with_cache(dir: &Path) -> Node {
+async fn node_with_cache(dir: &Path) -> Node {
     let text = format!("[node]\ncache-dir = \"{}\"\n", dir.display());
-    Node::new(&NodeConfig::parse(&text, Path::new("test.toml"), Path::new(".")).unwrap()).unwrap()
+    Node::new(&NodeConfig::parse(&text, Path::new("test.toml"), Path::new(".")).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_does_not_recompile() {
     let cache = tempfile::tempdir().unwrap();
-    let first = node_with_cache(cache.path());
+    let first = node_with_cache(cache.path()).await;
     assert_eq!(
         first.register("hello", &guest("hello"), None).unwrap(),
         CacheOutcome::Compiled
@@ -25,7 +27,7 @@ async fn a_restarted_node_does_not_recompile() {
     let artifacts = std::fs::read_dir(cache.path()).unwrap().count();
     assert_eq!(artifacts, 1, "one compiled artifact per component");
 
-    let restarted = node_with_cache(cache.path());
+    let restarted = node_with_cache(cache.path()).await;
     assert_eq!(
         restarted.register("hello", &guest("hello"), None).unwrap(),
         CacheOutcome::Hit
@@ -40,6 +42,7 @@ async fn a_restarted_node_does_not_recompile() {
 async fn a_corrupt_cached_artifact_is_recompiled() {
     let cache = tempfile::tempdir().unwrap();
     node_with_cache(cache.path())
+        .await
         .register("hello", &guest("hello"), None)
         .unwrap();
     let artifact = std::fs::read_dir(cache.path())
@@ -49,7 +52,7 @@ async fn a_corrupt_cached_artifact_is_recompiled() {
         .unwrap()
         .path();
     std::fs::write(&artifact, b"garbage").unwrap();
-    let node = node_with_cache(cache.path());
+    let node = node_with_cache(cache.path()).await;
     assert_eq!(
         node.register("hello", &guest("hello"), None).unwrap(),
         CacheOutcome::Compiled

@@ -6,7 +6,7 @@ use crate::support::{node, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
-    let node = node("");
+    let node = node("").await;
     let traps = (0..8).map(|i| {
         let node = node.clone();
         tokio::spawn(async move {
@@ -45,7 +45,7 @@ async fn a_trap_fails_only_its_instance_and_the_parent_sees_the_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_error_and_an_unknown_child_reach_the_parent_as_data() {
-    let node = node("");
+    let node = node("").await;
     let out = run(
         &node,
         "supervisor",

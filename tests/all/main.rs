@@ -4,6 +4,9 @@
 mod cli;
 mod engine;
 mod failures;
+mod mapping;
+mod metrics;
 mod parking;
 mod pools;
+mod scheduling;
 mod support;

@@ -11,7 +11,7 @@ const ALL_POOLS_SIZE_ONE: &str = "[pools.default]\nsize = 1\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_of_ten_thousand_completes_in_a_pool_of_one() {
-    let node = node(ALL_POOLS_SIZE_ONE);
+    let node = node(ALL_POOLS_SIZE_ONE).await;
     let out = run(&node, "chain", json!({ "depth": 10_000 }))
         .await
         .expect("chain completes");
@@ -22,13 +22,18 @@ async fn chain_of_ten_thousand_completes_in_a_pool_of_one() {
     let stats = node.pools().default_pool().stats().snapshot();
     assert_eq!(stats.completed, 10_001);
     assert_eq!(stats.peak_running, 1);
-    // Every level but the leaf waited on its child at the same time, holding no slot.
-    assert_eq!(stats.peak_parked, 10_000);
+    // Nearly every level waited on its child at the same time, holding no slot. (A level
+    // preempted at an epoch tick between `start` and `join` waits for a slot instead.)
+    assert!(
+        stats.peak_parked > 9_900 && stats.peak_parked <= 10_000,
+        "peak parked {}",
+        stats.peak_parked
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_of_a_thousand_returns_all_results_in_order() {
-    let node = node(ALL_POOLS_SIZE_ONE);
+    let node = node(ALL_POOLS_SIZE_ONE).await;
     let expected: Vec<_> = (0..1000)
         .map(|i| json!({ "greeting": format!("Hello, child-{i}!") }))
         .collect();
@@ -50,7 +55,7 @@ async fn fanout_of_a_thousand_returns_all_results_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_sleepers_hold_no_slot() {
-    let node = node(ALL_POOLS_SIZE_ONE);
+    let node = node(ALL_POOLS_SIZE_ONE).await;
     let pool = node.pools().default_pool().clone();
     let mut sleepers = Vec::new();
     for _ in 0..1000 {

@@ -15,7 +15,7 @@ async fn never_more_than_size_instances_run_guest_code() {
         flow_entry("sleeper", "work"),
         flow_entry("fanout", "work")
     );
-    let node = node(&config);
+    let node = node(&config).await;
     let mut handles = Vec::new();
     for i in 0..60 {
         let (flow, input) = match i % 3 {
@@ -50,7 +50,7 @@ async fn a_saturated_pool_does_not_hold_back_another() {
         flow_entry("spin", "a"),
         flow_entry("hello", "b")
     );
-    let node = node(&config);
+    let node = node(&config).await;
     let a = node.pools().get("a").unwrap().clone();
     let mut spins = Vec::new();
     for _ in 0..4 {
@@ -83,7 +83,7 @@ async fn a_full_queue_refuses_at_once_leaves_no_trace_and_counts() {
         flow_entry("spin", "tiny"),
         flow_entry("hello", "tiny")
     );
-    let node = node(&config);
+    let node = node(&config).await;
     let pool = node.pools().get("tiny").unwrap().clone();
     let spin = node
         .start(StartRequest::rpc(
@@ -135,7 +135,7 @@ async fn a_cpu_bound_flow_gives_its_slot_up_to_waiting_work() {
         flow_entry("spin", "one"),
         flow_entry("hello", "one")
     );
-    let node = node(&config);
+    let node = node(&config).await;
     let one = node.pools().get("one").unwrap().clone();
     let spin = node
         .start(StartRequest::rpc(

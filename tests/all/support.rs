@@ -36,10 +36,10 @@ pub fn flow_entry(name: &str, pool: &str) -> String {
 }
 
 /// A node from config text; untagged flows resolve from the guests directory.
-pub fn node(config: &str) -> Node {
+pub async fn node(config: &str) -> Node {
     let config = NodeConfig::parse(config, Path::new("test.toml"), Path::new("."))
         .expect("test config is valid");
-    let node = Node::new(&config).expect("node starts");
+    let node = Node::new(&config).await.expect("node starts");
     node.add_search_dir(guests_dir());
     node
 }

@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// After the run, print a per-pool report of what ran where to stderr.
     #[arg(long)]
     report: bool,
+    /// After the run, print the node's metrics (Prometheus text format) to stderr.
+    #[arg(long)]
+    metrics: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -35,7 +38,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = super::runtime()?;
     let _guard = runtime.enter();
-    let node = Node::new(&config)?;
+    let node = runtime.block_on(Node::new(&config))?;
     let name = register_target(&node, &config, &args.flow)?;
     let started = Instant::now();
     let outcome =
@@ -43,6 +46,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     if args.report {
         eprint!("{}", sluice::report::pools_table(node.pools(), elapsed));
+    }
+    if args.metrics {
+        eprint!("{}", node.render_metrics());
     }
     match outcome {
         Ok(bytes) => {

@@ -2,14 +2,16 @@
 //! of every new instance.
 //!
 //! It runs in its own engine with fuel metering (a deterministic CPU budget per call,
-//! without slowing flows, whose engine has no fuel) and a small memory cap. Its calls are
-//! synchronous and short. A trap, a budget overrun or an unknown pool name falls back to
+//! without slowing flows, whose engine has no fuel) and a small memory cap. Calls are
+//! async (WASI's host side needs the executor) and serialized on the one instance. A trap, a budget overrun or an unknown pool name falls back to
 //! `default`, is logged once per cause and counted; after a trap the instance is rebuilt,
 //! since a trapped component instance cannot be entered again.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use tokio::sync::Mutex as AsyncMutex;
 
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
@@ -23,6 +25,8 @@ mod bindings {
         path: "../wit",
         world: "mapper",
         with: { "sluice:flow/types": crate::bindings::sluice::flow::types },
+        imports: { default: async },
+        exports: { default: async },
     });
 }
 
@@ -90,13 +94,13 @@ pub struct ComponentMapper {
     engine: Engine,
     pre: bindings::MapperPre<MapperState>,
     pools: Vec<String>,
-    live: Mutex<Option<Live>>,
+    live: AsyncMutex<Option<Live>>,
     logged: Mutex<HashSet<&'static str>>,
 }
 
 impl ComponentMapper {
     /// Load the mapper at `path` and construct it with the node's pool names.
-    pub fn load(path: &Path, pools: Vec<String>) -> Result<Self, LoadError> {
+    pub async fn load(path: &Path, pools: Vec<String>) -> Result<Self, LoadError> {
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             path: path.into(),
             reason: format!("{e:#}"),
@@ -111,7 +115,7 @@ impl ComponentMapper {
         crate::component_cache::check_header(&bytes, path)?;
         let component = Component::new(&engine, &bytes).map_err(invalid)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(invalid)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.into(),
             reason: format!("expected the sluice:flow/mapper world: {e:#}"),
@@ -124,15 +128,15 @@ impl ComponentMapper {
             engine,
             pre,
             pools,
-            live: Mutex::new(None),
+            live: AsyncMutex::new(None),
             logged: Mutex::new(HashSet::new()),
         };
         // Construct now, so a mapper that cannot even start is a startup error.
-        let live = mapper.instantiate().map_err(|e| LoadError::Invalid {
+        let live = mapper.instantiate().await.map_err(|e| LoadError::Invalid {
             path: path.into(),
             reason: format!("mapper constructor failed: {e}"),
         })?;
-        *mapper.lock_live() = Some(live);
+        *mapper.live.lock().await = Some(live);
         Ok(mapper)
     }
 
@@ -141,11 +145,7 @@ impl ComponentMapper {
         &self.path
     }
 
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn instantiate(&self) -> Result<Live, Fallback> {
+    async fn instantiate(&self) -> Result<Live, Fallback> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(MAPPER_MEMORY_BYTES)
             .trap_on_grow_failure(true)
@@ -160,11 +160,16 @@ impl ComponentMapper {
         store
             .set_fuel(MAPPER_FUEL)
             .map_err(|e| Fallback::Trap(e.to_string()))?;
-        let mapper = self.pre.instantiate(&mut store).map_err(classify)?;
+        let mapper = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(classify)?;
         let handle = mapper
             .sluice_flow_scheduler()
             .mapper()
             .call_constructor(&mut store, &self.pools)
+            .await
             .map_err(classify)?;
         Ok(Live {
             store,
@@ -174,10 +179,10 @@ impl ComponentMapper {
     }
 
     /// Ask the mapper for a pool; the answer is not yet checked against the node's pools.
-    pub fn choose(&self, invocation: &Invocation) -> Result<String, Fallback> {
-        let mut live = self.lock_live();
+    pub async fn choose(&self, invocation: &Invocation) -> Result<String, Fallback> {
+        let mut live = self.live.lock().await;
         if live.is_none() {
-            *live = Some(self.instantiate()?);
+            *live = Some(self.instantiate().await?);
         }
         let Some(current) = live.as_mut() else {
             unreachable!("just set")
@@ -186,13 +191,17 @@ impl ComponentMapper {
             .store
             .set_fuel(MAPPER_FUEL)
             .map_err(|e| Fallback::Trap(e.to_string()))?;
-        let answer = current.mapper.sluice_flow_scheduler().mapper().call_choose(
-            &mut current.store,
-            current.handle,
-            invocation,
-            &invocation.flow,
-            &invocation.our_identity,
-        );
+        let scheduler = current.mapper.sluice_flow_scheduler();
+        let answer = scheduler
+            .mapper()
+            .call_choose(
+                &mut current.store,
+                current.handle,
+                invocation,
+                &invocation.flow,
+                &invocation.our_identity,
+            )
+            .await;
         answer.map_err(|e| {
             // A trapped instance cannot be entered again: rebuild it on the next call.
             *live = None;

@@ -29,9 +29,10 @@ impl GuestMapper for Hostile {
             return "no-such-pool".into();
         }
         if flow.starts_with("grow-") {
+            // Reserve without touching: memory grows fast and cheaply, until the cap stops it.
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                hoard.push(vec![1; 1 << 20]);
+                hoard.push(Vec::with_capacity(4 << 20));
                 std::hint::black_box(&hoard);
             }
         }
