@@ -229,3 +229,114 @@ fn map_count() -> anyhow::Result<u64> {
 pub fn default_guests_dir() -> PathBuf {
     PathBuf::from("guest-flows/target/wasm32-wasip2/release")
 }
+
+/// Figures of the pools benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolFigures {
+    /// Median cost of choosing a pool with the built-in rules.
+    pub builtin_choice: Duration,
+    /// Median cost of choosing a pool with the example mapper component.
+    pub mapper_choice: Duration,
+    /// Median start-to-output latency of a trivial `transactions` flow, `reporting` idle.
+    pub tx_idle: Duration,
+    /// The same while every `reporting` slot runs a CPU-bound flow.
+    pub tx_saturated: Duration,
+}
+
+/// Mapper overhead per start, and `transactions` start latency with `reporting` idle vs saturated.
+pub async fn pools(guests: &Path, iterations: usize) -> anyhow::Result<PoolFigures> {
+    use crate::scheduler::ComponentMapper;
+    use crate::scheduler::rules::{self, Placement};
+
+    let text = "[pools.reporting]\nsize = 3\n[pools.transactions]\nsize = 2\n[pools.Peer-Origin]\nsize = 1\n";
+    let config = NodeConfig::parse(text, Path::new("<bench>"), Path::new("."))?;
+    let pools = crate::scheduler::Pools::from_config(&config)?;
+    let invocation = Invocation {
+        id: "01BENCH".into(),
+        flow: "tx-transfer".into(),
+        origin: Origin::Rpc("bench".into()),
+        priority: Priority::Normal,
+        our_identity: "PartyA".into(),
+    };
+    let mut builtin = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let placement = Placement {
+            tag: None,
+            origin: &invocation.origin,
+            priority: invocation.priority,
+            fan_out: false,
+        };
+        std::hint::black_box(rules::builtin_pool(&pools, placement));
+        builtin.push(t.elapsed());
+    }
+    builtin.sort();
+    let mapper = ComponentMapper::load(&guests.join("prefix_mapper.wasm"), pools.names()).await?;
+    let mut mapped = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let choice = mapper.choose(&invocation).await;
+        mapped.push(t.elapsed());
+        anyhow::ensure!(
+            choice.as_deref() == Ok("transactions"),
+            "mapper chose {choice:?}"
+        );
+    }
+    mapped.sort();
+
+    let flows = format!(
+        "{text}[[flows]]\nname = \"report\"\ncomponent = \"{}\"\npool = \"reporting\"\n\
+         [[flows]]\nname = \"tx\"\ncomponent = \"{}\"\npool = \"transactions\"\n",
+        guests.join("spin.wasm").display(),
+        guests.join("noop.wasm").display()
+    );
+    let node = Node::new(&NodeConfig::parse(
+        &flows,
+        Path::new("<bench>"),
+        Path::new("."),
+    )?)
+    .await?;
+    let tx = || StartRequest::rpc("tx", b"{}".to_vec(), "bench");
+    let median_tx = |node: Node| async move {
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            node.run(tx()).await??;
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        anyhow::Ok(percentile(&samples, 0.5))
+    };
+    node.run(tx()).await??;
+    let tx_idle = median_tx(node.clone()).await?;
+    let reporting = node
+        .pools()
+        .get("reporting")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no reporting pool"))?;
+    let mut reports = Vec::new();
+    for _ in 0..6 {
+        reports.push(
+            node.start(StartRequest::rpc(
+                "report",
+                b"{\"ms\":600000}".to_vec(),
+                "bench",
+            ))
+            .await?,
+        );
+    }
+    while reporting.stats().snapshot().running < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let tx_saturated = median_tx(node.clone()).await?;
+    anyhow::ensure!(
+        reporting.stats().snapshot().running == 3,
+        "reporting was not saturated throughout"
+    );
+    Ok(PoolFigures {
+        builtin_choice: percentile(&builtin, 0.5),
+        mapper_choice: percentile(&mapped, 0.5),
+        tx_idle,
+        tx_saturated,
+    })
+}

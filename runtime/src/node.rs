@@ -141,7 +141,10 @@ impl Node {
                 path: PathBuf::from("<engine>"),
                 reason: format!("{e:#}"),
             })?;
-        let pools = Pools::from_config(config);
+        let pools = Pools::from_config(config).map_err(|e| LoadError::Invalid {
+            path: PathBuf::from("<pools>"),
+            reason: format!("cannot start pool threads: {e}"),
+        })?;
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
         let mapper = match &config.mapper {
@@ -198,10 +201,10 @@ impl Node {
         pool: Option<String>,
         timeout: Option<Duration>,
     ) -> Result<CacheOutcome, LoadError> {
-        if let Some(tag) = &pool {
-            if self.inner.pools.get(tag).is_none() {
-                tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
-            }
+        if let Some(tag) = &pool
+            && self.inner.pools.get(tag).is_none()
+        {
+            tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
         }
         Ok(self
             .inner
@@ -288,7 +291,7 @@ impl Node {
             .admitted(pool.name(), admission.queued_at_insert());
         let (tx, rx) = oneshot::channel();
         let run = instance::run(self.clone(), flow, admission, invocation, request.input);
-        tokio::spawn(async move {
+        self.inner.pools.executor(pool.name()).spawn(async move {
             // The receiver may be gone (nobody waits for this instance): that is fine.
             let _ = tx.send(run.await);
         });
@@ -334,13 +337,13 @@ impl Node {
 }
 
 fn warn_if_over_map_limit(max_resident: u32) {
-    if let Some(fits) = engine::resident_capacity_under_map_limit() {
-        if u64::from(max_resident) > fits {
-            tracing::warn!(
-                "node.max-resident = {max_resident} but vm.max_map_count allows about {fits} resident instances \
+    if let Some(fits) = engine::resident_capacity_under_map_limit()
+        && u64::from(max_resident) > fits
+    {
+        tracing::warn!(
+            "node.max-resident = {max_resident} but vm.max_map_count allows about {fits} resident instances \
                  ({} mappings each); lower node.max-resident or raise vm.max_map_count",
-                engine::MAPPINGS_PER_INSTANCE
-            );
-        }
+            engine::MAPPINGS_PER_INSTANCE
+        );
     }
 }

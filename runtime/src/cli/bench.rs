@@ -20,6 +20,9 @@ pub struct BenchArgs {
     /// Counts of parked instances to measure memory at.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
     parked: Vec<u64>,
+    /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation), or `all`.
+    #[arg(long, default_value = "all")]
+    only: String,
     /// Internal: measure one parked count in this process and print it as JSON.
     #[arg(long, hide = true)]
     parked_child: Option<u64>,
@@ -35,8 +38,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; figures mean little (cargo run --release -- bench)");
     }
-    let c = runtime.block_on(bench::core(&args.guests, args.iterations, args.starters))?;
     let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+    if args.only == "pools" || args.only == "all" {
+        let p = runtime.block_on(bench::pools(&args.guests, args.iterations))?;
+        println!(
+            "(m) pool choice, built-in rules                   median {:>8.3} µs",
+            us(p.builtin_choice)
+        );
+        println!(
+            "    pool choice, example mapper component        median {:>8.3} µs",
+            us(p.mapper_choice)
+        );
+        println!(
+            "(s) transactions start→output, reporting idle     median {:>8.1} µs",
+            us(p.tx_idle)
+        );
+        println!(
+            "    transactions start→output, reporting full    median {:>8.1} µs   ratio {:.2}x",
+            us(p.tx_saturated),
+            us(p.tx_saturated) / us(p.tx_idle)
+        );
+    }
+    if args.only != "core" && args.only != "all" {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = runtime.block_on(bench::core(&args.guests, args.iterations, args.starters))?;
     println!(
         "(a) bare wasmtime: store+instantiate+run+drop   median {:>8.1} µs   p99 {:>8.1} µs",
         us(c.bare_median),

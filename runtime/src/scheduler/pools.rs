@@ -5,18 +5,19 @@ use std::sync::Arc;
 
 use crate::config::{DEFAULT_POOL, NodeConfig};
 
-use super::Pool;
+use super::{Pool, PoolExecutor};
 
 /// Every pool of a node, by name. A `default` pool always exists.
 #[derive(Debug, Clone)]
 pub struct Pools {
     by_name: BTreeMap<String, Arc<Pool>>,
     default: Arc<Pool>,
+    executors: BTreeMap<String, Arc<PoolExecutor>>,
 }
 
 impl Pools {
-    /// Build the pools a validated config names.
-    pub fn from_config(config: &NodeConfig) -> Self {
+    /// Build the pools a validated config names, each with its own worker threads.
+    pub fn from_config(config: &NodeConfig) -> std::io::Result<Self> {
         let by_name: BTreeMap<_, _> = config
             .pools
             .iter()
@@ -45,12 +46,33 @@ impl Pools {
         by_name
             .entry(DEFAULT_POOL.into())
             .or_insert_with(|| default.clone());
-        Pools { by_name, default }
+        let executors = by_name
+            .values()
+            .map(|p| {
+                Ok((
+                    p.name().to_string(),
+                    Arc::new(PoolExecutor::new(p.name(), p.size())?),
+                ))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Pools {
+            by_name,
+            default,
+            executors,
+        })
     }
 
     /// The pool named `name`, if it exists.
     pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
         self.by_name.get(name)
+    }
+
+    /// The worker threads of the pool named `name` (the default pool's for an unknown name).
+    pub fn executor(&self, name: &str) -> &PoolExecutor {
+        self.executors
+            .get(name)
+            .or_else(|| self.executors.get(DEFAULT_POOL))
+            .expect("the default pool always has an executor")
     }
 
     /// The `default` pool.
@@ -90,7 +112,7 @@ mod tests {
     fn startup_line_lists_default_last() {
         let text = "[pools.reporting]\nsize = 3\n[pools.default]\nsize = 20\n[pools.RPC-Origin]\nsize = 4\n";
         let config = NodeConfig::parse(text, Path::new("n.toml"), Path::new(".")).unwrap();
-        let pools = Pools::from_config(&config);
+        let pools = Pools::from_config(&config).unwrap();
         assert_eq!(
             pools.describe(),
             "Created flow thread pools: RPC-Origin(4), reporting(3), default(20)"

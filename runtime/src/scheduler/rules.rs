@@ -68,6 +68,7 @@ mod tests {
             .map(|n| format!("[pools.\"{n}\"]\nsize = 1\n"))
             .collect();
         Pools::from_config(&NodeConfig::parse(&text, Path::new("t.toml"), Path::new(".")).unwrap())
+            .unwrap()
     }
 
     fn place<'a>(
