@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use sluice::flow::types::{FlowError as WitFlowError, LogLevel, Origin, Priority};
+pub use self::sluice::flow::types::{FlowError as WitFlowError, LogLevel, Origin, Priority};
 
 /// The WIT package this runtime implements, as shipped in `wit/`.
 pub const WIT: &str = include_str!("../../wit/flow.wit");

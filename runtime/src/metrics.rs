@@ -21,7 +21,7 @@ pub const QUEUE_SIZE_TOTAL: &str = "sluice_queue_size_total";
 pub const ACTIVE_THREADS: &str = "sluice_active_threads";
 /// Admitted starts waiting for a slot, per pool.
 pub const QUEUE_SIZE: &str = "sluice_queue_size";
-/// Queue length seen by each admitted start, including itself, per pool.
+/// Queue length seen by each admitted start, itself included when it had to wait, per pool.
 pub const QUEUE_SIZE_ON_INSERT: &str = "sluice_queue_size_on_insert";
 /// Time from admission to the first slot, per pool.
 pub const STARTUP_QUEUE_TIME: &str = "sluice_startup_queue_time_seconds";

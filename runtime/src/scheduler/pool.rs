@@ -132,7 +132,8 @@ impl Pool {
     /// The returned [`Admission`] holds the queue place until it gets a slot or is dropped.
     pub fn admit(self: &Arc<Self>, class: QueueClass) -> Result<Admission, QueueFull> {
         let mut state = self.lock();
-        if state.queued >= self.queue_capacity {
+        let slot_free = state.free > 0 && !state.has_waiters();
+        if !slot_free && state.queued >= self.queue_capacity {
             drop(state);
             self.stats.rejected();
             return Err(QueueFull {
@@ -140,31 +141,36 @@ impl Pool {
                 capacity: self.queue_capacity,
             });
         }
-        state.queued += 1;
-        self.stats.queued(state.queued);
+        // Take the place in line now, so waiters are served in admission order.
+        let ticket = self.ticket(&mut state, class);
+        let waits = matches!(ticket, Ticket::Waiting(_));
+        if waits {
+            state.queued += 1;
+            self.stats.queued(state.queued);
+        }
         Ok(Admission {
-            pool: Some(self.clone()),
-            class,
+            pool: self.clone(),
+            ticket: Some(ticket),
             queued_at_insert: state.queued,
+            waiting: waits,
         })
     }
 
     /// Wait for a slot in `class`. Resumptions use this directly: they are never refused.
     pub async fn acquire(self: &Arc<Self>, class: QueueClass) -> Slot {
-        let rx = {
-            let mut state = self.lock();
-            if state.free > 0 && !state.has_waiters() {
-                state.free -= 1;
-                return self.grant();
-            }
-            let (tx, rx) = oneshot::channel();
-            state.waiters[class as usize].push_back(tx);
-            rx
-        };
-        // The sender lives in this pool's state, which outlives every waiter holding an Arc to it;
-        // it is only dropped after a send, so the channel cannot close empty.
-        rx.await
-            .expect("a pool never drops a waiter without handing it a slot")
+        let ticket = self.ticket(&mut self.lock(), class);
+        ticket.redeem().await
+    }
+
+    /// A free slot now, or a place at the back of `class`'s line.
+    fn ticket(self: &Arc<Self>, state: &mut PoolState, class: QueueClass) -> Ticket {
+        if state.free > 0 && !state.has_waiters() {
+            state.free -= 1;
+            return Ticket::Ready(self.grant());
+        }
+        let (tx, rx) = oneshot::channel();
+        state.waiters[class as usize].push_back(tx);
+        Ticket::Waiting(rx)
     }
 
     /// Whether any instance waits for a slot now (a running instance should then yield its slot).
@@ -208,41 +214,68 @@ impl Pool {
 /// A place in a pool's admission queue, turned into a [`Slot`] by [`Admission::wait`].
 #[derive(Debug)]
 pub struct Admission {
-    pool: Option<Arc<Pool>>,
-    class: QueueClass,
+    pool: Arc<Pool>,
+    ticket: Option<Ticket>,
     queued_at_insert: usize,
+    /// Counted in the pool's queue until it gets its slot.
+    waiting: bool,
+}
+
+/// A slot, or the promise of one.
+#[derive(Debug)]
+enum Ticket {
+    Ready(Slot),
+    Waiting(oneshot::Receiver<Slot>),
+}
+
+impl Ticket {
+    async fn redeem(self) -> Slot {
+        match self {
+            Ticket::Ready(slot) => slot,
+            // The sender lives in the pool's state, which outlives every waiter holding an Arc
+            // to the pool; it is only dropped after a send, so the channel cannot close empty.
+            Ticket::Waiting(rx) => rx
+                .await
+                .expect("a pool never drops a waiter without handing it a slot"),
+        }
+    }
 }
 
 impl Admission {
-    /// How many admitted starts were waiting, this one included, when it was admitted.
+    /// Admitted starts waiting for a slot when this one was admitted, itself included when it
+    /// had to wait (0 when a slot was free).
     pub fn queued_at_insert(&self) -> usize {
         self.queued_at_insert
     }
 
     /// The pool this start was admitted to.
     pub fn pool(&self) -> &Arc<Pool> {
-        self.pool
-            .as_ref()
-            .expect("an admission holds its pool until it is consumed")
+        &self.pool
     }
 
     /// Wait for the first slot; leaves the admission queue when granted.
     pub async fn wait(mut self) -> Slot {
-        let pool = self
-            .pool
+        let ticket = self
+            .ticket
             .take()
-            .expect("an admission holds its pool until it is consumed");
-        let slot = pool.acquire(self.class).await;
-        pool.lock().queued -= 1;
+            .expect("an admission holds its ticket until it is consumed");
+        let slot = ticket.redeem().await;
+        self.leave_queue();
         slot
+    }
+}
+
+impl Admission {
+    fn leave_queue(&mut self) {
+        if std::mem::take(&mut self.waiting) {
+            self.pool.lock().queued -= 1;
+        }
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.lock().queued -= 1;
-        }
+        self.leave_queue();
     }
 }
 
@@ -320,8 +353,11 @@ mod tests {
     #[tokio::test]
     async fn full_queue_refuses_and_counts() {
         let pool = Pool::new("reporting", 1, 2);
-        let a = pool.admit(QueueClass::Normal).unwrap();
-        let _b = pool.admit(QueueClass::Normal).unwrap();
+        // The first takes the free slot and never queues; the next two wait.
+        let running = pool.admit(QueueClass::Normal).unwrap().wait().await;
+        let b = pool.admit(QueueClass::Normal).unwrap();
+        let _c = pool.admit(QueueClass::Normal).unwrap();
+        assert_eq!((b.queued_at_insert(), pool.queued()), (1, 2));
         let err = pool.admit(QueueClass::Normal).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -329,7 +365,9 @@ mod tests {
         );
         assert_eq!(pool.stats().snapshot().rejected, 1);
         // A granted admission leaves the queue, making room.
-        let _slot = a.wait().await;
+        drop(running);
+        let _slot = b.wait().await;
+        assert_eq!(pool.queued(), 1);
         assert!(pool.admit(QueueClass::Normal).is_ok());
     }
 
