@@ -78,6 +78,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         us(c.flow_median) / us(c.bare_median)
     );
     println!(
+        "    caller on the pool's threads                 median {:>8.1} µs   ratio {:.2}x",
+        us(c.flow_local_median),
+        us(c.flow_local_median) / us(c.bare_median)
+    );
+    println!(
         "    throughput, {} concurrent starters            {:>8.0} flows/s",
         args.starters, c.flows_per_sec
     );
