@@ -96,7 +96,8 @@ pub async fn core(
         };
         let mut store = Store::new(
             node.engine().engine(),
-            HostState::new(node.clone(), info, pool.clone(), slot),
+            HostState::new(node.clone(), info, pool.clone(), slot, &flow.settings)
+                .map_err(anyhow::Error::msg)?,
         );
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = flow.component.pre.instantiate_async(&mut store).await?;
@@ -359,4 +360,54 @@ pub async fn pools(guests: &Path, iterations: usize) -> anyhow::Result<PoolFigur
         tx_idle,
         tx_saturated,
     })
+}
+
+/// One metering mode's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct MeteringFigures {
+    /// The mode.
+    pub metering: crate::engine::Metering,
+    /// Median of a call-heavy guest (`fib`).
+    pub fib: Duration,
+    /// Median of a loop-heavy guest (`sieve`).
+    pub sieve: Duration,
+    /// Median of a trivial flow.
+    pub noop: Duration,
+}
+
+/// CPU-bound guests and a trivial flow under epoch interruption, fuel, and no metering.
+pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<MeteringFigures>> {
+    use crate::engine::Metering;
+    let text = format!(
+        "[[flows]]\nname = \"cpu\"\ncomponent = \"{}\"\nlimits = {{ cpu-slice = \"10m\", cpu-total = \"1h\", memory = \"256 MiB\" }}\n",
+        guests.join("hostile.wasm").display()
+    );
+    let config = NodeConfig::parse(&text, Path::new("<bench>"), Path::new("."))?;
+    let mut out = Vec::new();
+    for metering in [Metering::Off, Metering::Epoch, Metering::Fuel] {
+        let node = Node::with_metering(&config, metering).await?;
+        node.add_search_dir(guests.to_path_buf());
+        let median = |flow: &'static str, input: &'static str, n: usize| {
+            let node = node.clone();
+            async move {
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    node.run(StartRequest::rpc(flow, input.as_bytes().to_vec(), "bench"))
+                        .await??;
+                    samples.push(t.elapsed());
+                }
+                samples.sort();
+                anyhow::Ok(percentile(&samples, 0.5))
+            }
+        };
+        median("noop", "{}", 10).await?;
+        out.push(MeteringFigures {
+            metering,
+            fib: median("cpu", r#"{"attack":"fib","n":30}"#, 7).await?,
+            sieve: median("cpu", r#"{"attack":"sieve","n":20000000}"#, 7).await?,
+            noop: median("noop", "{}", iterations).await?,
+        });
+    }
+    Ok(out)
 }

@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::limits::{Limits, LimitsConfig};
+use crate::registry::FlowSettings;
+use crate::sandbox::DirGrant;
+
 /// Name of the pool that always exists and takes every flow no rule places elsewhere.
 pub const DEFAULT_POOL: &str = "default";
 /// Queue capacity of a pool that does not set one.
@@ -56,6 +60,9 @@ pub struct NodeConfig {
     /// A custom scheduler mapper component, replacing the built-in rules.
     #[serde(default)]
     pub mapper: Option<MapperConfig>,
+    /// Node-wide default limits of every flow.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -105,7 +112,7 @@ pub struct PoolConfig {
     pub queue: i64,
     /// Wall-clock limit of every instance in this pool, from admission (e.g. "30s").
     #[serde(default)]
-    pub timeout: Option<Timeout>,
+    pub timeout: Option<HumanDuration>,
     /// Whether a CPU-bound instance gives its slot up to waiting work at every epoch tick.
     #[serde(default = "yes")]
     pub preempt: bool,
@@ -115,9 +122,9 @@ fn yes() -> bool {
     true
 }
 
-/// A wall-clock duration written like `30s`, `500ms` or `2m`.
+/// A duration written like `30s`, `500ms` or `2m`, never zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Timeout(#[serde(serialize_with = "serialize_duration")] pub std::time::Duration);
+pub struct HumanDuration(#[serde(serialize_with = "serialize_duration")] pub std::time::Duration);
 
 fn serialize_duration<S: serde::Serializer>(
     d: &std::time::Duration,
@@ -126,7 +133,7 @@ fn serialize_duration<S: serde::Serializer>(
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
-impl<'de> Deserialize<'de> for Timeout {
+impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let duration = humantime::parse_duration(&text).map_err(|e| {
@@ -136,10 +143,10 @@ impl<'de> Deserialize<'de> for Timeout {
         })?;
         if duration.is_zero() {
             return Err(serde::de::Error::custom(
-                "a timeout must be longer than zero",
+                "a duration must be longer than zero",
             ));
         }
-        Ok(Timeout(duration))
+        Ok(HumanDuration(duration))
     }
 }
 
@@ -168,10 +175,31 @@ pub struct FlowConfig {
     pub pool: Option<String>,
     /// Wall-clock limit of each instance of this flow; overrides its pool's.
     #[serde(default)]
-    pub timeout: Option<Timeout>,
+    pub timeout: Option<HumanDuration>,
+    /// Limits of this flow, overriding `[limits]` key by key.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Directories granted to this flow: guest path → `host/dir:ro` or `host/dir:rw`.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
 }
 
 impl NodeConfig {
+    /// The limits of a flow that sets none of its own.
+    pub fn default_limits(&self) -> Limits {
+        Limits::default().overridden_by(&self.limits)
+    }
+
+    /// How the flow `flow` (an entry of `flows`) is run. Call on a validated config.
+    pub fn flow_settings(&self, flow: &FlowConfig) -> Result<FlowSettings, String> {
+        Ok(FlowSettings {
+            pool: flow.pool.clone(),
+            timeout: flow.timeout.map(|t| t.0),
+            limits: self.default_limits().overridden_by(&flow.limits),
+            grants: DirGrant::parse_all(&flow.dirs, &self.base_dir)?,
+        })
+    }
+
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -221,8 +249,14 @@ impl NodeConfig {
         if self.node.max_resident < 1 {
             return Err("node.max-resident = 0: must be at least 1".into());
         }
+        self.default_limits().validate("limits")?;
         let mut seen = std::collections::HashSet::new();
         for (i, flow) in self.flows.iter().enumerate() {
+            self.default_limits()
+                .overridden_by(&flow.limits)
+                .validate(&format!("flows[{i}].limits"))?;
+            DirGrant::parse_all(&flow.dirs, &self.base_dir)
+                .map_err(|e| format!("flows[{i}].dirs: {e}"))?;
             if flow.name.is_empty() {
                 return Err(format!("flows[{i}].name: must not be empty"));
             }
@@ -318,7 +352,7 @@ mod tests {
         let c = parse("[pools.a]\nsize = 1\ntimeout = \"1m 30s\"\n").unwrap();
         assert_eq!(
             c.pools["a"].timeout,
-            Some(Timeout(std::time::Duration::from_secs(90)))
+            Some(HumanDuration(std::time::Duration::from_secs(90)))
         );
         let e = parse("[pools.a]\nsize = 1\ntimeout = \"soon\"\n")
             .unwrap_err()
@@ -331,6 +365,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("longer than zero"), "{e}");
+    }
+
+    #[test]
+    fn limits_and_grants_are_validated_with_their_place() {
+        let e = parse("[limits]\nmemory = \"12 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("`12 parsecs` is not a size"),
+            "{e}"
+        );
+        let e = parse("[limits]\nmemory = \"100 KiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("limits.memory = 100.0 KiB: must be between"),
+            "{e}"
+        );
+        let flow = "[[flows]]\nname = \"f\"\ncomponent = \"f.wasm\"\n";
+        let e = parse(&format!(
+            "{flow}limits = {{ cpu-total = \"1s\", cpu-slice = \"2s\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("flows[0].limits.cpu-total"), "{e}");
+        let e = parse(&format!(
+            "{flow}dirs = {{ \"/in\" = \"no/such/dir:ro\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("flows[0].dirs: `no/such/dir:ro`") && e.contains("is not a directory"),
+            "{e}"
+        );
+        let e = parse(&format!("{flow}limits = {{ threads = 2 }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `threads`"), "{e}");
     }
 
     #[test]

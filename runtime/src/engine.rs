@@ -31,8 +31,6 @@ use crate::host::HostState;
 
 /// How often the engine's epoch advances: the time slice of a CPU-bound guest.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Most linear memory one flow instance may use.
-pub const MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Fiber stack of an instance; only touched pages cost RAM.
 const ASYNC_STACK_BYTES: usize = 512 << 10;
 /// Wasm may use up to this much of the fiber stack; host calls need the rest.
@@ -59,6 +57,7 @@ pub struct FlowEngine {
     cache: ComponentCache,
     max_resident: u32,
     resident: Arc<AtomicU32>,
+    metering: Metering,
 }
 
 /// One live instance's share of `max-resident`; given back on drop.
@@ -72,24 +71,36 @@ impl Drop for Resident {
 
 impl FlowEngine {
     /// An engine sized for `max_resident` live instances, caching compiled code in `cache`.
-    pub fn new(max_resident: u32, cache: ComponentCache) -> wasmtime::Result<Self> {
-        let engine = Engine::new(&engine_config())?;
+    pub fn new(
+        max_resident: u32,
+        cache: ComponentCache,
+        metering: Metering,
+    ) -> wasmtime::Result<Self> {
+        let engine = Engine::new(&engine_config(metering))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
-        start_epoch_ticker(&engine);
+        if metering == Metering::Epoch {
+            start_epoch_ticker(&engine);
+        }
         Ok(FlowEngine {
             engine,
             linker,
             cache,
             max_resident,
             resident: Arc::default(),
+            metering,
         })
     }
 
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// How guest CPU use is metered.
+    pub fn metering(&self) -> Metering {
+        self.metering
     }
 
     /// Most instances alive at once.
@@ -132,10 +143,32 @@ impl FlowEngine {
     }
 }
 
-fn engine_config() -> Config {
+/// How guest CPU use is measured and bounded. Epoch interruption is the default: measured
+/// by `sluice bench --only sandbox`, fuel slows call-heavy guests far more, and epoch ticks
+/// are what CPU limits and time slices need anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metering {
+    /// Epoch ticks: CPU limits, time slices and yielding to the executor.
+    #[default]
+    Epoch,
+    /// Fuel, for comparison only: no CPU limits, yields every 10M units.
+    Fuel,
+    /// Nothing, for comparison only: a CPU-bound guest never yields.
+    Off,
+}
+
+fn engine_config(metering: Metering) -> Config {
     let mut config = Config::new();
+    match metering {
+        Metering::Epoch => {
+            config.epoch_interruption(true);
+        }
+        Metering::Fuel => {
+            config.consume_fuel(true);
+        }
+        Metering::Off => {}
+    }
     config
-        .epoch_interruption(true)
         .memory_init_cow(false)
         .memory_reservation(0)
         .memory_guard_size(0)

@@ -65,6 +65,12 @@ pub enum StartError {
         flow: String,
         capacity: usize,
     },
+    /// The request breaks one of the flow's limits (its input is too large).
+    #[error("flow `{flow}` not started: {source}")]
+    Limit {
+        flow: String,
+        source: crate::limits::LimitExceeded,
+    },
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

@@ -11,10 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
-
-use crate::engine::MAX_MEMORY_BYTES;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::sluice::flow::host::{self, StartOptions};
@@ -22,11 +18,11 @@ use crate::bindings::sluice::flow::types;
 use crate::bindings::{LogLevel, Priority, WitFlowError};
 use crate::error::FlowError;
 use crate::events::EventKind;
+use crate::meter::Meter;
 use crate::node::{FlowHandle, Node, StartRequest};
+use crate::registry::FlowSettings;
+use crate::sandbox::{self, GuestOutput, Stream};
 use crate::scheduler::{Pool, QueueClass, Slot};
-
-/// Bytes of guest stderr kept to explain a trap (a Rust panic message lands there).
-const STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
 /// The slot an instance holds, shared with the epoch callback that may give it up.
 #[derive(Debug, Clone, Default)]
@@ -69,26 +65,32 @@ pub struct InstanceInfo {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
+    stderr: GuestOutput,
     node: Node,
     info: InstanceInfo,
     pool: Arc<Pool>,
     slot: SlotHolder,
     children: HashMap<String, FlowHandle>,
-    limits: StoreLimits,
+    meter: Meter,
 }
 
 impl HostState {
-    /// State for one instance holding `slot` of `pool`.
-    pub fn new(node: Node, info: InstanceInfo, pool: Arc<Pool>, slot: SlotHolder) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        // No preopens, no env, no args, no network: the guest gets only our interfaces.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(MAX_MEMORY_BYTES)
-            .trap_on_grow_failure(true)
-            .build();
-        HostState {
+    /// State for one instance of `flow` holding `slot` of `pool`: its sandbox (see
+    /// [`crate::sandbox`]) and its meter. Fails when a granted directory cannot be opened.
+    pub fn new(
+        node: Node,
+        info: InstanceInfo,
+        pool: Arc<Pool>,
+        slot: SlotHolder,
+        settings: &FlowSettings,
+    ) -> Result<Self, String> {
+        let stderr = GuestOutput::new(Stream::Stderr);
+        let wasi = sandbox::wasi_ctx(
+            &settings.grants,
+            GuestOutput::new(Stream::Stdout),
+            stderr.clone(),
+        )?;
+        Ok(HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
@@ -97,13 +99,13 @@ impl HostState {
             pool,
             slot,
             children: HashMap::new(),
-            limits,
-        }
+            meter: Meter::new(settings.limits),
+        })
     }
 
-    /// The store limiter: caps this instance's linear memory.
-    pub fn limits(&mut self) -> &mut StoreLimits {
-        &mut self.limits
+    /// The instance's meter: the store's resource limiter, and its CPU and children counts.
+    pub fn meter(&mut self) -> &mut Meter {
+        &mut self.meter
     }
 
     /// The pool this instance runs in.
@@ -118,16 +120,7 @@ impl HostState {
 
     /// The last few lines the guest wrote to stderr, on one line (a panic message, typically).
     pub fn stderr_tail(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        // Rust's panic hook ends with a hint about RUST_BACKTRACE that explains nothing here.
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-            .collect();
-        let tail = lines[lines.len().saturating_sub(3)..].join(" ");
-        (!tail.is_empty()).then_some(tail)
+        self.stderr.tail()
     }
 
     /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption.
@@ -147,17 +140,28 @@ impl HostState {
         out
     }
 
+    /// Start a subflow. The outer error (the `children` limit) traps this instance; the
+    /// inner one (a refused start) is the guest's to handle.
     async fn start_child(
+        &mut self,
+        request: StartRequest,
+    ) -> wasmtime::Result<Result<FlowHandle, FlowError>> {
+        self.meter.child_started()?;
+        Ok(self.node.start(request).await.map_err(FlowError::from))
+    }
+
+    async fn start_and_keep(
         &mut self,
         flow: String,
         input: Vec<u8>,
         priority: types::Priority,
-    ) -> Result<String, FlowError> {
+    ) -> wasmtime::Result<Result<String, FlowError>> {
         let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority);
-        let handle = self.node.start(request).await.map_err(FlowError::from)?;
-        let id = handle.id().to_string();
-        self.children.insert(id.clone(), handle);
-        Ok(id)
+        Ok(self.start_child(request).await?.map(|handle| {
+            let id = handle.id().to_string();
+            self.children.insert(id.clone(), handle);
+            id
+        }))
     }
 
     fn take_child(&mut self, id: &str) -> Result<FlowHandle, FlowError> {
@@ -204,14 +208,16 @@ impl host::Host for HostState {
         input: Vec<u8>,
         options: StartOptions,
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
+        self.meter.host_call();
         let priority = options.priority.unwrap_or(self.info.priority);
         Ok(self
-            .start_child(flow, input, priority)
-            .await
+            .start_and_keep(flow, input, priority)
+            .await?
             .map_err(Into::into))
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+        self.meter.host_call();
         let child = match self.take_child(&id) {
             Ok(child) => child,
             Err(e) => return Ok(Err(e.into())),
@@ -224,7 +230,8 @@ impl host::Host for HostState {
         flow: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-        let id = match self.start_child(flow, input, self.info.priority).await {
+        self.meter.host_call();
+        let id = match self.start_and_keep(flow, input, self.info.priority).await? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -236,6 +243,7 @@ impl host::Host for HostState {
         flow: String,
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
+        self.meter.host_call();
         let mut started = Vec::with_capacity(inputs.len());
         for input in inputs {
             let mut request = StartRequest::subflow(
@@ -245,7 +253,7 @@ impl host::Host for HostState {
                 self.info.priority,
             );
             request.fan_out = true;
-            started.push(self.node.start(request).await.map_err(FlowError::from));
+            started.push(self.start_child(request).await?);
         }
         let results = self
             .park(futures::future::join_all(started.into_iter().map(
@@ -261,6 +269,7 @@ impl host::Host for HostState {
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
+        self.meter.host_call();
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -268,6 +277,7 @@ impl host::Host for HostState {
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.meter.host_call();
         if ms == 0 {
             // Still a real park and resume: gives the slot to whoever waits for it.
             self.park(tokio::task::yield_now()).await;
@@ -279,10 +289,12 @@ impl host::Host for HostState {
     }
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
+        self.meter.host_call();
         Ok(rand::random())
     }
 
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.meter.host_call();
         // The instance span (flow, id, pool) is entered around every guest call.
         match level {
             LogLevel::Trace => tracing::trace!(target: "sluice::guest", "{message}"),
@@ -295,6 +307,7 @@ impl host::Host for HostState {
     }
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
+        self.meter.host_call();
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }

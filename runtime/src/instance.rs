@@ -7,6 +7,7 @@ use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Invocation;
+use crate::engine::Metering;
 use crate::error::FlowError;
 use crate::events::EventKind;
 use crate::host::{HostState, InstanceInfo, SlotHolder};
@@ -29,7 +30,7 @@ pub(crate) async fn run(
         tracing::info_span!("flow", flow = %flow.name, id = %invocation.id, pool = %pool.name());
     async move {
         let work = run_admitted(&node, &flow, admission, &invocation, input, admitted);
-        let outcome = match flow.timeout.or(pool.timeout()) {
+        let outcome = match flow.settings.timeout.or(pool.timeout()) {
             None => work.await,
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(outcome) => outcome,
@@ -98,15 +99,37 @@ async fn run_admitted(
         flow: flow.name.clone(),
         priority: invocation.priority,
     };
-    let mut store = Store::new(
-        node.engine().engine(),
-        HostState::new(node.clone(), info, pool, slot),
-    );
-    store.limiter(|state| state.limits());
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(time_slice);
+    let state = HostState::new(node.clone(), info, pool, slot, &flow.settings)
+        .map_err(FlowError::Failed)?;
+    let mut store = Store::new(node.engine().engine(), state);
+    store.limiter(|state| state.meter());
+    match node.engine().metering() {
+        Metering::Epoch => {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(time_slice);
+        }
+        Metering::Fuel => {
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| FlowError::Failed(e.to_string()))?;
+            store
+                .fuel_async_yield_interval(Some(10_000_000))
+                .map_err(|e| FlowError::Failed(e.to_string()))?;
+        }
+        Metering::Off => {}
+    }
     let outcome = execute(&mut store, flow, invocation, &input).await;
-    outcome.map_err(|e| explain(e, store.data().stderr_tail()))
+    let state = store.data_mut();
+    if let Some(exceeded) = state.meter().exceeded() {
+        // A broken limit explains the failure better than the trap it caused.
+        return Err(FlowError::Failed(exceeded.to_string()));
+    }
+    let output = outcome.map_err(|e| explain(e, state.stderr_tail()))?;
+    state
+        .meter()
+        .check_output(output.len())
+        .map_err(|e| FlowError::Failed(e.to_string()))?;
+    Ok(output)
     // The store drops here: the instance and its slot are freed before anyone learns the outcome.
 }
 
@@ -160,6 +183,8 @@ fn time_slice(
     mut store: wasmtime::StoreContextMut<'_, HostState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let state = store.data_mut();
+    // Running past a CPU limit ends the instance here; the meter remembers which limit.
+    state.meter().tick()?;
     let pool = state.pool().clone();
     if !pool.preempts() || !pool.has_waiters() {
         return Ok(UpdateDeadline::Yield(1));

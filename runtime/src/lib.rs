@@ -18,10 +18,13 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod instance;
+pub mod limits;
+pub mod meter;
 pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod report;
+pub mod sandbox;
 pub mod scheduler;
 
 pub use config::NodeConfig;

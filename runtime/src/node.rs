@@ -2,19 +2,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::bindings::sluice::flow::types::{Invocation, Origin, Priority};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::config::NodeConfig;
-use crate::engine::{self, FlowEngine};
+use crate::engine::{self, FlowEngine, Metering};
 use crate::error::{FlowError, LoadError, StartError};
 use crate::events::Events;
 use crate::instance;
+use crate::limits::{LimitExceeded, Limits};
 use crate::metrics::Metrics;
-use crate::registry::{FlowRegistry, RegisteredFlow};
+use crate::registry::{FlowRegistry, FlowSettings, RegisteredFlow};
 use crate::scheduler::rules::{self, Placement};
 use crate::scheduler::{ComponentMapper, Fallback, Pool, Pools, QueueClass};
 
@@ -125,22 +125,33 @@ struct NodeInner {
     metrics: Metrics,
     events: Events,
     identity: String,
+    default_limits: Limits,
 }
 
 impl Node {
     /// Build a node from a validated config: create pools, compile the configured flows.
     /// Logs the pools line and a warning for every flow tagged to a missing pool.
     pub async fn new(config: &NodeConfig) -> Result<Self, LoadError> {
+        Self::with_metering(config, Metering::Epoch).await
+    }
+
+    /// [`Node::new`] with another [`Metering`]; for benchmarks that compare them.
+    #[doc(hidden)]
+    pub async fn with_metering(config: &NodeConfig, metering: Metering) -> Result<Self, LoadError> {
         let cache_dir = config
             .node
             .cache_dir
             .clone()
             .or_else(ComponentCache::default_dir);
-        let engine = FlowEngine::new(config.node.max_resident, ComponentCache::new(cache_dir))
-            .map_err(|e| LoadError::Invalid {
-                path: PathBuf::from("<engine>"),
-                reason: format!("{e:#}"),
-            })?;
+        let engine = FlowEngine::new(
+            config.node.max_resident,
+            ComponentCache::new(cache_dir),
+            metering,
+        )
+        .map_err(|e| LoadError::Invalid {
+            path: PathBuf::from("<engine>"),
+            reason: format!("{e:#}"),
+        })?;
         let pools = Pools::from_config(config).map_err(|e| LoadError::Invalid {
             path: PathBuf::from("<pools>"),
             reason: format!("cannot start pool threads: {e}"),
@@ -162,7 +173,11 @@ impl Node {
         let node = Node {
             inner: Arc::new(NodeInner {
                 engine: Arc::new(engine),
-                registry: FlowRegistry::default(),
+                registry: FlowRegistry::new(FlowSettings {
+                    limits: config.default_limits(),
+                    ..FlowSettings::default()
+                }),
+                default_limits: config.default_limits(),
                 pools,
                 mapper,
                 metrics: Metrics::default(),
@@ -171,13 +186,14 @@ impl Node {
             }),
         };
         for flow in &config.flows {
-            let timeout = flow.timeout.map(|t| t.0);
-            node.register_with_timeout(
-                &flow.name,
-                &config.resolve(&flow.component),
-                flow.pool.clone(),
-                timeout,
-            )?;
+            let path = config.resolve(&flow.component);
+            let settings = config
+                .flow_settings(flow)
+                .map_err(|reason| LoadError::Invalid {
+                    path: path.clone(),
+                    reason,
+                })?;
+            node.register_with(&flow.name, &path, settings)?;
         }
         Ok(node)
     }
@@ -190,18 +206,22 @@ impl Node {
         path: &Path,
         pool: Option<String>,
     ) -> Result<CacheOutcome, LoadError> {
-        self.register_with_timeout(name, path, pool, None)
+        let settings = FlowSettings {
+            pool,
+            limits: self.inner.default_limits,
+            ..FlowSettings::default()
+        };
+        self.register_with(name, path, settings)
     }
 
-    /// [`Node::register`] with a wall-clock `timeout` for each instance (overrides the pool's).
-    pub fn register_with_timeout(
+    /// Register `name` as the component at `path`, run with `settings`.
+    pub fn register_with(
         &self,
         name: &str,
         path: &Path,
-        pool: Option<String>,
-        timeout: Option<Duration>,
+        settings: FlowSettings,
     ) -> Result<CacheOutcome, LoadError> {
-        if let Some(tag) = &pool
+        if let Some(tag) = &settings.pool
             && self.inner.pools.get(tag).is_none()
         {
             tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
@@ -209,7 +229,7 @@ impl Node {
         Ok(self
             .inner
             .registry
-            .register(&self.inner.engine, name, path, pool, timeout)?
+            .register(&self.inner.engine, name, path, settings)?
             .component
             .cache)
     }
@@ -264,6 +284,14 @@ impl Node {
             .registry
             .resolve(&self.inner.engine, &request.flow)
             .await?;
+        let limit = flow.settings.limits.input;
+        let size = request.input.len() as u64;
+        if size > limit {
+            return Err(StartError::Limit {
+                flow: flow.name.clone(),
+                source: LimitExceeded::Input { limit, size },
+            });
+        }
         let id = ulid::Ulid::new().to_string();
         let invocation = Invocation {
             id: id.clone(),
@@ -317,7 +345,7 @@ impl Node {
         let pools = &self.inner.pools;
         let Some(mapper) = &self.inner.mapper else {
             let placement = Placement {
-                tag: flow.pool_tag.as_deref(),
+                tag: flow.settings.pool.as_deref(),
                 origin: &invocation.origin,
                 priority: invocation.priority,
                 fan_out,

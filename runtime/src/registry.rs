@@ -10,22 +10,35 @@ use tokio::sync::OnceCell;
 
 use crate::engine::{FlowEngine, LoadedComponent};
 use crate::error::{LoadError, StartError};
+use crate::limits::Limits;
+use crate::sandbox::DirGrant;
 
-/// A flow ready to start: its name, pool tag and loaded component.
+/// How a flow is run: its pool tag, timeout, limits and granted directories.
+#[derive(Debug, Clone, Default)]
+pub struct FlowSettings {
+    /// The pool it is tagged to, if any.
+    pub pool: Option<String>,
+    /// Wall-clock limit of each instance, overriding its pool's.
+    pub timeout: Option<Duration>,
+    /// Resource limits of each instance.
+    pub limits: Limits,
+    /// Directories its instances may use.
+    pub grants: Vec<DirGrant>,
+}
+
+/// A flow ready to start: its name, settings and loaded component.
 pub struct RegisteredFlow {
     /// The name it is registered under.
     pub name: String,
-    /// The pool it is tagged to, if any (validated against the node's pools at registration).
-    pub pool_tag: Option<String>,
-    /// Wall-clock limit of each instance, overriding its pool's.
-    pub timeout: Option<Duration>,
+    /// How it is run.
+    pub settings: FlowSettings,
     /// The compiled, pre-instantiated component.
     pub component: LoadedComponent,
 }
 
 struct Entry {
     path: PathBuf,
-    pool_tag: Option<String>,
+    settings: FlowSettings,
     loaded: Arc<OnceCell<Arc<RegisteredFlow>>>,
 }
 
@@ -34,23 +47,31 @@ struct Entry {
 pub struct FlowRegistry {
     entries: Mutex<HashMap<String, Entry>>,
     search_dirs: Mutex<Vec<PathBuf>>,
+    /// Settings of flows found in a search directory.
+    found_settings: FlowSettings,
 }
 
 impl FlowRegistry {
+    /// A registry whose flows found in search directories run with `defaults`.
+    pub fn new(defaults: FlowSettings) -> Self {
+        FlowRegistry {
+            found_settings: defaults,
+            ..FlowRegistry::default()
+        }
+    }
+
     /// Register `name` as the component at `path`, loading it now so errors surface at startup.
     pub fn register(
         &self,
         engine: &FlowEngine,
         name: &str,
         path: &Path,
-        pool_tag: Option<String>,
-        timeout: Option<Duration>,
+        settings: FlowSettings,
     ) -> Result<Arc<RegisteredFlow>, LoadError> {
         let component = engine.load(path)?;
         let flow = Arc::new(RegisteredFlow {
             name: name.into(),
-            pool_tag: pool_tag.clone(),
-            timeout,
+            settings: settings.clone(),
             component,
         });
         let loaded = Arc::new(OnceCell::new_with(Some(flow.clone())));
@@ -58,7 +79,7 @@ impl FlowRegistry {
             name.into(),
             Entry {
                 path: path.into(),
-                pool_tag,
+                settings,
                 loaded,
             },
         );
@@ -83,25 +104,23 @@ impl FlowRegistry {
         engine: &Arc<FlowEngine>,
         name: &str,
     ) -> Result<Arc<RegisteredFlow>, StartError> {
-        let (path, pool_tag, cell) = {
+        let (path, settings, cell) = {
             let mut entries = self.lock();
             if !entries.contains_key(name) {
                 let path = self
                     .find_in_search_dirs(name)
                     .ok_or_else(|| StartError::UnknownFlow(name.into()))?;
-                entries.insert(
-                    name.into(),
-                    Entry {
-                        path,
-                        pool_tag: None,
-                        loaded: Arc::new(OnceCell::new()),
-                    },
-                );
+                let entry = Entry {
+                    path,
+                    settings: self.found_settings.clone(),
+                    loaded: Arc::new(OnceCell::new()),
+                };
+                entries.insert(name.into(), entry);
             }
             let entry = &entries[name];
             (
                 entry.path.clone(),
-                entry.pool_tag.clone(),
+                entry.settings.clone(),
                 entry.loaded.clone(),
             )
         };
@@ -113,7 +132,7 @@ impl FlowRegistry {
                     .await
                     .map_err(|e| LoadError::Invalid { path: path.clone(), reason: format!("compiler task failed: {e}") })??;
                 tracing::info!(flow = name, path = %path.display(), hash = %&component.hash[..12], "loaded flow");
-                Ok::<_, LoadError>(Arc::new(RegisteredFlow { name: name.into(), pool_tag, timeout: None, component }))
+                Ok::<_, LoadError>(Arc::new(RegisteredFlow { name: name.into(), settings, component }))
             })
             .await
             .map_err(|source| StartError::Load { flow: name.into(), source })?;

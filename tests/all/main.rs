@@ -8,5 +8,6 @@ mod mapping;
 mod metrics;
 mod parking;
 mod pools;
+mod sandbox;
 mod scheduling;
 mod support;

@@ -20,7 +20,8 @@ pub struct BenchArgs {
     /// Counts of parked instances to measure memory at.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
     parked: Vec<u64>,
-    /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation), or `all`.
+    /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation),
+    /// `sandbox` (metering: epoch vs fuel vs none), or `all`.
     #[arg(long, default_value = "all")]
     only: String,
     /// Internal: measure one parked count in this process and print it as JSON.
@@ -58,6 +59,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             us(p.tx_saturated),
             us(p.tx_saturated) / us(p.tx_idle)
         );
+    }
+    if args.only == "sandbox" || args.only == "all" {
+        let figures = runtime.block_on(bench::sandbox(&args.guests, args.iterations))?;
+        let off = figures[0];
+        for f in &figures {
+            println!(
+                "(x) {:<6} fib(30) {:>8.1} ms ({:.2}x)   sieve(2e7) {:>7.1} ms ({:.2}x)   trivial flow {:>6.1} µs ({:.2}x)",
+                format!("{:?}", f.metering),
+                f.fib.as_secs_f64() * 1e3,
+                f.fib.as_secs_f64() / off.fib.as_secs_f64(),
+                f.sieve.as_secs_f64() * 1e3,
+                f.sieve.as_secs_f64() / off.sieve.as_secs_f64(),
+                us(f.noop),
+                us(f.noop) / us(off.noop),
+            );
+        }
     }
     if args.only != "core" && args.only != "all" {
         return Ok(ExitCode::SUCCESS);
