@@ -376,6 +376,7 @@ pub struct MeteringFigures {
 }
 
 /// CPU-bound guests and a trivial flow under epoch interruption, fuel, and no metering.
+/// Rounds interleave the three modes, so drift in the machine's speed hits all alike.
 pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<MeteringFigures>> {
     use crate::engine::Metering;
     let text = format!(
@@ -383,31 +384,41 @@ pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<Met
         guests.join("hostile.wasm").display()
     );
     let config = NodeConfig::parse(&text, Path::new("<bench>"), Path::new("."))?;
-    let mut out = Vec::new();
-    for metering in [Metering::Off, Metering::Epoch, Metering::Fuel] {
+    let modes = [Metering::Off, Metering::Epoch, Metering::Fuel];
+    let mut nodes = Vec::new();
+    for metering in modes {
         let node = Node::with_metering(&config, metering).await?;
         node.add_search_dir(guests.to_path_buf());
-        let median = |flow: &'static str, input: &'static str, n: usize| {
-            let node = node.clone();
-            async move {
-                let mut samples = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let t = Instant::now();
-                    node.run(StartRequest::rpc(flow, input.as_bytes().to_vec(), "bench"))
-                        .await??;
-                    samples.push(t.elapsed());
-                }
-                samples.sort();
-                anyhow::Ok(percentile(&samples, 0.5))
-            }
-        };
-        median("noop", "{}", 10).await?;
-        out.push(MeteringFigures {
-            metering,
-            fib: median("cpu", r#"{"attack":"fib","n":30}"#, 7).await?,
-            sieve: median("cpu", r#"{"attack":"sieve","n":20000000}"#, 7).await?,
-            noop: median("noop", "{}", iterations).await?,
-        });
+        nodes.push(node);
     }
-    Ok(out)
+    async fn time(node: &Node, flow: &str, input: &str) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        node.run(StartRequest::rpc(flow, input.as_bytes().to_vec(), "bench")).await??;
+        Ok(t.elapsed())
+    }
+    const FIB: &str = r#"{"attack":"fib","n":30}"#;
+    const SIEVE: &str = r#"{"attack":"sieve","n":5000000}"#;
+    let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; modes.len()];
+    for round in 0..iterations.max(11) {
+        for (m, node) in nodes.iter().enumerate() {
+            if round < 11 {
+                samples[m][0].push(time(node, "cpu", FIB).await?);
+                samples[m][1].push(time(node, "cpu", SIEVE).await?);
+            }
+            samples[m][2].push(time(node, "noop", "{}").await?);
+        }
+    }
+    Ok(modes
+        .iter()
+        .zip(samples.iter_mut())
+        .map(|(metering, s)| {
+            s.iter_mut().for_each(|v| v.sort());
+            MeteringFigures {
+                metering: *metering,
+                fib: percentile(&s[0], 0.5),
+                sieve: percentile(&s[1], 0.5),
+                noop: percentile(&s[2], 0.5),
+            }
+        })
+        .collect())
 }
