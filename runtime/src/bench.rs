@@ -393,7 +393,8 @@ pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<Met
     }
     async fn time(node: &Node, flow: &str, input: &str) -> anyhow::Result<Duration> {
         let t = Instant::now();
-        node.run(StartRequest::rpc(flow, input.as_bytes().to_vec(), "bench")).await??;
+        node.run(StartRequest::rpc(flow, input.as_bytes().to_vec(), "bench"))
+            .await??;
         Ok(t.elapsed())
     }
     const FIB: &str = r#"{"attack":"fib","n":30}"#;

@@ -1,9 +1,12 @@
 //! Compile a component once: compiled artifacts are cached on disk by content hash,
-//! so a restarted node deserializes instead of recompiling.
+//! so a restarted node deserializes instead of recompiling. The cache directory is opened
+//! once as a cap-std capability; no file name can lead outside it.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -54,25 +57,37 @@ impl ComponentCache {
         })?;
         check_header(&bytes, path)?;
         let hash = hex::encode(Sha256::digest(&bytes));
-        let Some(dir) = &self.dir else {
+        let Some(dir_path) = &self.dir else {
             return Ok((compile(engine, &bytes, path)?, hash, CacheOutcome::Compiled));
         };
-        let artifact = dir.join(format!("{hash}-{}.cwasm", engine_key(engine)));
-        if artifact.exists() {
+        let dir = open_dir(dir_path)?;
+        let artifact = format!("{hash}-{}.cwasm", engine_key(engine));
+        if let Ok(cached) = dir.read(&artifact) {
             // SAFETY: the artifact was written by `Component::serialize` of an engine with the
             // same compatibility hash, into a directory this node owns. A corrupt file fails
             // to deserialize (checked header and version) and is recompiled below.
-            match unsafe { Component::deserialize_file(engine, &artifact) } {
+            match unsafe { Component::deserialize(engine, &cached) } {
                 Ok(component) => return Ok((component, hash, CacheOutcome::Hit)),
                 Err(e) => {
-                    tracing::warn!(artifact = %artifact.display(), "recompiling: cached artifact unusable: {e}")
+                    tracing::warn!(artifact = %dir_path.join(&artifact).display(), "recompiling: cached artifact unusable: {e}")
                 }
             }
         }
         let component = compile(engine, &bytes, path)?;
-        store(dir, &artifact, &component)?;
+        store(&dir, dir_path, &artifact, &component)?;
         Ok((component, hash, CacheOutcome::Compiled))
     }
+}
+
+/// The cache directory as a capability: every file operation below stays inside it.
+fn open_dir(path: &Path) -> Result<Dir, LoadError> {
+    let cache_err = |reason: String| LoadError::Cache {
+        path: path.into(),
+        reason,
+    };
+    std::fs::create_dir_all(path).map_err(|e| cache_err(format!("cannot create: {e}")))?;
+    Dir::open_ambient_dir(path, ambient_authority())
+        .map_err(|e| cache_err(format!("cannot open: {e}")))
 }
 
 /// Tell "not Wasm" and "a core module" apart from a component before compiling.
@@ -95,19 +110,24 @@ fn compile(engine: &Engine, bytes: &[u8], path: &Path) -> Result<Component, Load
 }
 
 /// Write atomically (temp file + rename) so a crash never leaves a half artifact.
-fn store(dir: &Path, artifact: &Path, component: &Component) -> Result<(), LoadError> {
+fn store(
+    dir: &Dir,
+    dir_path: &Path,
+    artifact: &str,
+    component: &Component,
+) -> Result<(), LoadError> {
     let cache_err = |reason: String| LoadError::Cache {
-        path: dir.into(),
+        path: dir_path.into(),
         reason,
     };
-    std::fs::create_dir_all(dir).map_err(|e| cache_err(format!("cannot create: {e}")))?;
     let serialized = component
         .serialize()
         .map_err(|e| cache_err(format!("cannot serialize: {e}")))?;
-    let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, serialized)
-        .map_err(|e| cache_err(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, artifact).map_err(|e| cache_err(format!("cannot rename into place: {e}")))
+    let tmp = format!("{artifact}.tmp{}", std::process::id());
+    dir.write(&tmp, serialized)
+        .map_err(|e| cache_err(format!("cannot write {tmp}: {e}")))?;
+    dir.rename(&tmp, dir, artifact)
+        .map_err(|e| cache_err(format!("cannot rename {tmp} into place: {e}")))
 }
 
 /// A key that changes whenever the engine's compiled code would not be compatible.

@@ -208,7 +208,7 @@ impl host::Host for HostState {
         input: Vec<u8>,
         options: StartOptions,
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         let priority = options.priority.unwrap_or(self.info.priority);
         Ok(self
             .start_and_keep(flow, input, priority)
@@ -217,7 +217,7 @@ impl host::Host for HostState {
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         let child = match self.take_child(&id) {
             Ok(child) => child,
             Err(e) => return Ok(Err(e.into())),
@@ -230,7 +230,7 @@ impl host::Host for HostState {
         flow: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-        self.meter.host_call();
+        self.meter.journaled(2)?;
         let id = match self.start_and_keep(flow, input, self.info.priority).await? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e.into())),
@@ -243,7 +243,7 @@ impl host::Host for HostState {
         flow: String,
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
-        self.meter.host_call();
+        self.meter.journaled(2 * inputs.len())?;
         let mut started = Vec::with_capacity(inputs.len());
         for input in inputs {
             let mut request = StartRequest::subflow(
@@ -269,7 +269,7 @@ impl host::Host for HostState {
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -277,7 +277,7 @@ impl host::Host for HostState {
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         if ms == 0 {
             // Still a real park and resume: gives the slot to whoever waits for it.
             self.park(tokio::task::yield_now()).await;
@@ -289,7 +289,7 @@ impl host::Host for HostState {
     }
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         Ok(rand::random())
     }
 
@@ -307,7 +307,7 @@ impl host::Host for HostState {
     }
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
-        self.meter.host_call();
+        self.meter.journaled(1)?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }

@@ -30,6 +30,9 @@ pub struct LimitsConfig {
     pub output: Option<Bytes>,
     /// Most subflows one instance may start.
     pub children: Option<u32>,
+    /// Most journaled host calls (subflow starts and results, time, randomness, sleeps,
+    /// progress) one instance may make.
+    pub journal: Option<u32>,
 }
 
 /// The limits in force for one flow.
@@ -49,6 +52,8 @@ pub struct Limits {
     pub output: u64,
     /// Subflows started.
     pub children: u32,
+    /// Journaled host calls.
+    pub journal: u32,
 }
 
 impl Default for Limits {
@@ -61,6 +66,7 @@ impl Default for Limits {
             input: 1 << 20,
             output: 1 << 20,
             children: 10_000,
+            journal: 1_000_000,
         }
     }
 }
@@ -76,6 +82,7 @@ impl Limits {
             input: config.input.map_or(self.input, |b| b.0),
             output: config.output.map_or(self.output, |b| b.0),
             children: config.children.unwrap_or(self.children),
+            journal: config.journal.unwrap_or(self.journal),
         }
     }
 
@@ -96,6 +103,9 @@ impl Limits {
         bytes("memory", self.memory, 1 << 20, 4 << 30)?;
         bytes("input", self.input, 1, 1 << 30)?;
         bytes("output", self.output, 1, 1 << 30)?;
+        if self.journal == 0 {
+            return Err(format!("{at}.journal = 0: must be at least 1"));
+        }
         if self.table_elements == 0 {
             return Err(format!("{at}.table-elements = 0: must be at least 1"));
         }
@@ -158,6 +168,8 @@ pub enum LimitExceeded {
     Output { limit: u64, size: u64 },
     /// One more subflow would pass `limit`.
     Children { limit: u32 },
+    /// One more journaled host call would pass `limit`.
+    Journal { limit: u32 },
 }
 
 impl fmt::Display for LimitExceeded {
@@ -205,6 +217,9 @@ impl fmt::Display for LimitExceeded {
                 )
             }
             LimitExceeded::Children { limit } => write!(f, "limit exceeded: children = {limit}"),
+            LimitExceeded::Journal { limit } => {
+                write!(f, "limit exceeded: journal = {limit} host calls")
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub struct Meter {
     limits: Limits,
     exceeded: Option<LimitExceeded>,
     children: u32,
+    journal: u32,
     slice_ticks: u32,
     total_ticks: u32,
 }
@@ -29,6 +30,7 @@ impl Meter {
             limits,
             exceeded: None,
             children: 0,
+            journal: 0,
             slice_ticks: 0,
             total_ticks: 0,
         }
@@ -65,6 +67,20 @@ impl Meter {
                 limit: self.limits.cpu_slice,
             }));
         }
+        Ok(())
+    }
+
+    /// The guest made a host call that the journal records (`entries` of them at once for
+    /// a fan-out). Its current stretch of uninterrupted guest code ends too.
+    pub fn journaled(&mut self, entries: usize) -> Result<(), LimitExceeded> {
+        self.host_call();
+        let entries = u32::try_from(entries).unwrap_or(u32::MAX);
+        if self.journal.saturating_add(entries) > self.limits.journal {
+            return Err(self.exceed(LimitExceeded::Journal {
+                limit: self.limits.journal,
+            }));
+        }
+        self.journal += entries;
         Ok(())
     }
 
@@ -184,6 +200,11 @@ mod tests {
             e,
             "limit exceeded: memory = 2.0 MiB (tried to grow to 3.0 MiB)"
         );
+        let e = m.table_growing(10, 20_001, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "limit exceeded: table-elements = 20000 (tried to grow to 20001)"
+        );
         m.child_started().unwrap();
         assert_eq!(m.child_started(), Err(LimitExceeded::Children { limit: 1 }));
         assert_eq!(
@@ -193,6 +214,12 @@ mod tests {
                 size: 11
             })
         );
+        let mut j = Meter::new(Limits {
+            journal: 3,
+            ..Limits::default()
+        });
+        j.journaled(2).unwrap();
+        assert_eq!(j.journaled(2), Err(LimitExceeded::Journal { limit: 3 }));
         // The first limit broken is the one reported.
         assert!(matches!(m.exceeded(), Some(LimitExceeded::Memory { .. })));
     }

@@ -25,7 +25,7 @@ fn config(root: &Path) -> String {
     format!(
         "[pools.hostile]\nsize = 2\n[pools.steady]\nsize = 1\n\
          [[flows]]\nname = \"hostile\"\ncomponent = \"{hostile}\"\npool = \"hostile\"\n\
-         limits = {{ memory = \"16 MiB\", children = 50, output = \"64 KiB\", input = \"4 KiB\", cpu-slice = \"300ms\", cpu-total = \"2s\" }}\n\
+         limits = {{ memory = \"16 MiB\", children = 50, output = \"64 KiB\", input = \"4 KiB\", journal = 1000, cpu-slice = \"300ms\", cpu-total = \"2s\" }}\n\
          dirs = {{ \"/in\" = \"{root}/in:ro\", \"/out\" = \"{root}/out:rw\" }}\n\
          [[flows]]\nname = \"child\"\ncomponent = \"{hello}\"\npool = \"hostile\"\n\
          [[flows]]\nname = \"hello\"\ncomponent = \"{hello}\"\npool = \"steady\"\n",
@@ -104,6 +104,8 @@ async fn hostile_guests_are_contained_while_others_keep_completing() {
         .await,
     );
     assert_eq!(m, "limit exceeded: children = 50");
+    let m = failed(attack(&node, json!({ "attack": "chatty", "n": 5000 })).await);
+    assert_eq!(m, "limit exceeded: journal = 1000 host calls");
     let big = json!({ "attack": "env", "path": "x".repeat(8 << 10) });
     let refused = node
         .start(StartRequest::rpc(

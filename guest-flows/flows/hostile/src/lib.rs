@@ -1,7 +1,8 @@
 //! `hostile`: attacks its sandbox. `{"attack": A, "path": P, "n": N}`.
 //!
 //! Attacks that a limit must stop never return normally: `loop`, `memory`, `recursion`,
-//! `output` (returns `n` bytes), `children` (starts `n` children of flow P). Attacks the sandbox must
+//! `output` (returns `n` bytes), `children` (starts `n` children of flow P), `chatty`
+//! (reads the host clock `n` times: `n` journaled host calls). Attacks the sandbox must
 //! deny return what the guest saw, as `{"ok": …}` or `{"denied": "<error>"}`: `read`
 //! (read file P), `write` (write file P), `list` (list directory P), `socket` (connect to
 //! 127.0.0.1:P), `env` (environment variables and arguments), `clock` (WASI wall clock,
@@ -83,6 +84,7 @@ fn hostile(ctx: &Ctx, input: Input) -> Result<Value> {
             }
             json!(input.n)
         }
+        "chatty" => json!((0..input.n).map(|_| ctx.now_ms()).fold(0u64, u64::wrapping_add)),
         "read" => report(std::fs::read_to_string(&input.path)),
         "write" => report(std::fs::write(&input.path, b"written by a flow")),
         "list" => report(std::fs::read_dir(&input.path).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>())),
