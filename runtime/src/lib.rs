@@ -26,6 +26,7 @@ pub mod registry;
 pub mod report;
 pub mod sandbox;
 pub mod scheduler;
+pub mod testing;
 
 pub use config::NodeConfig;
 pub use error::{FlowError, LoadError, StartError};

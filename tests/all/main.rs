@@ -11,3 +11,4 @@ mod pools;
 mod sandbox;
 mod scheduling;
 mod support;
+mod testing;

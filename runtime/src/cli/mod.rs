@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod run;
+mod test;
 mod wit;
 
 /// Sluice runs business flows as WebAssembly components, in named bounded pools,
@@ -23,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Test(test::TestArgs),
     Wit(wit::WitArgs),
     Bench(bench::BenchArgs),
 }
@@ -49,6 +51,7 @@ pub fn init_logging(verbose: u8) {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Test(args) => test::run(args),
         Command::Wit(args) => wit::run(args),
         Command::Bench(args) => bench::run(args),
     }

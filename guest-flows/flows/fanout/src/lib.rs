@@ -38,6 +38,7 @@ fn fanout(ctx: &Ctx, input: Input) -> Result<Output> {
         let children = inputs.iter().map(|i| ctx.start(&input.child, i)).collect::<Result<Vec<_>>>()?;
         children.into_iter().map(|c| ctx.join::<Value>(c)).collect::<Result<Vec<_>>>()?
     };
+    ctx.progress("fanned out");
     Ok(Output { results })
 }
 

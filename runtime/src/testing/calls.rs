@@ -1,0 +1,75 @@
+//! The host calls a flow made, as the testing host records them.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// One host call, with its arguments as the flow passed them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCall {
+    /// `start(flow, input)`; the host answered with child id `id`.
+    Start {
+        flow: String,
+        input: Value,
+        id: String,
+    },
+    /// `join(id)`.
+    Join { id: String },
+    /// `call(flow, input)`.
+    Call { flow: String, input: Value },
+    /// `parallel(flow, inputs)`.
+    Parallel { flow: String, inputs: Vec<Value> },
+    /// `now()`.
+    Now,
+    /// `sleep(ms)`.
+    Sleep { ms: u64 },
+    /// `random()`.
+    Random,
+    /// `progress(step)`.
+    Progress { step: String },
+}
+
+/// Payload bytes as JSON, or as a JSON string when they are not JSON.
+pub fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+impl fmt::Display for HostCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostCall::Start { flow, input, .. } => write!(f, "start(\"{flow}\", {input})"),
+            HostCall::Join { id } => write!(f, "join({id})"),
+            HostCall::Call { flow, input } => write!(f, "call(\"{flow}\", {input})"),
+            HostCall::Parallel { flow, inputs } => {
+                write!(f, "parallel(\"{flow}\", {})", Value::Array(inputs.clone()))
+            }
+            HostCall::Now => f.write_str("now()"),
+            HostCall::Sleep { ms } => write!(f, "sleep({ms})"),
+            HostCall::Random => f.write_str("random()"),
+            HostCall::Progress { step } => write!(f, "progress(\"{step}\")"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn calls_print_as_their_wit_call() {
+        let c = HostCall::Call {
+            flow: "hello".into(),
+            input: json!({ "name": "a" }),
+        };
+        assert_eq!(c.to_string(), r#"call("hello", {"name":"a"})"#);
+        assert_eq!(HostCall::Sleep { ms: 5 }.to_string(), "sleep(5)");
+        let p = HostCall::Parallel {
+            flow: "f".into(),
+            inputs: vec![json!(1), json!(2)],
+        };
+        assert_eq!(p.to_string(), r#"parallel("f", [1,2])"#);
+        assert_eq!(json_of(b"not json"), json!("not json"));
+    }
+}

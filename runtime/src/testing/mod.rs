@@ -1,0 +1,246 @@
+//! Test one flow component alone: no node, no children, no real time.
+//!
+//! A [`FlowTest`] loads a component and a [`Script`] of subflow outcomes; every host call
+//! is answered by the script and recorded; `sleep` returns at once and advances a virtual
+//! clock that `now` reads. A call no rule covers fails the run, naming the call.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use serde_json::json;
+//! use sluice::testing::{FlowTest, Rule};
+//!
+//! let mut test = FlowTest::load("guest-flows/target/wasm32-wasip2/release/fanout.wasm".as_ref())?;
+//! test.script(Rule::subflow("hello").returns(json!({ "greeting": "hi" })));
+//! let run = test.run(json!({ "n": 2 })).await;
+//! run.assert_output(&json!({ "results": [{ "greeting": "hi" }, { "greeting": "hi" }] }));
+//! run.assert_calls(&[
+//!     r#"start("hello", {"name":"child-0"})"#,
+//!     r#"start("hello", {"name":"child-1"})"#,
+//!     "join(child-1)",
+//!     "join(child-2)",
+//! ]);
+//! # Ok(()) }
+//! ```
+
+mod calls;
+mod host;
+pub mod scenario;
+mod script;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, Store};
+
+pub use calls::HostCall;
+pub use host::ScriptedState;
+pub use script::{Response, Rule, Script};
+
+use crate::bindings::{self, FlowPre, Invocation, Origin, Priority};
+use crate::component_cache::ComponentCache;
+use crate::error::LoadError;
+
+/// Where a virtual clock starts by default: 2026-01-01T00:00:00Z.
+pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
+/// CPU budget of one test run, in wasmtime fuel (roughly instructions): a flow that
+/// busy-waits on `now()` (virtual time moves only with `sleep`) fails instead of hanging.
+pub const TEST_FUEL: u64 = 20_000_000_000;
+
+/// A flow component under test, with its script.
+#[derive(Clone)]
+pub struct FlowTest {
+    name: String,
+    pre: FlowPre<ScriptedState>,
+    engine: Engine,
+    script: Script,
+    clock_ms: u64,
+    seed: u64,
+}
+
+/// How a test run ended, and what the flow did on the way.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    /// The flow's output, or why there is none.
+    pub outcome: Result<Value, String>,
+    /// Every host call, in order (log lines excepted).
+    pub calls: Vec<HostCall>,
+    /// Virtual time slept.
+    pub slept: Duration,
+}
+
+impl FlowTest {
+    /// Load the component at `path` (compiled once, cached like a node's).
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.into(),
+            reason: format!("{e:#}"),
+        };
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).map_err(invalid)?;
+        let (component, _, _) =
+            ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
+        bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<ScriptedState>>(&mut linker, |s| s)
+            .map_err(invalid)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.into(),
+            reason: format!("{e:#}"),
+        };
+        let pre = FlowPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
+            .map_err(wrong_world)?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("flow")
+            .to_string();
+        Ok(FlowTest {
+            name,
+            pre,
+            engine,
+            script: Script::default(),
+            clock_ms: DEFAULT_CLOCK_MS,
+            seed: 1,
+        })
+    }
+
+    /// Run under another flow name (what `invocation.flow` says).
+    pub fn named(&mut self, name: &str) -> &mut Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Add a scripted subflow; earlier rules win.
+    pub fn script(&mut self, rule: Rule) -> &mut Self {
+        self.script.push(rule);
+        self
+    }
+
+    /// Start the virtual clock at `ms` (unix milliseconds).
+    pub fn clock_at(&mut self, ms: u64) -> &mut Self {
+        self.clock_ms = ms;
+        self
+    }
+
+    /// Seed the host's randomness.
+    pub fn seed(&mut self, seed: u64) -> &mut Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Run the flow once with `input`.
+    pub async fn run(&self, input: Value) -> TestRun {
+        let state = ScriptedState::new(Arc::new(self.script.clone()), self.clock_ms, self.seed);
+        let mut store = Store::new(&self.engine, state);
+        // Setting fuel only fails on an engine without fuel, which `load` never builds.
+        let _ = store.set_fuel(TEST_FUEL);
+        let invocation = Invocation {
+            id: "01TEST00000000000000000000".into(),
+            flow: self.name.clone(),
+            origin: Origin::Rpc("test".into()),
+            priority: Priority::Normal,
+            our_identity: "test".into(),
+        };
+        let input = serde_json::to_vec(&input).unwrap_or_default();
+        let result = match self.pre.instantiate_async(&mut store).await {
+            Ok(flow) => flow.call_run(&mut store, &invocation, &input).await,
+            Err(e) => Err(e),
+        };
+        let state = store.into_data();
+        let outcome = match result {
+            Ok(Ok(bytes)) => Ok(calls::json_of(&bytes)),
+            Ok(Err(message)) => Err(format!("failed: {message}")),
+            Err(_) if state.unscripted.is_some() => Err(format!(
+                "unscripted call: {}",
+                state
+                    .unscripted
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )),
+            Err(trap)
+                if matches!(
+                    trap.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::OutOfFuel)
+                ) =>
+            {
+                Err(format!(
+                    "failed: the test's CPU budget ({TEST_FUEL} fuel) ran out; virtual time moves only with sleep, \
+                 so a busy wait on now() never ends"
+                ))
+            }
+            Err(trap) => {
+                let cause = trap
+                    .downcast_ref::<wasmtime::Trap>()
+                    .map_or_else(|| format!("{trap:#}"), |t| t.to_string());
+                Err(match state.stderr_tail() {
+                    Some(tail) => format!("failed: {cause} ({tail})"),
+                    None => format!("failed: {cause}"),
+                })
+            }
+        };
+        TestRun {
+            outcome,
+            calls: state.calls,
+            slept: Duration::from_millis(state.slept_ms),
+        }
+    }
+}
+
+impl TestRun {
+    /// The calls, one line each, as `sluice test` prints them.
+    pub fn call_lines(&self) -> Vec<String> {
+        self.calls.iter().map(ToString::to_string).collect()
+    }
+
+    /// `Ok` when the output is `expected`, else a message with both.
+    pub fn check_output(&self, expected: &Value) -> Result<(), String> {
+        match &self.outcome {
+            Ok(actual) if actual == expected => Ok(()),
+            Ok(actual) => Err(scenario::diff("output", &pretty(expected), &pretty(actual))),
+            Err(e) => Err(format!(
+                "expected output {expected}, but the flow ended: {e}"
+            )),
+        }
+    }
+
+    /// `Ok` when the calls are exactly `expected` (as [`HostCall`] prints them), else a diff.
+    pub fn check_calls(&self, expected: &[&str]) -> Result<(), String> {
+        let actual = self.call_lines();
+        if actual
+            .iter()
+            .map(String::as_str)
+            .eq(expected.iter().copied())
+        {
+            Ok(())
+        } else {
+            Err(scenario::diff(
+                "calls",
+                &expected.join("\n"),
+                &actual.join("\n"),
+            ))
+        }
+    }
+
+    /// Panic with a readable diff unless the output is `expected`.
+    pub fn assert_output(&self, expected: &Value) {
+        if let Err(e) = self.check_output(expected) {
+            panic!("{e}");
+        }
+    }
+
+    /// Panic with a readable diff unless the calls are exactly `expected`.
+    pub fn assert_calls(&self, expected: &[&str]) {
+        if let Err(e) = self.check_calls(expected) {
+            panic!("{e}");
+        }
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}

@@ -1,0 +1,212 @@
+//! Testing a flow in isolation: the Rust API, scenario files for every example flow, and
+//! `sluice test`, each catching deliberately broken builds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice::FlowError;
+use sluice::testing::scenario::Scenario;
+use sluice::testing::{FlowTest, Rule};
+
+use crate::support::{guest, guests_dir};
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-flows/scenarios")
+}
+
+fn two_children() -> FlowTest {
+    let mut test = FlowTest::load(&guest("fanout")).unwrap();
+    for i in 0..2 {
+        let name = format!("child-{i}");
+        test.script(
+            Rule::subflow("hello")
+                .with_input(json!({ "name": name }))
+                .returns(json!({ "greeting": name })),
+        );
+    }
+    test
+}
+
+const TWO_CHILDREN_CALLS: [&str; 5] = [
+    r#"start("hello", {"name":"child-0"})"#,
+    r#"start("hello", {"name":"child-1"})"#,
+    "join(child-1)",
+    "join(child-2)",
+    r#"progress("fanned out")"#,
+];
+
+#[tokio::test]
+async fn the_api_asserts_output_and_the_exact_calls() {
+    let run = two_children().run(json!({ "n": 2 })).await;
+    run.assert_output(
+        &json!({ "results": [{ "greeting": "child-0" }, { "greeting": "child-1" }] }),
+    );
+    run.assert_calls(&TWO_CHILDREN_CALLS);
+}
+
+#[tokio::test]
+async fn the_api_catches_each_kind_of_broken_build() {
+    let expected = json!({ "results": [{ "greeting": "child-0" }, { "greeting": "child-1" }] });
+    let broken = |bug: &str| {
+        let mut test = FlowTest::load(&guest("broken_fanout")).unwrap();
+        test.named(&format!("fanout-{bug}"));
+        for i in 0..2 {
+            let name = format!("child-{i}");
+            test.script(
+                Rule::subflow("hello")
+                    .with_input(json!({ "name": name }))
+                    .returns(json!({ "greeting": name })),
+            );
+        }
+        test
+    };
+    let run = broken("wrong-output").run(json!({ "n": 2 })).await;
+    let e = run.check_output(&expected).unwrap_err();
+    assert!(
+        e.starts_with("output differ") && e.contains("-       \"greeting\": \"child-0\""),
+        "{e}"
+    );
+    let run = broken("extra-call").run(json!({ "n": 2 })).await;
+    run.check_output(&expected).unwrap();
+    let e = run.check_calls(&TWO_CHILDREN_CALLS).unwrap_err();
+    assert!(e.contains("\n+ now()\n"), "{e}");
+    let run = broken("missing-call").run(json!({ "n": 2 })).await;
+    let e = run.check_calls(&TWO_CHILDREN_CALLS).unwrap_err();
+    assert!(
+        e.contains("\n- progress(\"fanned out\")\n") && !e.contains("\n+ "),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_unscripted_call_fails_naming_the_call() {
+    let test = FlowTest::load(&guest("fanout")).unwrap();
+    let run = test.run(json!({ "n": 1 })).await;
+    assert_eq!(
+        run.outcome,
+        Err(r#"unscripted call: start("hello", {"name":"child-0"})"#.to_string())
+    );
+}
+
+#[tokio::test]
+async fn scripted_errors_reach_the_flow() {
+    let mut test = FlowTest::load(&guest("supervisor")).unwrap();
+    test.script(Rule::subflow("pay").fails_with(FlowError::TimedOut));
+    let run = test.run(json!({ "child": "pay" })).await;
+    assert_eq!(run.outcome, Ok(json!({ "outcome": "timed-out" })));
+}
+
+#[tokio::test]
+async fn thirty_days_of_sleep_take_well_under_a_second() {
+    let test = FlowTest::load(&guest("sleeper")).unwrap();
+    test.run(json!({ "ms": 0 })).await; // instantiate once before timing
+    let started = Instant::now();
+    let run = test.run(json!({ "ms": 86_400_000, "times": 30 })).await;
+    let took = started.elapsed();
+    assert_eq!(run.outcome, Ok(json!({ "slept_ms": 2_592_000_000u64 })));
+    assert_eq!(run.slept, Duration::from_secs(30 * 86_400));
+    assert!(
+        took < Duration::from_secs(1),
+        "30 virtual days took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_example_flow_passes_its_scenarios() {
+    let mut ran = 0;
+    for entry in std::fs::read_dir(scenarios_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        let flow = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let test = FlowTest::load(&guest(&flow)).unwrap();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let scenario = Scenario::load(&file.unwrap().path()).unwrap();
+            let result = scenario.run(&test).await;
+            assert!(
+                result.failure.is_none(),
+                "{flow}: {}: {}",
+                scenario.name,
+                result.failure.unwrap()
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 10, "only {ran} scenarios found");
+}
+
+fn sluice_test(component: &Path, scenarios: &[PathBuf], junit: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("test").arg(component).args(scenarios);
+    if let Some(junit) = junit {
+        cmd.arg("--junit").arg(junit);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn sluice_test_passes_good_builds_and_fails_broken_ones_with_junit() {
+    let scenarios: Vec<PathBuf> = std::fs::read_dir(scenarios_dir().join("fanout"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let (ok, out) = sluice_test(&guest("fanout"), &scenarios, None);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 passed, 0 failed"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let two = vec![scenarios_dir().join("fanout/two-children.toml")];
+    for (bug, needle) in [
+        ("wrong-output", "output differ"),
+        ("extra-call", "+ now()"),
+        ("missing-call", "- progress(\"fanned out\")"),
+    ] {
+        let copy = dir.path().join(format!("fanout-{bug}.wasm"));
+        std::fs::copy(guests_dir().join("broken_fanout.wasm"), &copy).unwrap();
+        let junit = dir.path().join(format!("{bug}.xml"));
+        let (ok, out) = sluice_test(&copy, &two, Some(&junit));
+        assert!(!ok, "{bug} passed:\n{out}");
+        assert!(
+            out.contains("FAIL starts two children")
+                && out.contains(needle)
+                && out.contains("0 passed, 1 failed"),
+            "{out}"
+        );
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(
+            xml.contains(r#"failures="1""#) && xml.contains("<failure"),
+            "{xml}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_scenario_file_is_an_error_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "input = { name = \"x\" }\n[expect]\noutput = 1\nretry = 2\n",
+    )
+    .unwrap();
+    let (ok, out) = sluice_test(&guest("hello"), &[bad.clone()], None);
+    assert!(!ok);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("bad.toml")
+            && line.contains("line 4")
+            && line.contains("unknown field `retry`"),
+        "{line}"
+    );
+}
