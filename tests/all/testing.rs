@@ -197,7 +197,7 @@ fn a_bad_scenario_file_is_an_error_naming_file_line_and_key() {
         "input = { name = \"x\" }\n[expect]\noutput = 1\nretry = 2\n",
     )
     .unwrap();
-    let (ok, out) = sluice_test(&guest("hello"), &[bad.clone()], None);
+    let (ok, out) = sluice_test(&guest("hello"), std::slice::from_ref(&bad), None);
     assert!(!ok);
     let line = out
         .lines()
