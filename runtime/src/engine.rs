@@ -157,7 +157,7 @@ pub enum Metering {
     Off,
 }
 
-fn engine_config(metering: Metering) -> Config {
+pub(crate) fn engine_config(metering: Metering) -> Config {
     let mut config = Config::new();
     match metering {
         Metering::Epoch => {
@@ -181,7 +181,7 @@ fn engine_config(metering: Metering) -> Config {
 
 /// Advance the engine's epoch every [`EPOCH_TICK`] on a small thread of its own, until
 /// the engine is gone.
-fn start_epoch_ticker(engine: &Engine) {
+pub(crate) fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("sluice-epoch".into())

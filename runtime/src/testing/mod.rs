@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 
 pub use calls::HostCall;
 pub use host::ScriptedState;
@@ -41,13 +41,14 @@ pub use script::{Response, Rule, Script};
 
 use crate::bindings::{self, FlowPre, Invocation, Origin, Priority};
 use crate::component_cache::ComponentCache;
+use crate::engine::{EPOCH_TICK, Metering, engine_config, start_epoch_ticker};
 use crate::error::LoadError;
 
 /// Where a virtual clock starts by default: 2026-01-01T00:00:00Z.
 pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
-/// CPU budget of one test run, in wasmtime fuel (roughly instructions): a flow that
-/// busy-waits on `now()` (virtual time moves only with `sleep`) fails instead of hanging.
-pub const TEST_FUEL: u64 = 20_000_000_000;
+/// CPU budget of one test run: a flow that busy-waits on `now()` (virtual time moves only
+/// with `sleep`) fails instead of hanging.
+pub const TEST_CPU_BUDGET: Duration = Duration::from_secs(20);
 
 /// A flow component under test, with its script.
 #[derive(Clone)]
@@ -78,9 +79,9 @@ impl FlowTest {
             path: path.into(),
             reason: format!("{e:#}"),
         };
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        let engine = Engine::new(&config).map_err(invalid)?;
+        // The node's engine settings, so a component compiled for one is cached for both.
+        let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
+        start_epoch_ticker(&engine);
         let (component, _, _) =
             ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
         let mut linker = Linker::new(&engine);
@@ -136,8 +137,9 @@ impl FlowTest {
     pub async fn run(&self, input: Value) -> TestRun {
         let state = ScriptedState::new(Arc::new(self.script.clone()), self.clock_ms, self.seed);
         let mut store = Store::new(&self.engine, state);
-        // Setting fuel only fails on an engine without fuel, which `load` never builds.
-        let _ = store.set_fuel(TEST_FUEL);
+        let ticks = (TEST_CPU_BUDGET.as_millis() / EPOCH_TICK.as_millis()) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
         let invocation = Invocation {
             id: "01TEST00000000000000000000".into(),
             flow: self.name.clone(),
@@ -165,12 +167,13 @@ impl FlowTest {
             Err(trap)
                 if matches!(
                     trap.downcast_ref::<wasmtime::Trap>(),
-                    Some(wasmtime::Trap::OutOfFuel)
+                    Some(wasmtime::Trap::Interrupt)
                 ) =>
             {
                 Err(format!(
-                    "failed: the test's CPU budget ({TEST_FUEL} fuel) ran out; virtual time moves only with sleep, \
-                 so a busy wait on now() never ends"
+                    "failed: the test's CPU budget ({}) ran out; virtual time moves only with sleep, \
+                     so a busy wait on now() never ends",
+                    humantime::format_duration(TEST_CPU_BUDGET)
                 ))
             }
             Err(trap) => {
