@@ -7,6 +7,7 @@ mod failures;
 mod mapping;
 mod metrics;
 mod parking;
+mod polyglot;
 mod pools;
 mod sandbox;
 mod scheduling;
