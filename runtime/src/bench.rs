@@ -423,3 +423,72 @@ pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<Met
         })
         .collect())
 }
+
+/// One language's figures.
+#[derive(Debug, Clone)]
+pub struct LanguageFigures {
+    /// "rust", "python" or "js".
+    pub language: String,
+    /// Size of the `hello` component, bytes.
+    pub size: u64,
+    /// Compiling `hello` from scratch.
+    pub compile: Duration,
+    /// Loading `hello` from the compilation cache.
+    pub cached_load: Duration,
+    /// Median of starting and awaiting `hello` through a node.
+    pub run_median: Duration,
+    /// Resident memory per parked `sleeper` instance, bytes.
+    pub parked_rss: u64,
+}
+
+/// Size, compile, cached load, run and parked memory of `hello`/`sleeper` in each language.
+/// `builds` maps a language to the directory holding its `hello.wasm` and `sleeper.wasm`.
+pub async fn languages(builds: &[(&str, PathBuf)], iterations: usize, parked: u64) -> anyhow::Result<Vec<LanguageFigures>> {
+    let mut out = Vec::new();
+    for (language, dir) in builds {
+        let hello = dir.join("hello.wasm");
+        let size = std::fs::metadata(&hello)?.len();
+        let cache_dir = std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        let engine = crate::engine::FlowEngine::new(100, crate::component_cache::ComponentCache::new(Some(cache_dir.clone())), Default::default())?;
+        let t = Instant::now();
+        engine.load(&hello)?;
+        let compile = t.elapsed();
+        let t = Instant::now();
+        engine.load(&hello)?;
+        let cached_load = t.elapsed();
+        let _ = std::fs::remove_dir_all(&cache_dir);
+
+        let node = node_for(dir, u32::try_from(parked + 100)?).await?;
+        let greet = || StartRequest::rpc("hello", br#"{"name":"bench"}"#.to_vec(), "bench");
+        node.run(greet()).await??;
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            node.run(greet()).await??;
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        node.run(StartRequest::rpc("sleeper", br#"{"ms":0}"#.to_vec(), "bench")).await??;
+        let pool = node.pools().default_pool().clone();
+        let rss0 = rss_bytes()?;
+        let mut handles = Vec::new();
+        for _ in 0..parked {
+            handles.push(node.start(StartRequest::rpc("sleeper", br#"{"ms":3600000}"#.to_vec(), "bench")).await?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while (pool.stats().snapshot().parked as u64) < parked && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let parked_rss = rss_bytes()?.saturating_sub(rss0) / parked.max(1);
+        out.push(LanguageFigures {
+            language: language.to_string(),
+            size,
+            compile,
+            cached_load,
+            run_median: percentile(&samples, 0.5),
+            parked_rss,
+        });
+    }
+    Ok(out)
+}

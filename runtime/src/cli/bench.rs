@@ -21,7 +21,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
     parked: Vec<u64>,
     /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation),
-    /// `sandbox` (metering: epoch vs fuel vs none), or `all`.
+    /// `sandbox` (metering: epoch vs fuel vs none), `all` (those four), or `languages`
+    /// (Rust, Python and JS builds of hello and sleeper).
     #[arg(long, default_value = "all")]
     only: String,
     /// Internal: measure one parked count in this process and print it as JSON.
@@ -75,6 +76,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 us(f.noop) / us(off.noop),
             );
         }
+    }
+    if args.only == "languages" {
+        let root = args.guests.join("../..");
+        let builds = [("rust", args.guests.clone()), ("python", root.join("python")), ("js", root.join("js"))];
+        let figures = runtime.block_on(bench::languages(&builds, args.iterations.min(500), 200))?;
+        for f in figures {
+            println!(
+                "(l) {:<6} size {:>6.1} MiB   compile {:>7.1} ms   cached load {:>6.1} ms   run median {:>7.1} µs   parked {:>7.1} KiB",
+                f.language,
+                f.size as f64 / (1 << 20) as f64,
+                f.compile.as_secs_f64() * 1e3,
+                f.cached_load.as_secs_f64() * 1e3,
+                us(f.run_median),
+                f.parked_rss as f64 / 1024.0
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if args.only != "core" && args.only != "all" {
         return Ok(ExitCode::SUCCESS);
