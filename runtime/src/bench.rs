@@ -95,7 +95,7 @@ pub async fn core(
             priority: Priority::Normal,
         };
         let mut store = Store::new(
-            node.engine().engine(),
+            flow.component.pre.engine(),
             HostState::new(node.clone(), info, pool.clone(), slot, &flow.settings)
                 .map_err(anyhow::Error::msg)?,
         );
@@ -443,14 +443,23 @@ pub struct LanguageFigures {
 
 /// Size, compile, cached load, run and parked memory of `hello`/`sleeper` in each language.
 /// `builds` maps a language to the directory holding its `hello.wasm` and `sleeper.wasm`.
-pub async fn languages(builds: &[(&str, PathBuf)], iterations: usize, parked: u64) -> anyhow::Result<Vec<LanguageFigures>> {
+pub async fn languages(
+    builds: &[(&str, PathBuf)],
+    iterations: usize,
+    parked: u64,
+) -> anyhow::Result<Vec<LanguageFigures>> {
     let mut out = Vec::new();
     for (language, dir) in builds {
         let hello = dir.join("hello.wasm");
         let size = std::fs::metadata(&hello)?.len();
-        let cache_dir = std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
+        let cache_dir =
+            std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache_dir);
-        let engine = crate::engine::FlowEngine::new(100, crate::component_cache::ComponentCache::new(Some(cache_dir.clone())), Default::default())?;
+        let engine = crate::engine::FlowEngine::new(
+            100,
+            crate::component_cache::ComponentCache::new(Some(cache_dir.clone())),
+            Default::default(),
+        )?;
         let t = Instant::now();
         engine.load(&hello)?;
         let compile = t.elapsed();
@@ -469,12 +478,24 @@ pub async fn languages(builds: &[(&str, PathBuf)], iterations: usize, parked: u6
             samples.push(t.elapsed());
         }
         samples.sort();
-        node.run(StartRequest::rpc("sleeper", br#"{"ms":0}"#.to_vec(), "bench")).await??;
+        node.run(StartRequest::rpc(
+            "sleeper",
+            br#"{"ms":0}"#.to_vec(),
+            "bench",
+        ))
+        .await??;
         let pool = node.pools().default_pool().clone();
         let rss0 = rss_bytes()?;
         let mut handles = Vec::new();
         for _ in 0..parked {
-            handles.push(node.start(StartRequest::rpc("sleeper", br#"{"ms":3600000}"#.to_vec(), "bench")).await?);
+            handles.push(
+                node.start(StartRequest::rpc(
+                    "sleeper",
+                    br#"{"ms":3600000}"#.to_vec(),
+                    "bench",
+                ))
+                .await?,
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(600);
         while (pool.stats().snapshot().parked as u64) < parked && Instant::now() < deadline {

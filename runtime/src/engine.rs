@@ -52,13 +52,41 @@ pub struct LoadedComponent {
 
 /// The node's engine: compiles components, and instantiates them into stores.
 pub struct FlowEngine {
-    engine: Engine,
-    linker: Linker<HostState>,
+    small: Flavor,
+    large: Flavor,
     cache: ComponentCache,
     max_resident: u32,
     resident: Arc<AtomicU32>,
     metering: Metering,
 }
+
+/// An engine and its linker, for components of one size class.
+struct Flavor {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl Flavor {
+    fn new(metering: Metering, cow: bool) -> wasmtime::Result<Self> {
+        let mut config = engine_config(metering);
+        config.memory_init_cow(cow);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
+        if metering == Metering::Epoch {
+            start_epoch_ticker(&engine);
+        }
+        Ok(Flavor { engine, linker })
+    }
+}
+
+/// Components this large (Python and JavaScript runtimes carry megabytes of initialized
+/// memory) run on an engine with copy-on-write memory init: measured, a Python `hello`
+/// instantiates in 1.9 ms instead of 12 ms and a parked one holds 5.5 MiB instead of
+/// 11.8 MiB. Small components stay without CoW, which would cost them 4.7 memory
+/// mappings per instance instead of 2.9 and so a third of the parked instances.
+pub const LARGE_COMPONENT_BYTES: u64 = 1 << 20;
 
 /// One live instance's share of `max-resident`; given back on drop.
 pub struct Resident(Arc<AtomicU32>);
@@ -76,26 +104,14 @@ impl FlowEngine {
         cache: ComponentCache,
         metering: Metering,
     ) -> wasmtime::Result<Self> {
-        let engine = Engine::new(&engine_config(metering))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
-        if metering == Metering::Epoch {
-            start_epoch_ticker(&engine);
-        }
         Ok(FlowEngine {
-            engine,
-            linker,
+            small: Flavor::new(metering, false)?,
+            large: Flavor::new(metering, true)?,
             cache,
             max_resident,
             resident: Arc::default(),
             metering,
         })
-    }
-
-    /// The wasmtime engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// How guest CPU use is metered.
@@ -124,18 +140,34 @@ impl FlowEngine {
     }
 
     /// Load the component at `path` and check it implements the `flow` world.
+    /// Its instances run on the engine of its size class; see [`LARGE_COMPONENT_BYTES`].
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
-        let (component, hash, cache) = self.cache.load(&self.engine, path)?;
-        let pre = self.prepare(&component, path)?;
+        let size = std::fs::metadata(path)
+            .map_err(|source| LoadError::Read {
+                path: path.into(),
+                source,
+            })?
+            .len();
+        let flavor = if size >= LARGE_COMPONENT_BYTES {
+            &self.large
+        } else {
+            &self.small
+        };
+        let (component, hash, cache) = self.cache.load(&flavor.engine, path)?;
+        let pre = Self::prepare(flavor, &component, path)?;
         Ok(LoadedComponent { pre, hash, cache })
     }
 
-    fn prepare(&self, component: &Component, path: &Path) -> Result<FlowPre<HostState>, LoadError> {
+    fn prepare(
+        flavor: &Flavor,
+        component: &Component,
+        path: &Path,
+    ) -> Result<FlowPre<HostState>, LoadError> {
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.into(),
             reason: format!("{e:#}"),
         };
-        let pre = self
+        let pre = flavor
             .linker
             .instantiate_pre(component)
             .map_err(wrong_world)?;

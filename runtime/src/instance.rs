@@ -101,7 +101,8 @@ async fn run_admitted(
     };
     let state = HostState::new(node.clone(), info, pool, slot, &flow.settings)
         .map_err(FlowError::Failed)?;
-    let mut store = Store::new(node.engine().engine(), state);
+    // The engine of the component's size class (see `engine::LARGE_COMPONENT_BYTES`).
+    let mut store = Store::new(flow.component.pre.engine(), state);
     store.limiter(|state| state.meter());
     match node.engine().metering() {
         Metering::Epoch => {

@@ -71,7 +71,12 @@ pub async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool)
 
 /// A Python or JavaScript build (`lang` = "python" | "js") of example flow `name`.
 pub fn polyglot(lang: &str, name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../guest-flows/target/{lang}/{name}.wasm"));
-    assert!(path.is_file(), "{lang} guest `{name}` is not built ({}): run scripts/build-guests.sh", path.display());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../guest-flows/target/{lang}/{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{lang} guest `{name}` is not built ({}): run scripts/build-guests.sh",
+        path.display()
+    );
     path
 }

@@ -79,7 +79,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.only == "languages" {
         let root = args.guests.join("../..");
-        let builds = [("rust", args.guests.clone()), ("python", root.join("python")), ("js", root.join("js"))];
+        let builds = [
+            ("rust", args.guests.clone()),
+            ("python", root.join("python")),
+            ("js", root.join("js")),
+        ];
         let figures = runtime.block_on(bench::languages(&builds, args.iterations.min(500), 200))?;
         for f in figures {
             println!(
