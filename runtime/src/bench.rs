@@ -61,6 +61,22 @@ async fn node_for(guests: &Path, max_resident: u32) -> anyhow::Result<Node> {
     Ok(node)
 }
 
+/// Start `request` and await it `n` times in a row; the sorted latencies.
+async fn sequential(
+    node: &Node,
+    request: &StartRequest,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        node.run(request.clone()).await??;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Ok(samples)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -109,26 +125,16 @@ pub async fn core(
     bare.sort();
 
     // (b) sequential, through the node.
-    let mut through = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let t = Instant::now();
-        node.run(noop.clone()).await??;
-        through.push(t.elapsed());
-    }
-    through.sort();
+    let through = sequential(&node, &noop, iterations).await?;
 
     // (b) again, with the caller on the pool's own threads.
     let local = node.pools().executor("default").spawn({
         let (node, noop) = (node.clone(), noop.clone());
         async move {
-            let mut samples = Vec::with_capacity(iterations);
-            for _ in 0..iterations {
-                let t = Instant::now();
-                node.run(noop.clone()).await??;
-                samples.push(t.elapsed());
-            }
-            samples.sort();
-            anyhow::Ok(percentile(&samples, 0.5))
+            anyhow::Ok(percentile(
+                &sequential(&node, &noop, iterations).await?,
+                0.5,
+            ))
         }
     });
     let flow_local_median = local.await??;
@@ -319,14 +325,10 @@ pub async fn pools(guests: &Path, iterations: usize) -> anyhow::Result<PoolFigur
     .await?;
     let tx = || StartRequest::rpc("tx", b"{}".to_vec(), "bench");
     let median_tx = |node: Node| async move {
-        let mut samples = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let t = Instant::now();
-            node.run(tx()).await??;
-            samples.push(t.elapsed());
-        }
-        samples.sort();
-        anyhow::Ok(percentile(&samples, 0.5))
+        anyhow::Ok(percentile(
+            &sequential(&node, &tx(), iterations).await?,
+            0.5,
+        ))
     };
     node.run(tx()).await??;
     let tx_idle = median_tx(node.clone()).await?;
@@ -471,13 +473,7 @@ pub async fn languages(
         let node = node_for(dir, u32::try_from(parked + 100)?).await?;
         let greet = || StartRequest::rpc("hello", br#"{"name":"bench"}"#.to_vec(), "bench");
         node.run(greet()).await??;
-        let mut samples = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let t = Instant::now();
-            node.run(greet()).await??;
-            samples.push(t.elapsed());
-        }
-        samples.sort();
+        let samples = sequential(&node, &greet(), iterations).await?;
         node.run(StartRequest::rpc(
             "sleeper",
             br#"{"ms":0}"#.to_vec(),

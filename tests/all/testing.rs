@@ -16,8 +16,9 @@ fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-flows/scenarios")
 }
 
-fn two_children() -> FlowTest {
-    let mut test = FlowTest::load(&guest("fanout")).unwrap();
+/// `component` with two `hello` children scripted to greet with their own names.
+fn two_children(component: &str) -> FlowTest {
+    let mut test = FlowTest::load(&guest(component)).unwrap();
     for i in 0..2 {
         let name = format!("child-{i}");
         test.script(
@@ -39,7 +40,7 @@ const TWO_CHILDREN_CALLS: [&str; 5] = [
 
 #[tokio::test]
 async fn the_api_asserts_output_and_the_exact_calls() {
-    let run = two_children().run(json!({ "n": 2 })).await;
+    let run = two_children("fanout").run(json!({ "n": 2 })).await;
     run.assert_output(
         &json!({ "results": [{ "greeting": "child-0" }, { "greeting": "child-1" }] }),
     );
@@ -50,16 +51,8 @@ async fn the_api_asserts_output_and_the_exact_calls() {
 async fn the_api_catches_each_kind_of_broken_build() {
     let expected = json!({ "results": [{ "greeting": "child-0" }, { "greeting": "child-1" }] });
     let broken = |bug: &str| {
-        let mut test = FlowTest::load(&guest("broken_fanout")).unwrap();
+        let mut test = two_children("broken_fanout");
         test.named(&format!("fanout-{bug}"));
-        for i in 0..2 {
-            let name = format!("child-{i}");
-            test.script(
-                Rule::subflow("hello")
-                    .with_input(json!({ "name": name }))
-                    .returns(json!({ "greeting": name })),
-            );
-        }
         test
     };
     let run = broken("wrong-output").run(json!({ "n": 2 })).await;
