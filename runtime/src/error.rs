@@ -44,6 +44,9 @@ pub enum LoadError {
     /// The component does not implement the `sluice:flow/flow` world.
     #[error("{path} does not implement the sluice:flow/flow world: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
+    /// The node itself could not start (engine, threads).
+    #[error("cannot start the node: {0}")]
+    Startup(String),
     /// The on-disk compilation cache failed.
     #[error("component cache at {path}: {reason}")]
     Cache { path: PathBuf, reason: String },

@@ -148,14 +148,9 @@ impl Node {
             ComponentCache::new(cache_dir),
             metering,
         )
-        .map_err(|e| LoadError::Invalid {
-            path: PathBuf::from("<engine>"),
-            reason: format!("{e:#}"),
-        })?;
-        let pools = Pools::from_config(config).map_err(|e| LoadError::Invalid {
-            path: PathBuf::from("<pools>"),
-            reason: format!("cannot start pool threads: {e}"),
-        })?;
+        .map_err(|e| LoadError::Startup(format!("cannot create the wasmtime engine: {e:#}")))?;
+        let pools = Pools::from_config(config)
+            .map_err(|e| LoadError::Startup(format!("cannot start pool threads: {e}")))?;
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
         let mapper = match &config.mapper {
