@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod instance;
+pub mod journal;
 pub mod limits;
 pub mod meter;
 pub mod metrics;
