@@ -195,18 +195,7 @@ impl JournalStore for SqliteStore {
         let mut stmt = conn
             .prepare("SELECT id, flow, component, input, status FROM instances WHERE status = 'running' ORDER BY created, id")
             .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                let status: String = r.get(4)?;
-                Ok(InstanceRecord {
-                    id: r.get(0)?,
-                    flow: r.get(1)?,
-                    component: r.get(2)?,
-                    input: r.get(3)?,
-                    status: Status::parse(&status).unwrap_or(Status::Running),
-                })
-            })
-            .map_err(db)?;
+        let rows = stmt.query_map([], to_record).map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 }
@@ -218,20 +207,23 @@ impl SqliteStore {
             .query_row(
                 "SELECT id, flow, component, input, status FROM instances WHERE id = ?1",
                 [id],
-                |r| {
-                    let status: String = r.get(4)?;
-                    Ok(InstanceRecord {
-                        id: r.get(0)?,
-                        flow: r.get(1)?,
-                        component: r.get(2)?,
-                        input: r.get(3)?,
-                        status: Status::parse(&status).unwrap_or(Status::Running),
-                    })
-                },
+                to_record,
             )
             .optional()
             .map_err(db)
     }
+}
+
+/// An `instances` row (id, flow, component, input, status) as a record.
+fn to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    let status: String = r.get(4)?;
+    Ok(InstanceRecord {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        component: r.get(2)?,
+        input: r.get(3)?,
+        status: Status::parse(&status).unwrap_or(Status::Running),
+    })
 }
 
 #[cfg(test)]
