@@ -1,11 +1,9 @@
 //! Pools bound concurrency, isolate each other, and refuse work beyond their queue.
 
-use std::time::Duration;
-
 use serde_json::json;
 use sluice::{StartError, StartRequest};
 
-use crate::support::{flow_entry, node, run, until};
+use crate::support::{flow_entry, node, occupy, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_more_than_size_instances_run_guest_code() {
@@ -52,19 +50,7 @@ async fn a_saturated_pool_does_not_hold_back_another() {
     );
     let node = node(&config).await;
     let a = node.pools().get("a").unwrap().clone();
-    let mut spins = Vec::new();
-    for _ in 0..4 {
-        let input = serde_json::to_vec(&json!({ "ms": 4_000 })).unwrap();
-        spins.push(
-            node.start(StartRequest::rpc("spin", input, "test"))
-                .await
-                .unwrap(),
-        );
-    }
-    until("pool a saturated", Duration::from_secs(30), || {
-        a.stats().snapshot().running == 2
-    })
-    .await;
+    let _spins = occupy(&node, "a", 4, 4_000, 2).await;
     let out = run(&node, "hello", json!({ "name": "B" })).await.unwrap();
     assert_eq!(out, json!({ "greeting": "Hello, B!" }));
     // Promptly: while every spin still burns CPU in pool a.
@@ -85,18 +71,7 @@ async fn a_full_queue_refuses_at_once_leaves_no_trace_and_counts() {
     );
     let node = node(&config).await;
     let pool = node.pools().get("tiny").unwrap().clone();
-    let spin = node
-        .start(StartRequest::rpc(
-            "spin",
-            br#"{"ms":2000}"#.to_vec(),
-            "test",
-        ))
-        .await
-        .unwrap();
-    until("spin holds the only slot", Duration::from_secs(30), || {
-        pool.stats().snapshot().running == 1
-    })
-    .await;
+    let [spin] = occupy(&node, "tiny", 1, 2000, 1).await.try_into().unwrap();
     let hello = || StartRequest::rpc("hello", br#"{"name":"q"}"#.to_vec(), "test");
     let queued = [
         node.start(hello()).await.unwrap(),
@@ -137,18 +112,7 @@ async fn a_cpu_bound_flow_gives_its_slot_up_to_waiting_work() {
     );
     let node = node(&config).await;
     let one = node.pools().get("one").unwrap().clone();
-    let spin = node
-        .start(StartRequest::rpc(
-            "spin",
-            br#"{"ms":3000}"#.to_vec(),
-            "test",
-        ))
-        .await
-        .unwrap();
-    until("spin holds the only slot", Duration::from_secs(30), || {
-        one.stats().snapshot().running == 1
-    })
-    .await;
+    let [spin] = occupy(&node, "one", 1, 3000, 1).await.try_into().unwrap();
     let out = run(&node, "hello", json!({ "name": "same pool" }))
         .await
         .unwrap();

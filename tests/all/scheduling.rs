@@ -8,7 +8,7 @@ use sluice::events::{EventKind, InstanceEvent};
 use sluice::{FlowError, StartRequest};
 use tokio::sync::broadcast;
 
-use crate::support::{flow_entry, node, run, until};
+use crate::support::{flow_entry, node, occupy, run, until};
 
 fn request(flow: &str, input: serde_json::Value) -> StartRequest {
     StartRequest::rpc(flow, serde_json::to_vec(&input).unwrap(), "test")
@@ -36,15 +36,7 @@ async fn high_priority_starts_first_then_fifo() {
         flow_entry("hello", "one")
     ))
     .await;
-    let one = node.pools().get("one").unwrap().clone();
-    let spin = node
-        .start(request("spin", json!({ "ms": 300 })))
-        .await
-        .unwrap();
-    until("spin holds the slot", Duration::from_secs(30), || {
-        one.stats().snapshot().running == 1
-    })
-    .await;
+    let [spin] = occupy(&node, "one", 1, 300, 1).await.try_into().unwrap();
     let mut events = node.events().subscribe();
     let a = node
         .start(request("hello", json!({ "name": "a" })))
@@ -93,14 +85,7 @@ async fn a_resuming_instance_goes_before_new_starts() {
         one.stats().snapshot().parked == 1
     })
     .await;
-    let spin = node
-        .start(request("spin", json!({ "ms": 1000 })))
-        .await
-        .unwrap();
-    until("spin holds the slot", Duration::from_secs(30), || {
-        one.stats().snapshot().running == 1
-    })
-    .await;
+    let [spin] = occupy(&node, "one", 1, 1000, 1).await.try_into().unwrap();
     // New starts queue first; the sleeper wakes later, while the spin still holds the slot.
     let news = [
         node.start(request("hello", json!({ "name": "n1" })))
@@ -136,18 +121,7 @@ async fn saturated_reporting_does_not_hold_back_transactions() {
     );
     let node = node(&config).await;
     let reporting = node.pools().get("reporting").unwrap().clone();
-    let mut reports = Vec::new();
-    for _ in 0..6 {
-        reports.push(
-            node.start(request("spin", json!({ "ms": 3000 })))
-                .await
-                .unwrap(),
-        );
-    }
-    until("every reporting slot busy", Duration::from_secs(30), || {
-        reporting.stats().snapshot().running == 3
-    })
-    .await;
+    let _reports = occupy(&node, "reporting", 6, 3000, 3).await;
     for i in 0..20 {
         let out = run(&node, "hello", json!({ "name": format!("tx{i}") }))
             .await

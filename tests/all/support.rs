@@ -80,3 +80,35 @@ pub fn polyglot(lang: &str, name: &str) -> PathBuf {
     );
     path
 }
+
+/// Start `count` `spin` flows of `ms` each (in the pool the config tags `spin` to), and wait
+/// until `pool` runs `running` instances: the pool is then busy with them.
+pub async fn occupy(
+    node: &Node,
+    pool: &str,
+    count: usize,
+    ms: u64,
+    running: usize,
+) -> Vec<sluice::FlowHandle> {
+    let pool = node
+        .pools()
+        .get(pool)
+        .unwrap_or_else(|| panic!("no pool {pool}"))
+        .clone();
+    let mut spins = Vec::with_capacity(count);
+    for _ in 0..count {
+        let input = serde_json::to_vec(&serde_json::json!({ "ms": ms })).unwrap();
+        spins.push(
+            node.start(StartRequest::rpc("spin", input, "test"))
+                .await
+                .expect("spin admitted"),
+        );
+    }
+    until(
+        &format!("{running} spins running in {}", pool.name()),
+        Duration::from_secs(30),
+        || pool.stats().snapshot().running == running,
+    )
+    .await;
+    spins
+}
