@@ -118,6 +118,10 @@ impl FlowRegistry {
                 entries.insert(name.into(), entry);
             }
             let entry = &entries[name];
+            // The hot path: every start of a loaded flow ends here, cloning only an Arc.
+            if let Some(flow) = entry.loaded.get() {
+                return Ok(flow.clone());
+            }
             (
                 entry.path.clone(),
                 entry.settings.clone(),
