@@ -15,6 +15,7 @@ use crate::bindings::{Invocation, Origin, Priority};
 use crate::config::NodeConfig;
 use crate::host::{HostState, InstanceInfo, SlotHolder};
 use crate::node::{Node, StartRequest};
+use crate::recorder::Recorder;
 use crate::scheduler::{Pool, QueueClass};
 
 /// Figures of (a)–(c).
@@ -112,8 +113,15 @@ pub async fn core(
         };
         let mut store = Store::new(
             flow.component.pre.engine(),
-            HostState::new(node.clone(), info, pool.clone(), slot, &flow.settings)
-                .map_err(anyhow::Error::msg)?,
+            HostState::new(
+                node.clone(),
+                info,
+                pool.clone(),
+                slot,
+                &flow.settings,
+                Recorder::new("bench", node.journal().clone(), Vec::new()),
+            )
+            .map_err(anyhow::Error::msg)?,
         );
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = flow.component.pre.instantiate_async(&mut store).await?;
@@ -458,7 +466,6 @@ pub async fn languages(
             std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache_dir);
         let engine = crate::engine::FlowEngine::new(
-            100,
             crate::component_cache::ComponentCache::new(Some(cache_dir.clone())),
             Default::default(),
         )?;

@@ -55,10 +55,20 @@ impl ComponentCache {
             path: path.into(),
             source,
         })?;
-        check_header(&bytes, path)?;
+        self.load_bytes(engine, &bytes, path)
+    }
+
+    /// Check and compile (or fetch from cache) a component's `bytes`; `path` names it in errors.
+    pub fn load_bytes(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(Component, ContentHash, CacheOutcome), LoadError> {
+        check_header(bytes, path)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         let Some(dir_path) = &self.dir else {
-            return Ok((compile(engine, &bytes, path)?, hash, CacheOutcome::Compiled));
+            return Ok((compile(engine, bytes, path)?, hash, CacheOutcome::Compiled));
         };
         let dir = open_dir(dir_path)?;
         let artifact = format!("{hash}-{}.cwasm", engine_key(engine));
@@ -73,7 +83,7 @@ impl ComponentCache {
                 }
             }
         }
-        let component = compile(engine, &bytes, path)?;
+        let component = compile(engine, bytes, path)?;
         store(&dir, dir_path, &artifact, &component)?;
         Ok((component, hash, CacheOutcome::Compiled))
     }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::limits::{Limits, LimitsConfig};
-use crate::registry::FlowSettings;
+use crate::registry::{FlowSettings, RetryPolicy};
 use crate::sandbox::DirGrant;
 
 /// Name of the pool that always exists and takes every flow no rule places elsewhere.
@@ -81,6 +81,10 @@ pub struct NodeSection {
     /// Directory for compiled components (by content hash). Default: the user cache dir.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Directory of the durable store (`sluice.db`). Without it, instances are journaled in
+    /// memory only and do not survive the process.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -89,6 +93,7 @@ impl Default for NodeSection {
             identity: default_identity(),
             max_resident: default_max_resident(),
             cache_dir: None,
+            data_dir: None,
         }
     }
 }
@@ -182,6 +187,25 @@ pub struct FlowConfig {
     /// Directories granted to this flow: guest path → `host/dir:ro` or `host/dir:rw`.
     #[serde(default)]
     pub dirs: BTreeMap<String, String>,
+    /// Retries of a failed instance, from its journal; when exhausted it is held in the
+    /// flow hospital. Without it a failure is final.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+}
+
+/// `retry = { attempts = 3, backoff = "1s" }` of a flow.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetryConfig {
+    /// Attempts in all, the first included.
+    pub attempts: i64,
+    /// Wait before the first retry; doubles for each further one.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+}
+
+fn default_backoff() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
 }
 
 impl NodeConfig {
@@ -197,6 +221,10 @@ impl NodeConfig {
             timeout: flow.timeout.map(|t| t.0),
             limits: self.default_limits().overridden_by(&flow.limits),
             grants: DirGrant::parse_all(&flow.dirs, &self.base_dir)?,
+            retry: flow.retry.map(|r| RetryPolicy {
+                attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                backoff: r.backoff.0,
+            }),
         })
     }
 
@@ -259,6 +287,14 @@ impl NodeConfig {
                 .map_err(|e| format!("flows[{i}].dirs: {e}"))?;
             if flow.name.is_empty() {
                 return Err(format!("flows[{i}].name: must not be empty"));
+            }
+            if let Some(retry) = flow.retry
+                && !(1..=1000).contains(&retry.attempts)
+            {
+                return Err(format!(
+                    "flows[{i}].retry.attempts = {}: must be from 1 to 1000",
+                    retry.attempts
+                ));
             }
             if !seen.insert(flow.name.as_str()) {
                 return Err(format!(

@@ -18,7 +18,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
@@ -46,6 +45,9 @@ pub struct LoadedComponent {
     pub pre: FlowPre<HostState>,
     /// SHA-256 of the component's bytes.
     pub hash: ContentHash,
+    /// The component's bytes, kept in the store when an instance first runs on them so the
+    /// instance stays pinned to this build whatever is deployed later.
+    pub bytes: Arc<[u8]>,
     /// Whether compilation was skipped thanks to the cache.
     pub cache: CacheOutcome,
 }
@@ -55,8 +57,6 @@ pub struct FlowEngine {
     small: Flavor,
     large: Flavor,
     cache: ComponentCache,
-    max_resident: u32,
-    resident: Arc<AtomicU32>,
     metering: Metering,
 }
 
@@ -88,28 +88,13 @@ impl Flavor {
 /// mappings per instance instead of 2.9 and so a third of the parked instances.
 pub const LARGE_COMPONENT_BYTES: u64 = 1 << 20;
 
-/// One live instance's share of `max-resident`; given back on drop.
-pub struct Resident(Arc<AtomicU32>);
-
-impl Drop for Resident {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl FlowEngine {
-    /// An engine sized for `max_resident` live instances, caching compiled code in `cache`.
-    pub fn new(
-        max_resident: u32,
-        cache: ComponentCache,
-        metering: Metering,
-    ) -> wasmtime::Result<Self> {
+    /// An engine caching compiled code in `cache`.
+    pub fn new(cache: ComponentCache, metering: Metering) -> wasmtime::Result<Self> {
         Ok(FlowEngine {
             small: Flavor::new(metering, false)?,
             large: Flavor::new(metering, true)?,
             cache,
-            max_resident,
-            resident: Arc::default(),
             metering,
         })
     }
@@ -119,43 +104,31 @@ impl FlowEngine {
         self.metering
     }
 
-    /// Most instances alive at once.
-    pub fn max_resident(&self) -> u32 {
-        self.max_resident
-    }
-
-    /// Take a place for one more live instance, or `None` when `max-resident` are alive.
-    pub fn reserve_resident(&self) -> Option<Resident> {
-        let taken = self
-            .resident
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_resident).then_some(n + 1)
-            });
-        taken.ok().map(|_| Resident(self.resident.clone()))
-    }
-
-    /// Instances alive now (running or parked).
-    pub fn resident(&self) -> u32 {
-        self.resident.load(Ordering::Relaxed)
-    }
-
     /// Load the component at `path` and check it implements the `flow` world.
     /// Its instances run on the engine of its size class; see [`LARGE_COMPONENT_BYTES`].
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
-        let size = std::fs::metadata(path)
-            .map_err(|source| LoadError::Read {
-                path: path.into(),
-                source,
-            })?
-            .len();
-        let flavor = if size >= LARGE_COMPONENT_BYTES {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path)
+    }
+
+    /// [`FlowEngine::load`] from bytes; `path` names the component in errors.
+    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<LoadedComponent, LoadError> {
+        let flavor = if bytes.len() as u64 >= LARGE_COMPONENT_BYTES {
             &self.large
         } else {
             &self.small
         };
-        let (component, hash, cache) = self.cache.load(&flavor.engine, path)?;
+        let (component, hash, cache) = self.cache.load_bytes(&flavor.engine, bytes, path)?;
         let pre = Self::prepare(flavor, &component, path)?;
-        Ok(LoadedComponent { pre, hash, cache })
+        Ok(LoadedComponent {
+            pre,
+            hash,
+            cache,
+            bytes: bytes.into(),
+        })
     }
 
     fn prepare(

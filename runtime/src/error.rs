@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Why a flow instance produced no output. Mirrors the WIT `flow-error`.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FlowError {
     /// The flow returned an error or trapped.
     #[error("failed: {0}")]
@@ -47,6 +48,9 @@ pub enum LoadError {
     /// The node itself could not start (engine, threads).
     #[error("cannot start the node: {0}")]
     Startup(String),
+    /// The durable store could not be opened.
+    #[error("{0}")]
+    Store(#[from] crate::journal::StoreError),
     /// The on-disk compilation cache failed.
     #[error("component cache at {path}: {reason}")]
     Cache { path: PathBuf, reason: String },
@@ -77,6 +81,12 @@ pub enum StartError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// The instance could not be recorded in the store.
+    #[error("flow `{flow}` not started: {source}")]
+    Store {
+        flow: String,
+        source: crate::journal::StoreError,
+    },
 }
 
 impl From<StartError> for FlowError {

@@ -14,6 +14,8 @@ pub enum EventKind {
     Resumed,
     /// It ended (with output or not).
     Finished,
+    /// It stopped without an end and is held in the flow hospital for an operator.
+    Held,
 }
 
 /// One event of one instance.

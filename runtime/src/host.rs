@@ -5,11 +5,13 @@
 //! (as a resumption, ahead of new starts) before guest code runs again. While parked,
 //! the instance's fiber is suspended: it holds no slot and no OS thread.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde_json::{Value, json};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -18,9 +20,12 @@ use crate::bindings::sluice::flow::types;
 use crate::bindings::{LogLevel, Priority, WitFlowError};
 use crate::error::FlowError;
 use crate::events::EventKind;
+use crate::journal::{Payload, decode, encode};
 use crate::meter::Meter;
-use crate::node::{FlowHandle, Node, StartRequest};
+use crate::node::{FlowHandle, Node, Outcome, StartRequest};
+use crate::recorder::Recorder;
 use crate::registry::FlowSettings;
+use crate::residency::Parking;
 use crate::sandbox::{self, GuestOutput, Stream};
 use crate::scheduler::{Pool, QueueClass, Slot};
 
@@ -70,9 +75,22 @@ pub struct HostState {
     info: InstanceInfo,
     pool: Arc<Pool>,
     slot: SlotHolder,
-    children: HashMap<String, FlowHandle>,
+    /// Started and not yet joined children, by id.
+    children: HashSet<String>,
     meter: Meter,
+    recorder: Recorder,
+    /// The wait an evicted instance left behind; its run loop awaits it before the rebuild.
+    evicted_wait: Option<EvictedWait>,
 }
+
+/// What an evicted instance was waiting for.
+pub type EvictedWait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The host call's way out of an instance that was evicted while parked: it traps the
+/// guest, and the run loop rebuilds the instance by replay once the wait is over.
+#[derive(Debug, thiserror::Error)]
+#[error("evicted while parked (node.max-resident reached)")]
+pub struct Evicted;
 
 impl HostState {
     /// State for one instance of `flow` holding `slot` of `pool`: its sandbox (see
@@ -83,6 +101,7 @@ impl HostState {
         pool: Arc<Pool>,
         slot: SlotHolder,
         settings: &FlowSettings,
+        recorder: Recorder,
     ) -> Result<Self, String> {
         let stderr = GuestOutput::new(Stream::Stderr);
         let wasi = sandbox::wasi_ctx(
@@ -98,8 +117,10 @@ impl HostState {
             info,
             pool,
             slot,
-            children: HashMap::new(),
+            children: HashSet::new(),
             meter: Meter::new(settings.limits),
+            recorder,
+            evicted_wait: None,
         })
     }
 
@@ -123,12 +144,40 @@ impl HostState {
         self.stderr.tail()
     }
 
-    /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption.
-    async fn park<T>(&mut self, wait: impl Future<Output = T>) -> T {
+    /// The instance's journal.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// What the instance was waiting for when it was evicted, if it was.
+    pub fn take_evicted_wait(&mut self) -> Option<EvictedWait> {
+        self.evicted_wait.take()
+    }
+
+    /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption. When
+    /// the node needs this instance's place in memory meanwhile, it is evicted: the guest
+    /// traps with [`Evicted`] and the run loop takes the wait over.
+    async fn park<T: Send + 'static>(
+        &mut self,
+        wait: impl Future<Output = T> + Send + 'static,
+    ) -> wasmtime::Result<T> {
         self.slot.release();
-        let out = {
+        let mut wait = Box::pin(wait);
+        let waited = {
             let _parked = Parked::new(&self.pool);
-            wait.await
+            match self.node.residency().park() {
+                Parking::Leave => None,
+                Parking::Stay(mut ticket) => tokio::select! {
+                    out = &mut wait => Some(out),
+                    _ = &mut ticket.leave => None,
+                },
+            }
+        };
+        let Some(out) = waited else {
+            self.evicted_wait = Some(Box::pin(async move {
+                wait.await;
+            }));
+            return Err(Evicted.into());
         };
         self.slot.put(self.pool.acquire(QueueClass::Resume).await);
         self.node.events().send(
@@ -137,7 +186,18 @@ impl HostState {
             self.pool.name(),
             EventKind::Resumed,
         );
-        out
+        Ok(out)
+    }
+
+    /// The id of the child started by the call at the current journal position (`index`
+    /// for each child of a `parallel`): a re-run derives the same id, so it never
+    /// starts a child twice.
+    fn child_id(&self, index: Option<usize>) -> String {
+        let position = self.recorder.position();
+        match index {
+            None => format!("{}.{position}", self.info.id),
+            Some(i) => format!("{}.{position}.{i}", self.info.id),
+        }
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the
@@ -149,36 +209,15 @@ impl HostState {
         self.meter.child_started()?;
         Ok(self.node.start(request).await.map_err(FlowError::from))
     }
-
-    async fn start_and_keep(
-        &mut self,
-        flow: String,
-        input: Vec<u8>,
-        priority: types::Priority,
-    ) -> wasmtime::Result<Result<String, FlowError>> {
-        let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority);
-        Ok(self.start_child(request).await?.map(|handle| {
-            let id = handle.id().to_string();
-            self.children.insert(id.clone(), handle);
-            id
-        }))
-    }
-
-    fn take_child(&mut self, id: &str) -> Result<FlowHandle, FlowError> {
-        self.children.remove(id).ok_or_else(|| {
-            FlowError::Rejected(format!(
-                "join: `{id}` is not an unjoined child of this instance"
-            ))
-        })
-    }
 }
 
 /// Counts an instance as parked for as long as it lives, even if the wait is cancelled
 /// (a timeout drops the instance mid-wait).
-struct Parked<'a>(&'a Pool);
+pub(crate) struct Parked<'a>(&'a Pool);
 
 impl<'a> Parked<'a> {
-    fn new(pool: &'a Pool) -> Self {
+    /// Count one more parked instance of `pool` until dropped.
+    pub(crate) fn new(pool: &'a Pool) -> Self {
         pool.stats().parked();
         Parked(pool)
     }
@@ -201,6 +240,23 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
+/// Arguments of `start` and `call` as journaled.
+fn flow_args(flow: &str, input: &[u8]) -> Value {
+    json!({ "flow": flow, "input": encode(&Payload(input.to_vec())) })
+}
+
+/// A subflow outcome as journaled.
+type Journaled = Result<Payload, FlowError>;
+
+fn to_journal(outcome: &Outcome) -> Value {
+    encode(&outcome.clone().map(Payload))
+}
+
+fn from_journal(value: &Value) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+    let outcome: Journaled = decode(value)?;
+    Ok(outcome.map(|p| p.0).map_err(Into::into))
+}
+
 impl host::Host for HostState {
     async fn start(
         &mut self,
@@ -210,19 +266,48 @@ impl host::Host for HostState {
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
         self.meter.journaled(1)?;
         let priority = options.priority.unwrap_or(self.info.priority);
-        Ok(self
-            .start_and_keep(flow, input, priority)
-            .await?
-            .map_err(Into::into))
+        let mut args = flow_args(&flow, &input);
+        if let Some(p) = options.priority {
+            args["priority"] = json!(format!("{p:?}").to_lowercase());
+        }
+        if let Some(answer) = self.recorder.replay("start", &args)? {
+            self.meter.child_started()?;
+            let started: Result<String, FlowError> = decode(&answer)?;
+            if let Ok(id) = &started {
+                self.children.insert(id.clone());
+            }
+            return Ok(started.map_err(Into::into));
+        }
+        let id = self.child_id(None);
+        let request =
+            StartRequest::subflow(flow, input, self.info.id.clone(), priority).with_id(id);
+        let started = self.start_child(request).await?.map(|h| h.id().to_string());
+        self.recorder
+            .record("start", args, encode(&started))
+            .await?;
+        if let Ok(id) = &started {
+            self.children.insert(id.clone());
+        }
+        Ok(started.map_err(Into::into))
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(1)?;
-        let child = match self.take_child(&id) {
-            Ok(child) => child,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        Ok(self.park(child.outcome()).await.map_err(Into::into))
+        let args = json!({ "id": id });
+        if let Some(answer) = self.recorder.replay("join", &args)? {
+            self.children.remove(&id);
+            return from_journal(&answer);
+        }
+        if !self.children.remove(&id) {
+            return Ok(Err(WitFlowError::Rejected(format!(
+                "join: `{id}` is not an unjoined child of this instance"
+            ))));
+        }
+        let outcome = self.park(self.node.outcome_of(&id)).await?;
+        self.recorder
+            .record("join", args, to_journal(&outcome))
+            .await?;
+        Ok(outcome.map_err(Into::into))
     }
 
     async fn call(
@@ -231,11 +316,22 @@ impl host::Host for HostState {
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(2)?;
-        let id = match self.start_and_keep(flow, input, self.info.priority).await? {
-            Ok(id) => id,
-            Err(e) => return Ok(Err(e.into())),
+        let args = flow_args(&flow, &input);
+        if let Some(answer) = self.recorder.replay("call", &args)? {
+            self.meter.child_started()?;
+            return from_journal(&answer);
+        }
+        let id = self.child_id(None);
+        let request = StartRequest::subflow(flow, input, self.info.id.clone(), self.info.priority)
+            .with_id(id);
+        let outcome = match self.start_child(request).await? {
+            Ok(handle) => self.park(handle.outcome()).await?,
+            Err(e) => Err(e),
         };
-        self.join(id).await
+        self.recorder
+            .record("call", args, to_journal(&outcome))
+            .await?;
+        Ok(outcome.map_err(Into::into))
     }
 
     async fn parallel(
@@ -244,18 +340,31 @@ impl host::Host for HostState {
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
         self.meter.journaled(2 * inputs.len())?;
+        let payloads: Vec<Payload> = inputs.iter().map(|i| Payload(i.clone())).collect();
+        let args = json!({ "flow": flow, "inputs": encode(&payloads) });
+        if let Some(answer) = self.recorder.replay("parallel", &args)? {
+            for _ in &inputs {
+                self.meter.child_started()?;
+            }
+            let outcomes: Vec<Journaled> = decode(&answer)?;
+            return Ok(outcomes
+                .into_iter()
+                .map(|o| o.map(|p| p.0).map_err(Into::into))
+                .collect());
+        }
         let mut started = Vec::with_capacity(inputs.len());
-        for input in inputs {
+        for (i, input) in inputs.into_iter().enumerate() {
             let mut request = StartRequest::subflow(
                 flow.clone(),
                 input,
                 self.info.id.clone(),
                 self.info.priority,
-            );
+            )
+            .with_id(self.child_id(Some(i)));
             request.fan_out = true;
             started.push(self.start_child(request).await?);
         }
-        let results = self
+        let outcomes: Vec<Outcome> = self
             .park(futures::future::join_all(started.into_iter().map(
                 |s| async move {
                     match s {
@@ -264,37 +373,69 @@ impl host::Host for HostState {
                     }
                 },
             )))
-            .await;
-        Ok(results.into_iter().map(|r| r.map_err(Into::into)).collect())
+            .await?;
+        let journaled: Vec<Journaled> = outcomes.iter().map(|o| o.clone().map(Payload)).collect();
+        self.recorder
+            .record("parallel", args, encode(&journaled))
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|r| r.map_err(Into::into))
+            .collect())
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
         self.meter.journaled(1)?;
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        if let Some(answer) = self.recorder.replay("now", &Value::Null)? {
+            return Ok(decode(&answer)?);
+        }
+        let now = unix_ms();
+        self.recorder.record("now", Value::Null, json!(now)).await?;
+        Ok(now)
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        if ms == 0 {
-            // Still a real park and resume: gives the slot to whoever waits for it.
-            self.park(tokio::task::yield_now()).await;
-        } else {
-            self.park(tokio::time::sleep(Duration::from_millis(ms)))
-                .await;
+        let args = json!({ "ms": ms });
+        // The deadline is journaled before the wait, so it survives restarts unchanged.
+        let deadline: u64 = match self.recorder.replay("sleep", &args)? {
+            Some(answer) => decode(&answer)?,
+            None => {
+                let deadline = unix_ms().saturating_add(ms);
+                self.recorder.record("sleep", args, json!(deadline)).await?;
+                if ms == 0 {
+                    // Still a real park and resume: gives the slot to whoever waits for it.
+                    return self.park(tokio::task::yield_now()).await;
+                }
+                deadline
+            }
+        };
+        let left = deadline.saturating_sub(unix_ms());
+        if left > 0 {
+            self.park(tokio::time::sleep(Duration::from_millis(left)))
+                .await?;
         }
         Ok(())
     }
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
         self.meter.journaled(1)?;
-        Ok(rand::random())
+        if let Some(answer) = self.recorder.replay("random", &Value::Null)? {
+            return Ok(decode(&answer)?);
+        }
+        let value: u64 = rand::random();
+        self.recorder
+            .record("random", Value::Null, json!(value))
+            .await?;
+        Ok(value)
     }
 
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         self.meter.host_call();
+        if self.recorder.replaying() {
+            // Logged the first time this part of the flow ran.
+            return Ok(());
+        }
         // The instance span (flow, id, pool) is entered around every guest call.
         match level {
             LogLevel::Trace => tracing::trace!(target: "sluice::guest", "{message}"),
@@ -308,9 +449,21 @@ impl host::Host for HostState {
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
+        let args = json!({ "step": step });
+        if self.recorder.replay("progress", &args)?.is_some() {
+            return Ok(());
+        }
+        self.recorder.record("progress", args, Value::Null).await?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }
+}
+
+fn unix_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl From<FlowError> for WitFlowError {

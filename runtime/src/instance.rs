@@ -1,4 +1,6 @@
-//! One flow instance from its first slot to its outcome: a store, an instance, one `run` call.
+//! One flow instance from admission to its end: attempts (retries), and within an attempt,
+//! segments: a store, an instance and one `run` call, replaying the journal first. An
+//! instance evicted while parked ends its segment; the next one rebuilds it by replay.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,128 +12,279 @@ use crate::bindings::Invocation;
 use crate::engine::Metering;
 use crate::error::FlowError;
 use crate::events::EventKind;
-use crate::host::{HostState, InstanceInfo, SlotHolder};
-use crate::node::{Node, Outcome};
+use crate::host::{EvictedWait, HostState, InstanceInfo, Parked, SlotHolder};
+use crate::journal::Write;
+use crate::node::Node;
+use crate::recorder::{Nondeterminism, Recorder};
 use crate::registry::RegisteredFlow;
-use crate::scheduler::{Admission, QueueClass};
+use crate::scheduler::{Admission, Pool, QueueClass, Slot};
 
-/// Run an admitted instance to its end. Never panics on guest behaviour: every trap,
-/// error, timeout or instantiation failure becomes a [`FlowError`] of this instance only.
+/// How an instance's run ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// It returned output.
+    Completed(Vec<u8>),
+    /// It failed, with no retries left to try (or no retry policy).
+    Failed(FlowError),
+    /// It is held in the flow hospital for an operator; the message says why.
+    Held(String),
+}
+
+/// Why an attempt stopped without output.
+enum Stop {
+    Failed(FlowError),
+    Held(String),
+}
+
+/// What one segment (one store and instance) came to.
+enum Segment {
+    Done(Result<Vec<u8>, Stop>),
+    Evicted(EvictedWait),
+}
+
+/// Run an admitted instance to its end and record the end. Never panics on guest
+/// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
+/// `attempts` counts the failed attempts of earlier lives of the node.
 pub(crate) async fn run(
     node: Node,
     flow: Arc<RegisteredFlow>,
     admission: Admission,
     invocation: Invocation,
     input: Vec<u8>,
-) -> Outcome {
+    attempts: u32,
+) {
     let pool = admission.pool().clone();
     let admitted = Instant::now();
     let span =
         tracing::info_span!("flow", flow = %flow.name, id = %invocation.id, pool = %pool.name());
     async move {
-        let work = run_admitted(&node, &flow, admission, &invocation, input, admitted);
-        let outcome = match flow.settings.timeout.or(pool.timeout()) {
-            None => work.await,
-            Some(limit) => match tokio::time::timeout(limit, work).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // Dropping the work dropped the store: the instance and its slot are gone.
-                    let elapsed = admitted.elapsed();
-                    tracing::error!(
-                        "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
-                        flow.name,
-                        invocation.id,
-                        pool.name(),
-                        elapsed.as_secs_f64(),
-                        humantime::format_duration(limit)
-                    );
-                    Err(FlowError::TimedOut)
-                }
-            },
+        let run = Run {
+            node: &node,
+            flow: &flow,
+            invocation: &invocation,
+            input: &input,
+            pool: pool.clone(),
+            admitted,
         };
-        let label = match &outcome {
-            Ok(_) => "completed",
-            Err(FlowError::TimedOut) => "timed-out",
-            Err(FlowError::Cancelled) => "cancelled",
-            Err(_) => "failed",
+        let end = run.attempts(admission, attempts).await;
+        let label = match &end {
+            End::Completed(_) => "completed",
+            End::Failed(FlowError::TimedOut) => "timed-out",
+            End::Failed(FlowError::Cancelled) => "cancelled",
+            End::Failed(_) => "failed",
+            End::Held(_) => "held",
         };
-        pool.stats().finished(outcome.is_ok());
+        pool.stats().finished(matches!(end, End::Completed(_)));
         node.metrics()
             .finished(&flow.name, pool.name(), label, admitted.elapsed());
-        node.events()
-            .send(&invocation.id, &flow.name, pool.name(), EventKind::Finished);
-        match &outcome {
-            Ok(out) => tracing::debug!(bytes = out.len(), "completed"),
-            Err(FlowError::TimedOut) => {}
-            Err(e) => tracing::warn!("{e}"),
+        match &end {
+            End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
+            End::Failed(FlowError::TimedOut) => {}
+            End::Failed(e) => tracing::warn!("{e}"),
+            End::Held(why) => tracing::error!(
+                "flow `{}` instance {} is held in the flow hospital: {why}",
+                flow.name,
+                invocation.id
+            ),
         }
-        outcome
+        let kind = match end {
+            End::Held(_) => EventKind::Held,
+            _ => EventKind::Finished,
+        };
+        node.conclude(&invocation.id, end).await;
+        node.events()
+            .send(&invocation.id, &flow.name, pool.name(), kind);
     }
     .instrument(span)
     .await
 }
 
-/// From the admission queue to the outcome: first slot, store, instance, `run`.
-async fn run_admitted(
-    node: &Node,
-    flow: &RegisteredFlow,
-    admission: Admission,
-    invocation: &Invocation,
-    input: Vec<u8>,
+/// One instance's run: what every attempt and segment needs.
+struct Run<'a> {
+    node: &'a Node,
+    flow: &'a Arc<RegisteredFlow>,
+    invocation: &'a Invocation,
+    input: &'a [u8],
+    pool: Arc<Pool>,
     admitted: Instant,
-) -> Outcome {
-    let pool = admission.pool().clone();
-    let slot = SlotHolder::new(admission.wait().await);
-    pool.stats().started();
-    node.metrics().started(pool.name(), admitted.elapsed());
-    node.events()
-        .send(&invocation.id, &flow.name, pool.name(), EventKind::Started);
-    let Some(_resident) = node.engine().reserve_resident() else {
-        let max = node.engine().max_resident();
-        let e = FlowError::Failed(format!(
-            "node.max-resident ({max}) instances are alive; raise node.max-resident"
-        ));
-        tracing::error!("{e}");
-        return Err(e);
-    };
-    let info = InstanceInfo {
-        id: invocation.id.clone(),
-        flow: flow.name.clone(),
-        priority: invocation.priority,
-    };
-    let state = HostState::new(node.clone(), info, pool, slot, &flow.settings)
-        .map_err(FlowError::Failed)?;
-    // The engine of the component's size class (see `engine::LARGE_COMPONENT_BYTES`).
-    let mut store = Store::new(flow.component.pre.engine(), state);
-    store.limiter(|state| state.meter());
-    match node.engine().metering() {
-        Metering::Epoch => {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(time_slice);
+}
+
+impl Run<'_> {
+    /// Attempts until one completes, the retry policy gives up, or the instance is held.
+    async fn attempts(&self, admission: Admission, mut attempts: u32) -> End {
+        let pool = admission.pool().clone();
+        let mut first = Some(admission);
+        loop {
+            let work = self.segments(&mut first);
+            let result = match self.flow.settings.timeout.or(pool.timeout()) {
+                None => work.await,
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // Dropping the work dropped the store: the instance and its slot are gone.
+                        tracing::error!(
+                            "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
+                            self.flow.name,
+                            self.invocation.id,
+                            pool.name(),
+                            self.admitted.elapsed().as_secs_f64(),
+                            humantime::format_duration(limit)
+                        );
+                        Err(Stop::Failed(FlowError::TimedOut))
+                    }
+                },
+            };
+            let error = match result {
+                Ok(output) => return End::Completed(output),
+                Err(Stop::Held(why)) => return End::Held(why),
+                Err(Stop::Failed(e)) => e,
+            };
+            let Some(policy) = self.flow.settings.retry else {
+                return End::Failed(error);
+            };
+            attempts += 1;
+            let id = self.invocation.id.clone();
+            if let Err(e) = self
+                .node
+                .journal()
+                .write(vec![Write::Attempted { id, attempts }])
+                .await
+            {
+                tracing::error!("cannot record attempt {attempts}: {e}");
+            }
+            if attempts >= policy.attempts {
+                return End::Held(format!(
+                    "retries exhausted: {attempts} attempts failed, the last with: {error}"
+                ));
+            }
+            let backoff = policy.backoff(attempts);
+            tracing::warn!(
+                "attempt {attempts} of {} failed ({error}); retrying from the journal in {}",
+                policy.attempts,
+                humantime::format_duration(backoff)
+            );
+            tokio::time::sleep(backoff).await;
         }
-        Metering::Fuel => {
-            store
-                .set_fuel(u64::MAX)
-                .map_err(|e| FlowError::Failed(e.to_string()))?;
-            store
-                .fuel_async_yield_interval(Some(10_000_000))
-                .map_err(|e| FlowError::Failed(e.to_string()))?;
+    }
+
+    /// Segments until the instance ends: after an eviction, wait parked and rebuild.
+    async fn segments(&self, first: &mut Option<Admission>) -> Result<Vec<u8>, Stop> {
+        let node = self.node;
+        loop {
+            let fresh = first.is_some();
+            let (pool, slot) = match first.take() {
+                Some(admission) => {
+                    let pool = admission.pool().clone();
+                    (pool, admission.wait().await)
+                }
+                None => {
+                    let pool = self.pool.clone();
+                    let slot = pool.acquire(QueueClass::Resume).await;
+                    (pool, slot)
+                }
+            };
+            // Never wait for a place in memory while holding a slot: slot holders must be
+            // able to finish or park, or everyone could wait on everyone.
+            let (slot, _resident) = match node.residency().try_acquire() {
+                Some(resident) => (slot, resident),
+                None => {
+                    drop(slot);
+                    let resident = node.residency().acquire().await;
+                    (pool.acquire(QueueClass::Resume).await, resident)
+                }
+            };
+            if fresh {
+                pool.stats().started();
+                node.metrics().started(pool.name(), self.admitted.elapsed());
+                node.events().send(
+                    &self.invocation.id,
+                    &self.flow.name,
+                    pool.name(),
+                    EventKind::Started,
+                );
+            }
+            match self.segment(slot).await {
+                Segment::Done(result) => return result,
+                Segment::Evicted(wait) => {
+                    let _parked = Parked::new(&pool);
+                    drop(_resident);
+                    wait.await;
+                }
+            }
         }
-        Metering::Off => {}
     }
-    let outcome = execute(&mut store, flow, invocation, &input).await;
-    let state = store.data_mut();
-    if let Some(exceeded) = state.meter().exceeded() {
-        // A broken limit explains the failure better than the trap it caused.
-        return Err(FlowError::Failed(exceeded.to_string()));
+
+    /// One store and instance: replay the journal, then run live until the end or an eviction.
+    async fn segment(&self, slot: Slot) -> Segment {
+        let node = self.node;
+        let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
+        let recorded = match node.journal().store().journal(&self.invocation.id) {
+            Ok(entries) => entries,
+            Err(e) => return failed(e.to_string()),
+        };
+        let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded);
+        let info = InstanceInfo {
+            id: self.invocation.id.clone(),
+            flow: self.flow.name.clone(),
+            priority: self.invocation.priority,
+        };
+        let holder = SlotHolder::new(slot);
+        let state = match HostState::new(
+            node.clone(),
+            info,
+            self.pool.clone(),
+            holder,
+            &self.flow.settings,
+            recorder,
+        ) {
+            Ok(state) => state,
+            Err(e) => return failed(e),
+        };
+        // The engine of the component's size class (see `engine::LARGE_COMPONENT_BYTES`).
+        let mut store = Store::new(self.flow.component.pre.engine(), state);
+        store.limiter(|state| state.meter());
+        match node.engine().metering() {
+            Metering::Epoch => {
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(time_slice);
+            }
+            Metering::Fuel => {
+                let fuel = store
+                    .set_fuel(u64::MAX)
+                    .and_then(|()| store.fuel_async_yield_interval(Some(10_000_000)));
+                if let Err(e) = fuel {
+                    return failed(e.to_string());
+                }
+            }
+            Metering::Off => {}
+        }
+        let outcome = execute(&mut store, self.flow, self.invocation, self.input).await;
+        let state = store.data_mut();
+        if let Some(wait) = state.take_evicted_wait() {
+            return Segment::Evicted(wait);
+        }
+        if let Err(Failure::Trapped(e)) = &outcome
+            && let Some(n) = e.downcast_ref::<Nondeterminism>()
+        {
+            return Segment::Done(Err(Stop::Held(n.to_string())));
+        }
+        if let Some(exceeded) = state.meter().exceeded() {
+            // A broken limit explains the failure better than the trap it caused.
+            return failed(exceeded.to_string());
+        }
+        let output = match outcome {
+            Ok(output) => output,
+            Err(e) => return Segment::Done(Err(Stop::Failed(explain(e, state.stderr_tail())))),
+        };
+        if let Some(n) = state.recorder().leftover() {
+            return Segment::Done(Err(Stop::Held(n.to_string())));
+        }
+        if let Err(e) = state.meter().check_output(output.len()) {
+            return failed(e.to_string());
+        }
+        Segment::Done(Ok(output))
+        // The store drops here: the instance and its slot are freed before anyone learns the outcome.
     }
-    let output = outcome.map_err(|e| explain(e, state.stderr_tail()))?;
-    state
-        .meter()
-        .check_output(output.len())
-        .map_err(|e| FlowError::Failed(e.to_string()))?;
-    Ok(output)
-    // The store drops here: the instance and its slot are freed before anyone learns the outcome.
 }
 
 /// Why `execute` produced no output, before it is explained to the parent.

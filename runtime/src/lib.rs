@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod bindings;
+pub mod completions;
 pub mod component_cache;
 pub mod config;
 pub mod engine;
@@ -23,8 +24,11 @@ pub mod limits;
 pub mod meter;
 pub mod metrics;
 pub mod node;
+pub mod recorder;
+pub mod recovery;
 pub mod registry;
 pub mod report;
+pub mod residency;
 pub mod sandbox;
 pub mod scheduler;
 pub mod testing;

@@ -1,20 +1,28 @@
 //! A node: an engine, its flows, its pools, and the one way in for work: [`Node::start`].
 
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::bindings::sluice::flow::types::{Invocation, Origin, Priority};
+use crate::completions::Completions;
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::config::NodeConfig;
 use crate::engine::{self, FlowEngine, Metering};
 use crate::error::{FlowError, LoadError, StartError};
 use crate::events::Events;
-use crate::instance;
+use crate::instance::{self, End};
+use crate::journal::{
+    InstanceRecord, Journal, JournalStore, MemoryStore, SqliteStore, Status, Write, encode,
+};
 use crate::limits::{LimitExceeded, Limits};
 use crate::metrics::Metrics;
+use crate::recovery::{StartMeta, outcome_of_record};
 use crate::registry::{FlowRegistry, FlowSettings, RegisteredFlow};
+use crate::residency::Residency;
 use crate::scheduler::rules::{self, Placement};
 use crate::scheduler::{ComponentMapper, Fallback, Pool, Pools, QueueClass};
 
@@ -34,6 +42,9 @@ pub struct StartRequest {
     pub priority: Priority,
     /// Whether this is a child of a `parallel` fan-out (placed in the `parallel` pool).
     pub fan_out: bool,
+    /// The instance id; `None` for a fresh one. Starting an id the node already knows
+    /// attaches to that instance instead (an idempotency key).
+    pub id: Option<String>,
 }
 
 impl StartRequest {
@@ -49,6 +60,7 @@ impl StartRequest {
             origin: Origin::Rpc(caller.into()),
             priority: Priority::Normal,
             fan_out: false,
+            id: None,
         }
     }
 
@@ -69,6 +81,14 @@ impl StartRequest {
         StartRequest { priority, ..self }
     }
 
+    /// The same request for instance `id`: started once, however often it is requested.
+    pub fn with_id(self, id: impl Into<String>) -> Self {
+        StartRequest {
+            id: Some(id.into()),
+            ..self
+        }
+    }
+
     /// A subflow started by instance `parent`.
     pub fn subflow(flow: String, input: Vec<u8>, parent: String, priority: Priority) -> Self {
         StartRequest {
@@ -77,6 +97,7 @@ impl StartRequest {
             origin: Origin::Subflow(parent),
             priority,
             fan_out: false,
+            id: None,
         }
     }
 }
@@ -90,6 +111,11 @@ pub struct FlowHandle {
 }
 
 impl FlowHandle {
+    /// A handle on instance `id` whose outcome arrives on `outcome`.
+    pub(crate) fn new(id: String, pool: String, outcome: oneshot::Receiver<Outcome>) -> Self {
+        FlowHandle { id, pool, outcome }
+    }
+
     /// The instance id.
     pub fn id(&self) -> &str {
         &self.id
@@ -126,6 +152,13 @@ struct NodeInner {
     events: Events,
     identity: String,
     default_limits: Limits,
+    journal: Journal,
+    completions: Completions,
+    residency: Residency,
+    /// Components of instances pinned to a build other than the registered one, by hash.
+    pinned: Mutex<HashMap<String, Arc<RegisteredFlow>>>,
+    /// Hashes of components already kept in the store by this process.
+    stored: Mutex<HashSet<String>>,
 }
 
 impl Node {
@@ -143,16 +176,13 @@ impl Node {
             .cache_dir
             .clone()
             .or_else(ComponentCache::default_dir);
-        let engine = FlowEngine::new(
-            config.node.max_resident,
-            ComponentCache::new(cache_dir),
-            metering,
-        )
-        .map_err(|e| LoadError::Startup(format!("cannot create the wasmtime engine: {e:#}")))?;
+        let engine = FlowEngine::new(ComponentCache::new(cache_dir), metering)
+            .map_err(|e| LoadError::Startup(format!("cannot create the wasmtime engine: {e:#}")))?;
         let pools = Pools::from_config(config)
             .map_err(|e| LoadError::Startup(format!("cannot start pool threads: {e}")))?;
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
+        let journal = open_journal(config.node.data_dir.as_deref())?;
         let mapper = match &config.mapper {
             Some(m) => {
                 let path = config.resolve(&m.component);
@@ -178,6 +208,11 @@ impl Node {
                 metrics: Metrics::default(),
                 events: Events::default(),
                 identity: config.node.identity.clone(),
+                journal,
+                completions: Completions::default(),
+                residency: Residency::new(config.node.max_resident),
+                pinned: Mutex::default(),
+                stored: Mutex::default(),
             }),
         };
         for flow in &config.flows {
@@ -256,6 +291,18 @@ impl Node {
         &self.inner.engine
     }
 
+    pub(crate) fn engine_arc(&self) -> Arc<FlowEngine> {
+        self.inner.engine.clone()
+    }
+
+    /// How a flow with no `[[flows]]` entry runs.
+    pub(crate) fn default_settings(&self) -> FlowSettings {
+        FlowSettings {
+            limits: self.inner.default_limits,
+            ..FlowSettings::default()
+        }
+    }
+
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -271,9 +318,15 @@ impl Node {
         &self.inner.events
     }
 
-    /// Admit a new instance: resolve the flow, choose its pool, take a queue place, run it.
-    /// Refused at once (nothing created) when the flow is unknown or the pool's queue is full.
+    /// Admit a new instance: resolve the flow, choose its pool, take a queue place, record
+    /// it durably, run it. Refused at once (nothing created) when the flow is unknown or the
+    /// pool's queue is full. A request for an id the node knows attaches to that instance.
     pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
+        if let Some(id) = &request.id
+            && let Some(handle) = self.attach(id)
+        {
+            return Ok(handle);
+        }
         let flow = self
             .inner
             .registry
@@ -287,7 +340,10 @@ impl Node {
                 source: LimitExceeded::Input { limit, size },
             });
         }
-        let id = ulid::Ulid::new().to_string();
+        let id = request
+            .id
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let invocation = Invocation {
             id: id.clone(),
             flow: flow.name.clone(),
@@ -309,20 +365,154 @@ impl Node {
                     capacity: full.capacity,
                 }
             })?;
+        let Some(outcome) = self.inner.completions.claim(&id) else {
+            // Started concurrently under the same id: that run is the one.
+            let rx = self.inner.completions.watch(&id);
+            return Ok(FlowHandle::new(id, pool.name().to_string(), rx));
+        };
+        let meta = StartMeta::new(&invocation, pool.name(), request.fan_out);
+        let record = InstanceRecord::new(
+            &id,
+            &flow.name,
+            &flow.component.hash,
+            &request.input,
+            meta.to_json(),
+        );
+        let mut batch = Vec::with_capacity(2);
+        let first_use = self.first_use(&flow.component.hash);
+        if first_use {
+            batch.push(Write::Component {
+                hash: flow.component.hash.clone(),
+                bytes: flow.component.bytes.to_vec(),
+            });
+        }
+        batch.push(Write::Create(record));
+        if let Err(source) = self.inner.journal.write(batch).await {
+            if first_use {
+                self.stored_lock().remove(&flow.component.hash);
+            }
+            let e = StartError::Store {
+                flow: flow.name.clone(),
+                source,
+            };
+            self.inner
+                .completions
+                .finish(&id, &Err(FlowError::Rejected(e.to_string())));
+            return Err(e);
+        }
         self.inner
             .metrics
             .admitted(pool.name(), admission.queued_at_insert());
-        let (tx, rx) = oneshot::channel();
-        let run = instance::run(self.clone(), flow, admission, invocation, request.input);
-        self.inner.pools.executor(pool.name()).spawn(async move {
-            // The receiver may be gone (nobody waits for this instance): that is fine.
-            let _ = tx.send(run.await);
-        });
-        Ok(FlowHandle {
-            id,
-            pool: pool.name().to_string(),
-            outcome: rx,
-        })
+        let run = instance::run(self.clone(), flow, admission, invocation, request.input, 0);
+        self.inner.pools.executor(pool.name()).spawn(run);
+        Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
+    }
+
+    /// A handle on instance `id` if the node knows it (running here, or in the store).
+    fn attach(&self, id: &str) -> Option<FlowHandle> {
+        let completions = &self.inner.completions;
+        if let Some(rx) = completions.watch_if_known(id) {
+            return Some(FlowHandle::new(id.into(), String::new(), rx));
+        }
+        let record = self.inner.journal.store().record(id).ok()??;
+        let pool = StartMeta::parse(&record.meta)
+            .map(|m| m.pool)
+            .unwrap_or_default();
+        let rx = match outcome_of_record(&record) {
+            Some(outcome) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(outcome);
+                rx
+            }
+            None => completions.watch(id),
+        };
+        Some(FlowHandle::new(id.into(), pool, rx))
+    }
+
+    /// The outcome of instance `id` once it ends, whether it runs here now or ended before.
+    pub(crate) fn outcome_of(&self, id: &str) -> impl Future<Output = Outcome> + Send + 'static {
+        let rx = match self.attach(id) {
+            Some(handle) => Ok(handle),
+            None => Err(FlowError::Rejected(format!("no instance {id}"))),
+        };
+        async move {
+            match rx {
+                Ok(handle) => handle.outcome().await,
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Record how instance `id` ended, then tell whoever waits for it.
+    pub(crate) async fn conclude(&self, id: &str, end: End) {
+        let (write, outcome) = match end {
+            End::Completed(output) => (
+                Write::Status {
+                    id: id.into(),
+                    status: Status::Completed,
+                    output: Some(output.clone()),
+                    message: None,
+                },
+                Some(Ok(output)),
+            ),
+            End::Failed(error) => (
+                Write::Status {
+                    id: id.into(),
+                    status: Status::Failed,
+                    output: Some(encode(&error).to_string().into_bytes()),
+                    message: Some(error.to_string()),
+                },
+                Some(Err(error)),
+            ),
+            End::Held(why) => (
+                Write::Status {
+                    id: id.into(),
+                    status: Status::Hospital,
+                    output: None,
+                    message: Some(why),
+                },
+                None,
+            ),
+        };
+        if let Err(e) = self.inner.journal.write(vec![write]).await {
+            // Waiters still learn the outcome; after a restart the instance is replayed.
+            tracing::error!("cannot record the end of instance {id}: {e}");
+        }
+        match outcome {
+            Some(outcome) => self.inner.completions.finish(id, &outcome),
+            None => self.inner.completions.hold(id),
+        }
+    }
+
+    fn stored_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.stored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this is the first start of component `hash` in this process.
+    fn first_use(&self, hash: &str) -> bool {
+        let mut stored = self.stored_lock();
+        if stored.contains(hash) {
+            return false;
+        }
+        stored.insert(hash.to_string())
+    }
+
+    /// The node's store, through its batching writer.
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    /// The node's bound on resident instances.
+    pub fn residency(&self) -> &Residency {
+        &self.inner.residency
+    }
+
+    pub(crate) fn completions(&self) -> &Completions {
+        &self.inner.completions
+    }
+
+    pub(crate) fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RegisteredFlow>>> {
+        self.inner.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Start and wait for the outcome.
@@ -331,7 +521,7 @@ impl Node {
     }
 
     /// The mapper component's choice when one is configured, else the built-in rules.
-    async fn choose_pool(
+    pub(crate) async fn choose_pool(
         &self,
         flow: &RegisteredFlow,
         invocation: &Invocation,
@@ -369,4 +559,24 @@ fn warn_if_over_map_limit(max_resident: u32) {
             engine::MAPPINGS_PER_INSTANCE
         );
     }
+}
+
+/// The store file inside a data directory.
+pub const STORE_FILE: &str = "sluice.db";
+
+/// The journal over `data_dir/sluice.db`, or over memory without a data dir.
+fn open_journal(data_dir: Option<&Path>) -> Result<Journal, LoadError> {
+    let store: Arc<dyn JournalStore> = match data_dir {
+        None => Arc::new(MemoryStore::new()),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                LoadError::Startup(format!("cannot create data dir {}: {e}", dir.display()))
+            })?;
+            let store = SqliteStore::open(&dir.join(STORE_FILE))?;
+            tracing::info!("Durable store: {}", store.path().display());
+            Arc::new(store)
+        }
+    };
+    Journal::new(store)
+        .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))
 }

@@ -24,6 +24,27 @@ pub struct FlowSettings {
     pub limits: Limits,
     /// Directories its instances may use.
     pub grants: Vec<DirGrant>,
+    /// Retries of a failed instance; `None`: a failure is final.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// How often and how soon a failed instance is re-run from its journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubles for each further one.
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after `failed` failed attempts (1 for the first retry), at most an hour.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let factor = 1u32 << failed.saturating_sub(1).min(20);
+        self.backoff
+            .saturating_mul(factor)
+            .min(Duration::from_secs(3600))
+    }
 }
 
 /// A flow ready to start: its name, settings and loaded component.

@@ -1,33 +1,42 @@
 //! Durable state of flow instances: their records and journals, behind a [`JournalStore`].
 //!
-//! This is the storage layer of the durability issue (#4): records, append-only journals,
-//! the list of unfinished instances, and an embedded SQLite implementation with versioned
-//! migrations that refuses a corrupt or truncated file without touching it. The engine does
-//! not journal host calls or replay yet; that is the next step of #4.
+//! Layers above talk to the store through [`Journal`], which batches writes from every
+//! instance into one transaction per commit (group commit), so fsync does not cap
+//! throughput. Two stores exist: [`SqliteStore`] (the default on disk) and [`MemoryStore`]
+//! (`sluice run` without `--data-dir`). Nothing above this module knows which one it has.
 
+mod codec;
+mod memory;
 mod sqlite;
+mod writer;
 
+pub use codec::{Payload, decode, encode};
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+pub use writer::Journal;
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Where an instance stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Admitted and not yet ended.
     Running,
     /// Returned output.
     Completed,
-    /// Failed (error, trap, limit).
+    /// Failed (error, trap, limit, timeout, killed by an operator).
     Failed,
     /// Held for an operator (nondeterminism, retries exhausted).
     Hospital,
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// The name stored and printed.
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Completed => "completed",
@@ -45,34 +54,86 @@ impl Status {
             _ => return None,
         })
     }
+
+    /// Whether the instance has ended for good.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
 }
 
 /// What the store keeps about one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRecord {
     /// Instance id.
     pub id: String,
     /// Registered flow name.
     pub flow: String,
-    /// SHA-256 of the component it started with (it stays pinned to it).
+    /// SHA-256 of the component it runs on (it stays pinned to it).
     pub component: String,
     /// Its input.
-    pub input: Vec<u8>,
+    pub input: Payload,
     /// Where it stands.
     pub status: Status,
+    /// How it was started (origin, priority, fan-out), as JSON; see `durable::StartMeta`.
+    pub meta: String,
+    /// Its output, once completed.
+    pub output: Option<Payload>,
+    /// Why it failed or is held in the hospital.
+    pub message: Option<String>,
+    /// Failed attempts so far (retries).
+    pub attempts: u32,
+}
+
+impl InstanceRecord {
+    /// A new running instance.
+    pub fn new(id: &str, flow: &str, component: &str, input: &[u8], meta: String) -> Self {
+        InstanceRecord {
+            id: id.into(),
+            flow: flow.into(),
+            component: component.into(),
+            input: Payload(input.to_vec()),
+            status: Status::Running,
+            meta,
+            output: None,
+            message: None,
+            attempts: 0,
+        }
+    }
 }
 
 /// One journaled host call: which call, its arguments, and what the host answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Position in the instance's journal, from 0.
     pub position: u64,
     /// The host function (`call`, `now`, `sleep`, …).
     pub call: String,
-    /// Its arguments, encoded (JSON).
-    pub args: Vec<u8>,
-    /// The host's answer, encoded (JSON).
-    pub result: Vec<u8>,
+    /// Its arguments, as JSON.
+    pub args: serde_json::Value,
+    /// The host's answer, as JSON.
+    pub result: serde_json::Value,
+}
+
+/// One write to the store. A batch of them commits atomically.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Record a new instance; nothing happens when the id is already recorded.
+    Create(InstanceRecord),
+    /// Append the next entry of an instance's journal.
+    Append { id: String, entry: Entry },
+    /// Set an instance's status, with its output or the reason.
+    Status {
+        id: String,
+        status: Status,
+        output: Option<Vec<u8>>,
+        message: Option<String>,
+    },
+    /// Count one more failed attempt.
+    Attempted { id: String, attempts: u32 },
+    /// Keep a component's bytes (nothing happens when the hash is known).
+    Component { hash: String, bytes: Vec<u8> },
+    /// Run the instance on another component from now on (operator action).
+    Pin { id: String, component: String },
 }
 
 /// Why the store failed.
@@ -96,22 +157,32 @@ pub enum StoreError {
     /// No such instance.
     #[error("no instance {0}")]
     Unknown(String),
+    /// A stored value could not be read back.
+    #[error("store: bad stored value: {0}")]
+    Decode(String),
     /// The database failed.
     #[error("store: {0}")]
     Database(String),
+    /// The writer thread is gone (the node is shutting down).
+    #[error("store: the journal writer stopped")]
+    Closed,
 }
 
 /// Durable records and journals of flow instances. Layers above use only this trait, so a
 /// PostgreSQL implementation can replace SQLite without changing them.
 pub trait JournalStore: Send + Sync {
-    /// Record a new instance.
-    fn create(&self, record: &InstanceRecord) -> Result<(), StoreError>;
-    /// Append the next entry of an instance's journal.
-    fn append(&self, id: &str, entry: &Entry) -> Result<(), StoreError>;
+    /// Apply `batch` atomically and durably (one transaction).
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
+    /// The instance `id`, if recorded.
+    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
     /// The journal of an instance, in order.
     fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError>;
-    /// Set an instance's status, with its output when it completed.
-    fn finish(&self, id: &str, status: Status, output: Option<&[u8]>) -> Result<(), StoreError>;
-    /// Every instance not yet ended, oldest first: what recovery resumes.
-    fn unfinished(&self) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// Every instance with `status`, oldest first (`Running`: what recovery resumes).
+    fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// The bytes of the component with `hash`, if kept.
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// How many instances of each flow are recorded (for operators and tests).
+    fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Whether a commit survives a crash of the process (false for an in-memory store).
+    fn durable(&self) -> bool;
 }

@@ -1,14 +1,16 @@
-//! The embedded default store: SQLite in WAL mode, schema versioned by `user_version`.
+//! The embedded default store: SQLite in WAL mode, schema versioned by `user_version`,
+//! commits with `synchronous = FULL` (an fsync per commit; the [`super::Journal`] batches).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Entry, InstanceRecord, JournalStore, Status, StoreError};
+use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, Write};
 
 /// Schema migrations, in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE instances (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE instances (
         id TEXT PRIMARY KEY,
         flow TEXT NOT NULL,
         component TEXT NOT NULL,
@@ -25,12 +27,22 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE instances (
         result BLOB NOT NULL,
         PRIMARY KEY (id, position)
      );
-     CREATE INDEX instances_unfinished ON instances(status) WHERE status = 'running';"];
+     CREATE INDEX instances_unfinished ON instances(status) WHERE status = 'running';",
+    // 2: what recovery, retries, the hospital and version pinning need.
+    "ALTER TABLE instances ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+     ALTER TABLE instances ADD COLUMN message TEXT;
+     ALTER TABLE instances ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX instances_by_status ON instances(status);
+     CREATE TABLE components (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
+];
 
 /// A [`JournalStore`] in one SQLite file (or in memory).
 pub struct SqliteStore {
     path: PathBuf,
+    /// Writes (and reads of an in-memory store).
     conn: Mutex<Connection>,
+    /// Reads of a file store: WAL lets them proceed while a commit waits for fsync.
+    reader: Option<Mutex<Connection>>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -73,9 +85,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
         Self::migrate(&conn)?;
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
         Ok(SqliteStore {
             path: path.into(),
             conn: Mutex::new(conn),
+            reader: Some(Mutex::new(reader)),
         })
     }
 
@@ -86,6 +101,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: PathBuf::from(":memory:"),
             conn: Mutex::new(conn),
+            reader: None,
         })
     }
 
@@ -111,142 +127,235 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()),
+            None => self.conn(),
+        }
+    }
 }
 
 impl JournalStore for SqliteStore {
-    fn create(&self, r: &InstanceRecord) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO instances (id, flow, component, input, status) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![r.id, r.flow, r.component, r.input, r.status.as_str()],
-            )
-            .map_err(db)?;
-        Ok(())
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        for write in batch {
+            apply(&tx, write)?;
+        }
+        tx.commit().map_err(db)
     }
 
-    fn append(&self, id: &str, entry: &Entry) -> Result<(), StoreError> {
-        let conn = self.conn();
-        // SQLite integers are i64; positions never come near its limit.
-        let next: i64 = conn
-            .query_row(
-                "SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
+    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM instances WHERE id = ?1"
+            ))
             .map_err(db)?;
-        let next = next as u64;
-        if entry.position != next {
-            return Err(StoreError::OutOfOrder {
-                id: id.into(),
-                expected: next,
-                got: entry.position,
-            });
-        }
-        conn.execute(
-            "INSERT INTO journal (id, position, call, args, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                id,
-                entry.position as i64,
-                entry.call,
-                entry.args,
-                entry.result
-            ],
-        )
-        .map_err(db)?;
-        Ok(())
+        stmt.query_row([id], to_record).optional().map_err(db)
     }
 
     fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT position, call, args, result FROM journal WHERE id = ?1 ORDER BY position",
             )
             .map_err(db)?;
         let rows = stmt
             .query_map([id], |r| {
-                Ok(Entry {
-                    position: r.get::<_, i64>(0)? as u64,
-                    call: r.get(1)?,
-                    args: r.get(2)?,
-                    result: r.get(3)?,
-                })
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })
             .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
-    }
-
-    fn finish(&self, id: &str, status: Status, output: Option<&[u8]>) -> Result<(), StoreError> {
-        let changed = self
-            .conn()
-            .execute(
-                "UPDATE instances SET status = ?2, output = ?3 WHERE id = ?1",
-                params![id, status.as_str(), output],
-            )
-            .map_err(db)?;
-        if changed == 0 {
-            return Err(StoreError::Unknown(id.into()));
+        let mut entries = Vec::new();
+        for row in rows {
+            let (position, call, args, result) = row.map_err(db)?;
+            let json = |text: &str| {
+                serde_json::from_str(text)
+                    .map_err(|e| StoreError::Decode(format!("journal of {id} at {position}: {e}")))
+            };
+            entries.push(Entry {
+                position,
+                args: json(&args)?,
+                result: json(&result)?,
+                call,
+            });
         }
-        Ok(())
+        Ok(entries)
     }
 
-    fn unfinished(&self) -> Result<Vec<InstanceRecord>, StoreError> {
-        let conn = self.conn();
+    fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
+        let conn = self.reader();
         let mut stmt = conn
-            .prepare("SELECT id, flow, component, input, status FROM instances WHERE status = 'running' ORDER BY created, id")
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM instances WHERE status = ?1 ORDER BY rowid"
+            ))
             .map_err(db)?;
-        let rows = stmt.query_map([], to_record).map_err(db)?;
+        let rows = stmt.query_map([status.as_str()], to_record).map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
-}
 
-impl SqliteStore {
-    /// The instance `id`, if recorded.
-    pub fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.conn()
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reader()
             .query_row(
-                "SELECT id, flow, component, input, status FROM instances WHERE id = ?1",
-                [id],
-                to_record,
+                "SELECT bytes FROM components WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
             )
             .optional()
             .map_err(db)
     }
+
+    fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT flow, COUNT(*) FROM instances GROUP BY flow ORDER BY flow")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn durable(&self) -> bool {
+        self.path != Path::new(":memory:")
+    }
 }
 
-/// An `instances` row (id, flow, component, input, status) as a record.
+const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts";
+
+/// One write inside an open transaction.
+fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Create(r) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO instances (id, flow, component, input, status, meta) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.id,
+                    r.flow,
+                    r.component,
+                    r.input.0,
+                    r.status.as_str(),
+                    r.meta
+                ])
+            })
+            .map_err(db)?;
+        }
+        Write::Append { id, entry } => {
+            // SQLite integers are i64; positions never come near its limit.
+            let next: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+                .map_err(db)?;
+            if entry.position != next as u64 {
+                return Err(StoreError::OutOfOrder {
+                    id: id.clone(),
+                    expected: next as u64,
+                    got: entry.position,
+                });
+            }
+            tx.prepare_cached(
+                "INSERT INTO journal (id, position, call, args, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    entry.position as i64,
+                    entry.call,
+                    entry.args.to_string(),
+                    entry.result.to_string()
+                ])
+            })
+            .map_err(db)?;
+        }
+        Write::Status {
+            id,
+            status,
+            output,
+            message,
+        } => {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE instances SET status = ?2, output = ?3, message = ?4 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, status.as_str(), output, message]))
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::Unknown(id.clone()));
+            }
+        }
+        Write::Attempted { id, attempts } => {
+            tx.prepare_cached("UPDATE instances SET attempts = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, attempts]))
+                .map_err(db)?;
+        }
+        Write::Component { hash, bytes } => {
+            tx.prepare_cached("INSERT OR IGNORE INTO components (hash, bytes) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![hash, bytes]))
+                .map_err(db)?;
+        }
+        Write::Pin { id, component } => {
+            let changed = tx
+                .prepare_cached("UPDATE instances SET component = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, component]))
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::Unknown(id.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An `instances` row ([`RECORD_COLUMNS`]) as a record.
 fn to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     let status: String = r.get(4)?;
     Ok(InstanceRecord {
         id: r.get(0)?,
         flow: r.get(1)?,
         component: r.get(2)?,
-        input: r.get(3)?,
+        input: Payload(r.get(3)?),
         status: Status::parse(&status).unwrap_or(Status::Running),
+        meta: r.get(5)?,
+        output: r.get::<_, Option<Vec<u8>>>(6)?.map(Payload),
+        message: r.get(7)?,
+        attempts: r.get(8)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn record(id: &str) -> InstanceRecord {
-        InstanceRecord {
-            id: id.into(),
-            flow: "chain".into(),
-            component: "ab12".into(),
-            input: b"{}".to_vec(),
-            status: Status::Running,
-        }
+        InstanceRecord::new(id, "chain", "ab12", b"{}", "{}".into())
     }
 
     fn entry(position: u64, call: &str) -> Entry {
         Entry {
             position,
             call: call.into(),
-            args: b"[]".to_vec(),
-            result: b"1".to_vec(),
+            args: json!([]),
+            result: json!(1),
         }
+    }
+
+    fn append(store: &SqliteStore, id: &str, entry: Entry) -> Result<(), StoreError> {
+        store.write(&[Write::Append {
+            id: id.into(),
+            entry,
+        }])
     }
 
     #[test]
@@ -255,28 +364,69 @@ mod tests {
         let path = dir.path().join("sluice.db");
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.create(&record("a")).unwrap();
-            store.create(&record("b")).unwrap();
-            store.append("a", &entry(0, "now")).unwrap();
-            store.append("a", &entry(1, "sleep")).unwrap();
-            let e = store.append("a", &entry(3, "random")).unwrap_err();
+            store
+                .write(&[Write::Create(record("a")), Write::Create(record("b"))])
+                .unwrap();
+            append(&store, "a", entry(0, "now")).unwrap();
+            append(&store, "a", entry(1, "sleep")).unwrap();
+            let e = append(&store, "a", entry(3, "random")).unwrap_err();
             assert_eq!(e.to_string(), "journal of a: expected position 2, got 3");
-            store.finish("b", Status::Completed, Some(b"7")).unwrap();
+            store
+                .write(&[Write::Status {
+                    id: "b".into(),
+                    status: Status::Completed,
+                    output: Some(b"7".to_vec()),
+                    message: None,
+                }])
+                .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             store.journal("a").unwrap(),
             vec![entry(0, "now"), entry(1, "sleep")]
         );
-        assert_eq!(store.unfinished().unwrap(), vec![record("a")]);
         assert_eq!(
-            store.record("b").unwrap().map(|r| r.status),
-            Some(Status::Completed)
+            store.with_status(Status::Running).unwrap(),
+            vec![record("a")]
         );
-        assert!(matches!(
-            store.finish("zz", Status::Failed, None),
-            Err(StoreError::Unknown(_))
-        ));
+        let b = store.record("b").unwrap().unwrap();
+        assert_eq!(
+            (b.status, b.output),
+            (Status::Completed, Some(Payload(b"7".to_vec())))
+        );
+        let unknown = store.write(&[Write::Status {
+            id: "zz".into(),
+            status: Status::Failed,
+            output: None,
+            message: None,
+        }]);
+        assert!(matches!(unknown, Err(StoreError::Unknown(_))));
+    }
+
+    #[test]
+    fn a_batch_is_atomic_and_creating_twice_keeps_the_first() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.write(&[Write::Create(record("a"))]).unwrap();
+        let mut again = record("a");
+        again.flow = "other".into();
+        let failed = store.write(&[
+            Write::Create(again),
+            Write::Create(record("c")),
+            Write::Append {
+                id: "a".into(),
+                entry: entry(5, "now"),
+            },
+        ]);
+        assert!(failed.is_err());
+        assert!(store.record("c").unwrap().is_none(), "rolled back");
+        assert_eq!(store.record("a").unwrap().unwrap().flow, "chain");
+        store
+            .write(&[Write::Component {
+                hash: "h".into(),
+                bytes: vec![1, 2],
+            }])
+            .unwrap();
+        assert_eq!(store.component("h").unwrap(), Some(vec![1, 2]));
     }
 
     #[test]
@@ -296,12 +446,15 @@ mod tests {
         {
             let store = SqliteStore::open(&truncated).unwrap();
             for i in 0..200 {
-                store.create(&record(&format!("id-{i:04}"))).unwrap();
+                let id = format!("id-{i:04}");
+                let mut batch = vec![Write::Create(record(&id))];
                 for p in 0..20 {
-                    store
-                        .append(&format!("id-{i:04}"), &entry(p, "now"))
-                        .unwrap();
+                    batch.push(Write::Append {
+                        id: id.clone(),
+                        entry: entry(p, "now"),
+                    });
                 }
+                store.write(&batch).unwrap();
             }
             store
                 .conn()
@@ -334,17 +487,32 @@ mod tests {
             .err()
             .expect("newer schema refused");
         assert!(
-            e.to_string()
-                .contains("schema version 99, newer than this build's 1"),
+            e.to_string().contains(&format!(
+                "schema version 99, newer than this build's {}",
+                MIGRATIONS.len()
+            )),
             "{e}"
         );
     }
 
     #[test]
-    fn an_in_memory_store_works_alike() {
-        let store = SqliteStore::in_memory().unwrap();
-        store.create(&record("m")).unwrap();
-        store.append("m", &entry(0, "call")).unwrap();
-        assert_eq!(store.journal("m").unwrap().len(), 1);
+    fn a_version_1_store_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO instances (id, flow, component, input, status) VALUES ('old', 'chain', 'ab12', x'7b7d', 'running')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.with_status(Status::Running).unwrap(),
+            vec![record("old")]
+        );
     }
 }

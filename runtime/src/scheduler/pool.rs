@@ -156,6 +156,24 @@ impl Pool {
         })
     }
 
+    /// Admit work admitted before (an instance recovered after a restart): never refused,
+    /// queued with the resumptions.
+    pub fn readmit(self: &Arc<Self>) -> Admission {
+        let mut state = self.lock();
+        let ticket = self.ticket(&mut state, QueueClass::Resume);
+        let waits = matches!(ticket, Ticket::Waiting(_));
+        if waits {
+            state.queued += 1;
+            self.stats.queued(state.queued);
+        }
+        Admission {
+            pool: self.clone(),
+            ticket: Some(ticket),
+            queued_at_insert: state.queued,
+            waiting: waits,
+        }
+    }
+
     /// Wait for a slot in `class`. Resumptions use this directly: they are never refused.
     pub async fn acquire(self: &Arc<Self>, class: QueueClass) -> Slot {
         let ticket = self.ticket(&mut self.lock(), class);

@@ -1,0 +1,89 @@
+//! Who waits for which instance's outcome. An instance running in this node is *claimed*;
+//! its waiters are told when it ends. An instance that ended earlier (or in an earlier life
+//! of the node) is answered from the store instead.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use crate::node::Outcome;
+
+#[derive(Default)]
+struct Waiting {
+    /// A run of it is under way in this node.
+    running: bool,
+    waiters: Vec<oneshot::Sender<Outcome>>,
+}
+
+/// The node's table of instances with a run under way or someone waiting.
+#[derive(Default)]
+pub struct Completions {
+    table: Mutex<HashMap<String, Waiting>>,
+}
+
+impl Completions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Mark `id` as running here, with one waiter (the starter's handle). `None` when a
+    /// run of it is already under way: the caller should attach instead.
+    pub fn claim(&self, id: &str) -> Option<oneshot::Receiver<Outcome>> {
+        let mut table = self.lock();
+        let entry = table.entry(id.to_string()).or_default();
+        if entry.running {
+            return None;
+        }
+        entry.running = true;
+        let (tx, rx) = oneshot::channel();
+        entry.waiters.push(tx);
+        Some(rx)
+    }
+
+    /// Whether a run of `id` is under way here.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|w| w.running)
+    }
+
+    /// Wait for `id` if a run of it is under way here (or someone already waits for it).
+    pub fn watch_if_known(&self, id: &str) -> Option<oneshot::Receiver<Outcome>> {
+        let mut table = self.lock();
+        let entry = table.get_mut(id)?;
+        let (tx, rx) = oneshot::channel();
+        entry.waiters.push(tx);
+        Some(rx)
+    }
+
+    /// Wait for `id`, whether or not it runs now (a held instance, until an operator acts).
+    pub fn watch(&self, id: &str) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        self.lock()
+            .entry(id.to_string())
+            .or_default()
+            .waiters
+            .push(tx);
+        rx
+    }
+
+    /// `id` ended: tell everyone waiting. Call after its outcome is in the store.
+    pub fn finish(&self, id: &str, outcome: &Outcome) {
+        let waiting = self.lock().remove(id);
+        for waiter in waiting.into_iter().flat_map(|w| w.waiters) {
+            // A waiter that gave up (dropped its receiver) is fine.
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+
+    /// `id` stopped running without an outcome (held in the hospital): waiters keep waiting.
+    pub fn hold(&self, id: &str) {
+        if let Some(w) = self.lock().get_mut(id) {
+            w.running = false;
+        }
+    }
+
+    /// Instances with a run under way here.
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|w| w.running).count()
+    }
+}

@@ -1,0 +1,162 @@
+//! A store that lives in memory only: `sluice run` without `--data-dir`, and tests. It keeps
+//! the [`JournalStore`] contract (atomic batches, ordered journals), just not across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, Write};
+
+/// A [`JournalStore`] in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Records by id, with their insertion number (the order `with_status` returns).
+    records: HashMap<String, (u64, InstanceRecord)>,
+    journals: HashMap<String, Vec<Entry>>,
+    components: HashMap<String, Vec<u8>>,
+    next: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// Whether every write of `batch` would succeed, applied in order.
+    fn check(&self, batch: &[Write]) -> Result<(), StoreError> {
+        let mut created: Vec<&str> = Vec::new();
+        let mut appended: HashMap<&str, u64> = HashMap::new();
+        for write in batch {
+            match write {
+                Write::Create(r) => created.push(&r.id),
+                Write::Append { id, entry } => {
+                    let pending = appended.entry(id).or_default();
+                    let expected = self.journals.get(id).map_or(0, |j| j.len() as u64) + *pending;
+                    if entry.position != expected {
+                        return Err(StoreError::OutOfOrder {
+                            id: id.clone(),
+                            expected,
+                            got: entry.position,
+                        });
+                    }
+                    *pending += 1;
+                }
+                Write::Status { id, .. } | Write::Attempted { id, .. } | Write::Pin { id, .. } => {
+                    if !self.records.contains_key(id) && !created.contains(&id.as_str()) {
+                        return Err(StoreError::Unknown(id.clone()));
+                    }
+                }
+                Write::Component { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
+        match write {
+            Write::Create(record) => {
+                if !self.records.contains_key(&record.id) {
+                    self.next += 1;
+                    self.records
+                        .insert(record.id.clone(), (self.next, record.clone()));
+                }
+            }
+            Write::Append { id, entry } => {
+                let journal = self.journals.entry(id.clone()).or_default();
+                let expected = journal.len() as u64;
+                if entry.position != expected {
+                    return Err(StoreError::OutOfOrder {
+                        id: id.clone(),
+                        expected,
+                        got: entry.position,
+                    });
+                }
+                journal.push(entry.clone());
+            }
+            Write::Status {
+                id,
+                status,
+                output,
+                message,
+            } => {
+                let record = self.get(id)?;
+                record.status = *status;
+                record.output = output.clone().map(Payload);
+                record.message = message.clone();
+            }
+            Write::Attempted { id, attempts } => self.get(id)?.attempts = *attempts,
+            Write::Component { hash, bytes } => {
+                self.components
+                    .entry(hash.clone())
+                    .or_insert_with(|| bytes.clone());
+            }
+            Write::Pin { id, component } => self.get(id)?.component = component.clone(),
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, id: &str) -> Result<&mut InstanceRecord, StoreError> {
+        self.records
+            .get_mut(id)
+            .map(|(_, r)| r)
+            .ok_or_else(|| StoreError::Unknown(id.into()))
+    }
+}
+
+impl JournalStore for MemoryStore {
+    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        // Atomic: check the whole batch against the state first; applying then cannot fail.
+        state.check(batch)?;
+        for write in batch {
+            state.apply(write)?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.lock().records.get(id).map(|(_, r)| r.clone()))
+    }
+
+    fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.lock().journals.get(id).cloned().unwrap_or_default())
+    }
+
+    fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
+        let state = self.lock();
+        let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
+        for (n, r) in state.records.values() {
+            if r.status == status {
+                found.insert(*n, r.clone());
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().components.get(hash).cloned())
+    }
+
+    fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, r) in self.lock().records.values() {
+            *counts.entry(r.flow.clone()).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,135 @@
+//! [`Journal`]: the node's one way to write its store. Writes of all instances queue to one
+//! writer thread, which commits whatever has queued in a single transaction (group commit):
+//! under load one fsync makes many host calls durable, so fsync does not cap throughput.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+
+use tokio::sync::oneshot;
+
+use super::{JournalStore, StoreError, Write};
+
+/// Most writes committed in one transaction; bounds the latency of the first of them.
+const MAX_BATCH: usize = 8192;
+
+/// A handle to the node's store. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn JournalStore>,
+    /// `None` for a store that is not durable: writes apply inline, nothing to batch for.
+    queue: Option<mpsc::Sender<Job>>,
+    commits: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+}
+
+struct Job {
+    batch: Vec<Write>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Journal {
+    /// A journal over `store`; durable stores get a writer thread.
+    pub fn new(store: Arc<dyn JournalStore>) -> std::io::Result<Self> {
+        let commits = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
+        let queue = if store.durable() {
+            let (tx, rx) = mpsc::channel();
+            let (s, c, w) = (store.clone(), commits.clone(), writes.clone());
+            std::thread::Builder::new()
+                .name("sluice-journal".into())
+                .spawn(move || write_loop(&*s, &rx, &c, &w))?;
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                commits,
+                writes,
+            }),
+        })
+    }
+
+    /// Write `batch` atomically; returns once it is durable.
+    pub async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        let Some(queue) = &self.inner.queue else {
+            self.inner.commits.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return self.inner.store.write(&batch);
+        };
+        let (done, result) = oneshot::channel();
+        queue
+            .send(Job { batch, done })
+            .map_err(|_| StoreError::Closed)?;
+        result.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn JournalStore> {
+        &self.inner.store
+    }
+
+    /// Commits and writes so far: their ratio is the batching achieved.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (
+            self.inner.commits.load(Ordering::Relaxed),
+            self.inner.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn write_loop(
+    store: &dyn JournalStore,
+    queue: &mpsc::Receiver<Job>,
+    commits: &AtomicU64,
+    writes: &AtomicU64,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        let mut size = jobs[0].batch.len();
+        while size < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => {
+                    size += job.batch.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let lens: Vec<usize> = jobs.iter().map(|j| j.batch.len()).collect();
+        let all: Vec<Write> = jobs.iter_mut().flat_map(|j| j.batch.drain(..)).collect();
+        match store.write(&all) {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                writes.fetch_add(all.len() as u64, Ordering::Relaxed);
+                for job in jobs {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(e) if jobs.len() == 1 => {
+                let _ = jobs.remove(0).done.send(Err(e));
+            }
+            Err(_) => {
+                // One job's write failed the group: commit each alone, so only it fails.
+                let mut rest = all.into_iter();
+                for (job, len) in jobs.into_iter().zip(lens) {
+                    let batch: Vec<Write> = rest.by_ref().take(len).collect();
+                    let result = store.write(&batch);
+                    if result.is_ok() {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                        writes.fetch_add(len as u64, Ordering::Relaxed);
+                    }
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}

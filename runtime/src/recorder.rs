@@ -1,0 +1,148 @@
+//! One instance's side of the journal: host calls are answered from its recorded entries
+//! while any remain (replay), then run live and appended, durably, before their effect is
+//! visible to the guest. A call that differs from the recorded one is nondeterminism.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::journal::{Entry, Journal, StoreError, Write};
+
+/// A replayed call that does not match the journal: the instance goes to the hospital.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("nondeterminism at journal position {position}: {detail}")]
+pub struct Nondeterminism {
+    /// Position of the first call that differs.
+    pub position: u64,
+    /// What differs.
+    pub detail: String,
+}
+
+impl Nondeterminism {
+    /// The flow made `called` where the journal has `recorded`.
+    pub fn differs(position: u64, recorded: &Entry, call: &str, args: &Value) -> Self {
+        Nondeterminism {
+            position,
+            detail: format!(
+                "the journal has `{}` but the flow now calls `{}`",
+                describe(&recorded.call, &recorded.args),
+                describe(call, args)
+            ),
+        }
+    }
+
+    /// The flow returned while the journal still had `left` calls.
+    pub fn ended_early(left: &[Entry]) -> Option<Self> {
+        let next = left.first()?;
+        Some(Nondeterminism {
+            position: next.position,
+            detail: format!(
+                "the flow returned, but the journal has {} more call(s), the next `{}`",
+                left.len(),
+                describe(&next.call, &next.args)
+            ),
+        })
+    }
+}
+
+/// `call(args)` as one line, long payloads shortened.
+pub fn describe(call: &str, args: &Value) -> String {
+    let mut line = String::new();
+    let _ = write!(line, "{call}(");
+    match args {
+        Value::Null => {}
+        Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", shorten(v)))
+                .collect();
+            line.push_str(&parts.join(", "));
+        }
+        other => line.push_str(&shorten(other)),
+    }
+    line.push(')');
+    line
+}
+
+fn shorten(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 120 {
+        return text;
+    }
+    let cut: String = text.chars().take(117).collect();
+    format!("{cut}...")
+}
+
+/// The journal of one instance as its host sees it.
+pub struct Recorder {
+    id: String,
+    journal: Journal,
+    recorded: VecDeque<Entry>,
+    next: u64,
+}
+
+impl Recorder {
+    /// The recorder of instance `id`, replaying `recorded` first.
+    pub fn new(id: &str, journal: Journal, recorded: Vec<Entry>) -> Self {
+        Recorder {
+            id: id.into(),
+            journal,
+            recorded: recorded.into(),
+            next: 0,
+        }
+    }
+
+    /// The position the next host call takes: children's ids derive from it.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether recorded calls remain to be replayed.
+    pub fn replaying(&self) -> bool {
+        !self.recorded.is_empty()
+    }
+
+    /// The recorded answer to this call while replaying; `None` once live.
+    pub fn replay(&mut self, call: &str, args: &Value) -> Result<Option<Value>, Nondeterminism> {
+        let Some(entry) = self.recorded.front() else {
+            return Ok(None);
+        };
+        if entry.call != call || entry.args != *args {
+            return Err(Nondeterminism::differs(entry.position, entry, call, args));
+        }
+        let entry = self.recorded.pop_front().map(|e| e.result);
+        self.next += 1;
+        Ok(entry)
+    }
+
+    /// Append a live call and its answer; returns once it is durable.
+    pub async fn record(
+        &mut self,
+        call: &str,
+        args: Value,
+        result: Value,
+    ) -> Result<(), StoreError> {
+        let entry = Entry {
+            position: self.next,
+            call: call.into(),
+            args,
+            result,
+        };
+        self.journal
+            .write(vec![Write::Append {
+                id: self.id.clone(),
+                entry,
+            }])
+            .await?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The calls left unreplayed when the flow returned: nondeterminism unless empty.
+    pub fn leftover(&self) -> Option<Nondeterminism> {
+        let left: Vec<Entry> = self.recorded.iter().cloned().collect();
+        Nondeterminism::ended_early(&left)
+    }
+}
