@@ -66,7 +66,7 @@ impl ComponentCache {
         path: &Path,
     ) -> Result<(Component, ContentHash, CacheOutcome), LoadError> {
         check_header(bytes, path)?;
-        let hash = hex::encode(Sha256::digest(&bytes));
+        let hash = content_hash(bytes);
         let Some(dir_path) = &self.dir else {
             return Ok((compile(engine, bytes, path)?, hash, CacheOutcome::Compiled));
         };
@@ -100,8 +100,13 @@ fn open_dir(path: &Path) -> Result<Dir, LoadError> {
         .map_err(|e| cache_err(format!("cannot open: {e}")))
 }
 
+/// A component's identity: the SHA-256 of its bytes, in hex.
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Tell "not Wasm" and "a core module" apart from a component before compiling.
-pub(crate) fn check_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
+pub fn check_header(bytes: &[u8], path: &Path) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
         return Err(LoadError::NotWasm { path: path.into() });
     }

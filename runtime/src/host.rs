@@ -20,7 +20,8 @@ use crate::bindings::sluice::flow::types;
 use crate::bindings::{LogLevel, Priority, WitFlowError};
 use crate::error::FlowError;
 use crate::events::EventKind;
-use crate::journal::{Payload, decode, encode};
+use crate::journal::{decode, encode};
+use crate::journal_calls as calls;
 use crate::meter::Meter;
 use crate::node::{FlowHandle, Node, Outcome, StartRequest};
 use crate::recorder::Recorder;
@@ -240,23 +241,6 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
-/// Arguments of `start` and `call` as journaled.
-fn flow_args(flow: &str, input: &[u8]) -> Value {
-    json!({ "flow": flow, "input": encode(&Payload(input.to_vec())) })
-}
-
-/// A subflow outcome as journaled.
-type Journaled = Result<Payload, FlowError>;
-
-fn to_journal(outcome: &Outcome) -> Value {
-    encode(&outcome.clone().map(Payload))
-}
-
-fn from_journal(value: &Value) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-    let outcome: Journaled = decode(value)?;
-    Ok(outcome.map(|p| p.0).map_err(Into::into))
-}
-
 impl host::Host for HostState {
     async fn start(
         &mut self,
@@ -266,13 +250,10 @@ impl host::Host for HostState {
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
         self.meter.journaled(1)?;
         let priority = options.priority.unwrap_or(self.info.priority);
-        let mut args = flow_args(&flow, &input);
-        if let Some(p) = options.priority {
-            args["priority"] = json!(format!("{p:?}").to_lowercase());
-        }
+        let args = calls::start_args(&flow, &input, options.priority);
         if let Some(answer) = self.recorder.replay("start", &args)? {
             self.meter.child_started()?;
-            let started: Result<String, FlowError> = decode(&answer)?;
+            let started = calls::started_from_json(&answer)?;
             if let Ok(id) = &started {
                 self.children.insert(id.clone());
             }
@@ -293,10 +274,10 @@ impl host::Host for HostState {
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(1)?;
-        let args = json!({ "id": id });
+        let args = calls::join_args(&id);
         if let Some(answer) = self.recorder.replay("join", &args)? {
             self.children.remove(&id);
-            return from_journal(&answer);
+            return Ok(calls::outcome_from_json(&answer)?);
         }
         if !self.children.remove(&id) {
             return Ok(Err(WitFlowError::Rejected(format!(
@@ -305,7 +286,7 @@ impl host::Host for HostState {
         }
         let outcome = self.park(self.node.outcome_of(&id)).await?;
         self.recorder
-            .record("join", args, to_journal(&outcome))
+            .record("join", args, calls::outcome_to_json(&outcome))
             .await?;
         Ok(outcome.map_err(Into::into))
     }
@@ -316,10 +297,10 @@ impl host::Host for HostState {
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(2)?;
-        let args = flow_args(&flow, &input);
+        let args = calls::flow_args(&flow, &input);
         if let Some(answer) = self.recorder.replay("call", &args)? {
             self.meter.child_started()?;
-            return from_journal(&answer);
+            return Ok(calls::outcome_from_json(&answer)?);
         }
         let id = self.child_id(None);
         let request = StartRequest::subflow(flow, input, self.info.id.clone(), self.info.priority)
@@ -329,7 +310,7 @@ impl host::Host for HostState {
             Err(e) => Err(e),
         };
         self.recorder
-            .record("call", args, to_journal(&outcome))
+            .record("call", args, calls::outcome_to_json(&outcome))
             .await?;
         Ok(outcome.map_err(Into::into))
     }
@@ -340,17 +321,12 @@ impl host::Host for HostState {
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
         self.meter.journaled(2 * inputs.len())?;
-        let payloads: Vec<Payload> = inputs.iter().map(|i| Payload(i.clone())).collect();
-        let args = json!({ "flow": flow, "inputs": encode(&payloads) });
+        let args = calls::parallel_args(&flow, &inputs);
         if let Some(answer) = self.recorder.replay("parallel", &args)? {
             for _ in &inputs {
                 self.meter.child_started()?;
             }
-            let outcomes: Vec<Journaled> = decode(&answer)?;
-            return Ok(outcomes
-                .into_iter()
-                .map(|o| o.map(|p| p.0).map_err(Into::into))
-                .collect());
+            return Ok(calls::outcomes_from_json(&answer)?);
         }
         let mut started = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
@@ -374,9 +350,8 @@ impl host::Host for HostState {
                 },
             )))
             .await?;
-        let journaled: Vec<Journaled> = outcomes.iter().map(|o| o.clone().map(Payload)).collect();
         self.recorder
-            .record("parallel", args, encode(&journaled))
+            .record("parallel", args, calls::outcomes_to_json(&outcomes))
             .await?;
         Ok(outcomes
             .into_iter()
@@ -396,7 +371,7 @@ impl host::Host for HostState {
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        let args = json!({ "ms": ms });
+        let args = calls::sleep_args(ms);
         // The deadline is journaled before the wait, so it survives restarts unchanged.
         let deadline: u64 = match self.recorder.replay("sleep", &args)? {
             Some(answer) => decode(&answer)?,
@@ -449,7 +424,7 @@ impl host::Host for HostState {
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        let args = json!({ "step": step });
+        let args = calls::progress_args(&step);
         if self.recorder.replay("progress", &args)?.is_some() {
             return Ok(());
         }

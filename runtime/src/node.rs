@@ -507,6 +507,11 @@ impl Node {
         &self.inner.residency
     }
 
+    /// Instances with a run under way in this node (held ones excluded).
+    pub fn running(&self) -> usize {
+        self.inner.completions.running()
+    }
+
     pub(crate) fn completions(&self) -> &Completions {
         &self.inner.completions
     }

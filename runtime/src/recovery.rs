@@ -52,6 +52,17 @@ impl StartMeta {
         }
     }
 
+    /// An API start at normal priority, for records that kept no meta.
+    pub fn new_rpc() -> Self {
+        StartMeta {
+            origin: "rpc".into(),
+            by: "recovery".into(),
+            priority: "normal".into(),
+            pool: String::new(),
+            fan_out: false,
+        }
+    }
+
     /// As stored.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -134,13 +145,7 @@ impl Node {
                     .await;
             }
         };
-        let meta = StartMeta::parse(&record.meta).unwrap_or_else(|| StartMeta {
-            origin: "rpc".into(),
-            by: "recovery".into(),
-            priority: "normal".into(),
-            pool: String::new(),
-            fan_out: false,
-        });
+        let meta = StartMeta::parse(&record.meta).unwrap_or_else(StartMeta::new_rpc);
         let invocation = meta.invocation(&record.id, &record.flow, self.identity());
         let pool = match self.pools().get(&meta.pool) {
             Some(pool) => pool.clone(),

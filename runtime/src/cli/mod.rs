@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod ops;
+mod replay;
 mod run;
 mod test;
 mod wit;
@@ -25,6 +27,11 @@ pub struct Cli {
 enum Command {
     Run(run::RunArgs),
     Test(test::TestArgs),
+    Replay(replay::ReplayArgs),
+    Hospital(ops::HospitalArgs),
+    Status(ops::StatusArgs),
+    Export(ops::ExportArgs),
+    Upgrade(ops::UpgradeArgs),
     Wit(wit::WitArgs),
     Bench(bench::BenchArgs),
 }
@@ -52,6 +59,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Hospital(args) => ops::hospital(args),
+        Command::Status(args) => ops::status(args),
+        Command::Export(args) => ops::export(args),
+        Command::Upgrade(args) => ops::upgrade(args),
         Command::Wit(args) => wit::run(args),
         Command::Bench(args) => bench::run(args),
     }

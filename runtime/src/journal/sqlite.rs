@@ -36,6 +36,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE components (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
 ];
 
+/// How long a write waits for another process's lock on the file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A [`JournalStore`] in one SQLite file (or in memory).
 pub struct SqliteStore {
     path: PathBuf,
@@ -84,6 +87,8 @@ impl SqliteStore {
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
+        // An operator command may write while a node runs on the same file.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         Self::migrate(&conn)?;
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;

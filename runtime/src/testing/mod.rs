@@ -24,6 +24,7 @@
 
 mod calls;
 mod host;
+pub mod replay;
 pub mod scenario;
 mod script;
 
@@ -50,6 +51,40 @@ pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
 /// with `sleep`) fails instead of hanging.
 pub const TEST_CPU_BUDGET: Duration = Duration::from_secs(20);
 
+/// Compile the component at `path` for test host `T`: the node's engine settings (so a
+/// component compiled for one is cached for both), WASI and the flow host.
+pub(crate) fn load_pre<T>(path: &Path) -> Result<(Engine, FlowPre<T>), LoadError>
+where
+    T: wasmtime_wasi::WasiView
+        + bindings::sluice::flow::host::Host
+        + bindings::sluice::flow::types::Host
+        + Send
+        + 'static,
+{
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+        path: path.into(),
+        reason: format!("{e:#}"),
+    };
+    let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
+    start_epoch_ticker(&engine);
+    let (component, _, _) =
+        ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
+    bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(invalid)?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        path: path.into(),
+        reason: format!("{e:#}"),
+    };
+    let pre = FlowPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
+        .map_err(wrong_world)?;
+    Ok((engine, pre))
+}
+
 /// A flow component under test, with its script.
 #[derive(Clone)]
 pub struct FlowTest {
@@ -75,25 +110,7 @@ pub struct TestRun {
 impl FlowTest {
     /// Load the component at `path` (compiled once, cached like a node's).
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let invalid = |e: wasmtime::Error| LoadError::Invalid {
-            path: path.into(),
-            reason: format!("{e:#}"),
-        };
-        // The node's engine settings, so a component compiled for one is cached for both.
-        let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
-        start_epoch_ticker(&engine);
-        let (component, _, _) =
-            ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-        bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<ScriptedState>>(&mut linker, |s| s)
-            .map_err(invalid)?;
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-            path: path.into(),
-            reason: format!("{e:#}"),
-        };
-        let pre = FlowPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
-            .map_err(wrong_world)?;
+        let (engine, pre) = load_pre::<ScriptedState>(path)?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())

@@ -1,0 +1,231 @@
+//! `sluice replay`: re-run an exported journal against another build of its flow, with
+//! every host call answered from the journal, and report whether the build makes the same
+//! calls in the same order: the check before redeploying a flow with instances in flight.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::TEST_CPU_BUDGET;
+use crate::bindings::sluice::flow::host::{self, StartOptions};
+use crate::bindings::sluice::flow::types;
+use crate::bindings::{FlowPre, LogLevel, WitFlowError};
+use crate::engine::EPOCH_TICK;
+use crate::error::LoadError;
+use crate::journal::{Journal, MemoryStore, Payload, Status, decode};
+use crate::journal_calls as calls;
+use crate::operator::Export;
+use crate::recorder::{Nondeterminism, Recorder};
+use crate::recovery::StartMeta;
+use crate::sandbox::{self, GuestOutput, Stream};
+
+/// The new build asked the host for more than the journal holds: everything recorded matched.
+#[derive(Debug, thiserror::Error)]
+#[error("the journal is exhausted")]
+struct Exhausted;
+
+/// Host state of a replay: answers only from the journal.
+pub struct ReplayState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: GuestOutput,
+    recorder: Recorder,
+    children: HashSet<String>,
+}
+
+impl ReplayState {
+    fn answer(&mut self, call: &str, args: Value) -> wasmtime::Result<Value> {
+        match self.recorder.replay(call, &args)? {
+            Some(answer) => Ok(answer),
+            None => Err(Exhausted.into()),
+        }
+    }
+}
+
+/// A build of a flow, ready to replay journals against.
+pub struct JournalReplay {
+    engine: Engine,
+    pre: FlowPre<ReplayState>,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Entries in the journal.
+    pub entries: usize,
+    /// `Ok(summary)` when the build makes the recorded calls in order, else why not
+    /// (naming the first diverging call).
+    pub verdict: Result<String, String>,
+}
+
+impl JournalReplay {
+    /// Load the build at `path`.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let (engine, pre) = super::load_pre::<ReplayState>(path)?;
+        Ok(JournalReplay { engine, pre })
+    }
+
+    /// Replay `export` against this build.
+    pub async fn check(&self, export: &Export) -> ReplayReport {
+        let entries = export.journal.len();
+        let report = |verdict| ReplayReport { entries, verdict };
+        let journal = match Journal::new(Arc::new(MemoryStore::new())) {
+            Ok(j) => j,
+            Err(e) => return report(Err(format!("cannot set up the replay: {e}"))),
+        };
+        let record = &export.record;
+        let stderr = GuestOutput::new(Stream::Stderr);
+        let wasi = sandbox::wasi_ctx(&[], GuestOutput::new(Stream::Stdout), stderr.clone())
+            .unwrap_or_else(|_| WasiCtx::builder().build());
+        let state = ReplayState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            recorder: Recorder::new(&record.id, journal, export.journal.clone()),
+            children: HashSet::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline((TEST_CPU_BUDGET.as_millis() / EPOCH_TICK.as_millis()) as u64);
+        store.epoch_deadline_trap();
+        let meta = StartMeta::parse(&record.meta);
+        let invocation = match &meta {
+            Some(m) => m.invocation(&record.id, &record.flow, "replay"),
+            None => StartMeta::new_rpc().invocation(&record.id, &record.flow, "replay"),
+        };
+        let result = match self.pre.instantiate_async(&mut store).await {
+            Ok(flow) => {
+                flow.call_run(&mut store, &invocation, &record.input.0)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let state = store.into_data();
+        let verdict = match result {
+            Err(trap) if trap.downcast_ref::<Exhausted>().is_some() => Ok(format!(
+                "all {entries} recorded calls match; the new build then goes on live"
+            )),
+            Err(trap) => match trap.downcast_ref::<Nondeterminism>() {
+                Some(n) => Err(n.to_string()),
+                None => Err(format!(
+                    "the new build trapped during replay: {}{}",
+                    trap.downcast_ref::<wasmtime::Trap>()
+                        .map_or_else(|| format!("{trap:#}"), |t| t.to_string()),
+                    state
+                        .stderr
+                        .tail()
+                        .map(|t| format!(" ({t})"))
+                        .unwrap_or_default()
+                )),
+            },
+            Ok(returned) => match state.recorder.leftover() {
+                Some(n) => Err(n.to_string()),
+                None => compare_end(record.status, record.output.as_ref(), returned, entries),
+            },
+        };
+        report(verdict)
+    }
+}
+
+/// The new build returned after replaying everything: compare with how the recorded run ended.
+fn compare_end(
+    status: Status,
+    recorded: Option<&Payload>,
+    returned: Result<Vec<u8>, String>,
+    entries: usize,
+) -> Result<String, String> {
+    let matched = format!("all {entries} recorded calls match");
+    match (status, returned) {
+        (Status::Completed, Ok(out)) if recorded.is_some_and(|r| r.0 == out) => {
+            Ok(format!("{matched} and the output is the same"))
+        }
+        (Status::Completed, Ok(out)) => Ok(format!(
+            "{matched}; the output differs: recorded {}, now {}",
+            recorded.map(|r| r.to_string()).unwrap_or_default(),
+            Payload(out)
+        )),
+        (_, Ok(_)) => Ok(format!("{matched}; the new build completes")),
+        (_, Err(message)) => Err(format!(
+            "{matched}, but the new build then fails: {message}"
+        )),
+    }
+}
+
+impl WasiView for ReplayState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for ReplayState {}
+
+impl host::Host for ReplayState {
+    async fn start(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+        options: StartOptions,
+    ) -> wasmtime::Result<Result<String, WitFlowError>> {
+        let answer = self.answer("start", calls::start_args(&flow, &input, options.priority))?;
+        let started = calls::started_from_json(&answer)?;
+        if let Ok(id) = &started {
+            self.children.insert(id.clone());
+        }
+        Ok(started.map_err(Into::into))
+    }
+
+    async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+        let answer = self.answer("join", calls::join_args(&id))?;
+        self.children.remove(&id);
+        Ok(calls::outcome_from_json(&answer)?)
+    }
+
+    async fn call(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
+        let answer = self.answer("call", calls::flow_args(&flow, &input))?;
+        Ok(calls::outcome_from_json(&answer)?)
+    }
+
+    async fn parallel(
+        &mut self,
+        flow: String,
+        inputs: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
+        let answer = self.answer("parallel", calls::parallel_args(&flow, &inputs))?;
+        Ok(calls::outcomes_from_json(&answer)?)
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        let answer = self.answer("now", Value::Null)?;
+        Ok(decode(&answer)?)
+    }
+
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.answer("sleep", calls::sleep_args(ms))?;
+        Ok(())
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        let answer = self.answer("random", Value::Null)?;
+        Ok(decode(&answer)?)
+    }
+
+    async fn log(&mut self, _level: LogLevel, _message: String) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
+        self.answer("progress", calls::progress_args(&step))?;
+        Ok(())
+    }
+}
