@@ -2,6 +2,8 @@
 //! `scripts/build-guests.sh`) through a real node.
 
 mod cli;
+mod durability;
+mod durable_node;
 mod engine;
 mod failures;
 mod mapping;
