@@ -4,7 +4,7 @@
 //! not the parked ones.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -15,6 +15,7 @@ pub struct Residency {
     permits: Arc<Semaphore>,
     evictable: Mutex<Evictable>,
     peak: AtomicU32,
+    evictions: AtomicU64,
 }
 
 #[derive(Default)]
@@ -61,6 +62,7 @@ impl Residency {
             permits: Arc::new(Semaphore::new(max as usize)),
             evictable: Mutex::default(),
             peak: AtomicU32::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -102,6 +104,7 @@ impl Residency {
         let mut ev = self.lock();
         while let Some((_, leave)) = ev.parked.pop_first() {
             if leave.send(()).is_ok() {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
         }
@@ -114,6 +117,7 @@ impl Residency {
         let mut ev = self.lock();
         if ev.wanted > 0 {
             ev.wanted -= 1;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
             return Parking::Leave;
         }
         let key = ev.next;
@@ -135,6 +139,11 @@ impl Residency {
     /// Instances resident now.
     pub fn resident(&self) -> u32 {
         self.max - self.permits.available_permits() as u32
+    }
+
+    /// Instances evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// The most instances resident at once so far.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, Write};
 
@@ -82,16 +82,17 @@ impl SqliteStore {
                 });
             }
         }
-        let conn = Connection::open(path).map_err(db)?;
+        let mut conn = Connection::open(path).map_err(db)?;
+        // An operator command may write while a node runs on the same file.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
-        // An operator command may write while a node runs on the same file.
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
-        Self::migrate(&conn)?;
+        Self::migrate(&mut conn)?;
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         Ok(SqliteStore {
             path: path.into(),
             conn: Mutex::new(conn),
@@ -101,8 +102,8 @@ impl SqliteStore {
 
     /// A store that lives in memory only (for `sluice run` without `--data-dir`).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(db)?;
-        Self::migrate(&conn)?;
+        let mut conn = Connection::open_in_memory().map_err(db)?;
+        Self::migrate(&mut conn)?;
         Ok(SqliteStore {
             path: PathBuf::from(":memory:"),
             conn: Mutex::new(conn),
@@ -115,18 +116,24 @@ impl SqliteStore {
         &self.path
     }
 
-    fn migrate(conn: &Connection) -> Result<(), StoreError> {
-        let version: i64 = conn
+    /// Apply the migrations not yet applied, all in one write transaction: another process
+    /// opening the same file at once (an operator command) waits, then finds them applied.
+    fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            conn.execute_batch(&format!(
-                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .map_err(db)?;
+        if version >= MIGRATIONS.len() as i64 {
+            return Ok(());
         }
-        Ok(())
+        for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            tx.execute_batch(sql).map_err(db)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+            .map_err(db)?;
+        tx.commit().map_err(db)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
