@@ -263,9 +263,7 @@ impl host::Host for HostState {
         let request =
             StartRequest::subflow(flow, input, self.info.id.clone(), priority).with_id(id);
         let started = self.start_child(request).await?.map(|h| h.id().to_string());
-        self.recorder
-            .record("start", args, encode(&started))
-            .await?;
+        self.recorder.record("start", args, encode(&started))?;
         if let Ok(id) = &started {
             self.children.insert(id.clone());
         }
@@ -286,8 +284,7 @@ impl host::Host for HostState {
         }
         let outcome = self.park(self.node.outcome_of(&id)).await?;
         self.recorder
-            .record("join", args, calls::outcome_to_json(&outcome))
-            .await?;
+            .record("join", args, calls::outcome_to_json(&outcome))?;
         Ok(outcome.map_err(Into::into))
     }
 
@@ -310,8 +307,7 @@ impl host::Host for HostState {
             Err(e) => Err(e),
         };
         self.recorder
-            .record("call", args, calls::outcome_to_json(&outcome))
-            .await?;
+            .record("call", args, calls::outcome_to_json(&outcome))?;
         Ok(outcome.map_err(Into::into))
     }
 
@@ -351,8 +347,7 @@ impl host::Host for HostState {
             )))
             .await?;
         self.recorder
-            .record("parallel", args, calls::outcomes_to_json(&outcomes))
-            .await?;
+            .record("parallel", args, calls::outcomes_to_json(&outcomes))?;
         Ok(outcomes
             .into_iter()
             .map(|r| r.map_err(Into::into))
@@ -365,7 +360,7 @@ impl host::Host for HostState {
             return Ok(decode(&answer)?);
         }
         let now = unix_ms();
-        self.recorder.record("now", Value::Null, json!(now)).await?;
+        self.recorder.record("now", Value::Null, json!(now))?;
         Ok(now)
     }
 
@@ -377,7 +372,7 @@ impl host::Host for HostState {
             Some(answer) => decode(&answer)?,
             None => {
                 let deadline = unix_ms().saturating_add(ms);
-                self.recorder.record("sleep", args, json!(deadline)).await?;
+                self.recorder.record("sleep", args, json!(deadline))?;
                 if ms == 0 {
                     // Still a real park and resume: gives the slot to whoever waits for it.
                     return self.park(tokio::task::yield_now()).await;
@@ -399,9 +394,7 @@ impl host::Host for HostState {
             return Ok(decode(&answer)?);
         }
         let value: u64 = rand::random();
-        self.recorder
-            .record("random", Value::Null, json!(value))
-            .await?;
+        self.recorder.record("random", Value::Null, json!(value))?;
         Ok(value)
     }
 
@@ -428,7 +421,7 @@ impl host::Host for HostState {
         if self.recorder.replay("progress", &args)?.is_some() {
             return Ok(());
         }
-        self.recorder.record("progress", args, Value::Null).await?;
+        self.recorder.record("progress", args, Value::Null)?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }

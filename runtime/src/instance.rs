@@ -3,6 +3,7 @@
 //! instance evicted while parked ends its segment; the next one rebuilds it by replay.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -44,7 +45,8 @@ enum Segment {
 
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
-/// `attempts` counts the failed attempts of earlier lives of the node.
+/// `attempts` counts the failed attempts of earlier lives of the node; `fresh` says the
+/// instance was just created, so its journal is empty.
 pub(crate) async fn run(
     node: Node,
     flow: Arc<RegisteredFlow>,
@@ -52,6 +54,7 @@ pub(crate) async fn run(
     invocation: Invocation,
     input: Vec<u8>,
     attempts: u32,
+    fresh: bool,
 ) {
     let pool = admission.pool().clone();
     let admitted = Instant::now();
@@ -65,6 +68,7 @@ pub(crate) async fn run(
             input: &input,
             pool: pool.clone(),
             admitted,
+            fresh: AtomicBool::new(fresh),
         };
         let end = run.attempts(admission, attempts).await;
         let label = match &end {
@@ -107,6 +111,8 @@ struct Run<'a> {
     input: &'a [u8],
     pool: Arc<Pool>,
     admitted: Instant,
+    /// Set until the first segment: the journal is known to be empty.
+    fresh: AtomicBool,
 }
 
 impl Run<'_> {
@@ -203,7 +209,9 @@ impl Run<'_> {
                     EventKind::Started,
                 );
             }
-            match self.segment(slot).await {
+            // Boxed: an evicted instance waiting below keeps only this loop's small state,
+            // not the room a running instance's call needs.
+            match Box::pin(self.segment(slot)).await {
                 Segment::Done(result) => return result,
                 Segment::Evicted(wait) => {
                     let _parked = Parked::new(&pool);
@@ -218,9 +226,19 @@ impl Run<'_> {
     async fn segment(&self, slot: Slot) -> Segment {
         let node = self.node;
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
-        let recorded = match node.journal().store().journal(&self.invocation.id) {
-            Ok(entries) => entries,
-            Err(e) => return failed(e.to_string()),
+        let recorded = if self.fresh.swap(false, Ordering::Relaxed) {
+            Vec::new()
+        } else {
+            // What this instance queued before must be readable: wait until it is committed.
+            let journal = node.journal();
+            match journal
+                .sync()
+                .await
+                .and_then(|()| journal.store().journal(&self.invocation.id))
+            {
+                Ok(entries) => entries,
+                Err(e) => return failed(e.to_string()),
+            }
         };
         let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded);
         let info = InstanceInfo {

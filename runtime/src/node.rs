@@ -387,7 +387,14 @@ impl Node {
             });
         }
         batch.push(Write::Create(record));
-        if let Err(source) = self.inner.journal.write(batch).await {
+        // A child needs no wait: its parent's later writes queue after its record, so a crash
+        // keeps both or neither. A caller outside the node is told only once it is durable.
+        let recorded = if matches!(invocation.origin, Origin::Subflow(_)) {
+            self.inner.journal.append(batch)
+        } else {
+            self.inner.journal.write(batch).await
+        };
+        if let Err(source) = recorded {
             if first_use {
                 self.stored_lock().remove(&flow.component.hash);
             }
@@ -403,7 +410,15 @@ impl Node {
         self.inner
             .metrics
             .admitted(pool.name(), admission.queued_at_insert());
-        let run = instance::run(self.clone(), flow, admission, invocation, request.input, 0);
+        let run = instance::run(
+            self.clone(),
+            flow,
+            admission,
+            invocation,
+            request.input,
+            0,
+            true,
+        );
         self.inner.pools.executor(pool.name()).spawn(run);
         Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
     }

@@ -117,25 +117,19 @@ impl Recorder {
         Ok(entry)
     }
 
-    /// Append a live call and its answer; returns once it is durable.
-    pub async fn record(
-        &mut self,
-        call: &str,
-        args: Value,
-        result: Value,
-    ) -> Result<(), StoreError> {
+    /// Append a live call and its answer to the journal, in order (see [`Journal::append`]
+    /// for when it becomes durable).
+    pub fn record(&mut self, call: &str, args: Value, result: Value) -> Result<(), StoreError> {
         let entry = Entry {
             position: self.next,
             call: call.into(),
             args,
             result,
         };
-        self.journal
-            .write(vec![Write::Append {
-                id: self.id.clone(),
-                entry,
-            }])
-            .await?;
+        self.journal.append(vec![Write::Append {
+            id: self.id.clone(),
+            entry,
+        }])?;
         self.next += 1;
         Ok(())
     }

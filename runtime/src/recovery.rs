@@ -166,6 +166,7 @@ impl Node {
             invocation,
             record.input.0,
             record.attempts,
+            false,
         );
         self.pools().executor(pool.name()).spawn(run);
         Ok(())

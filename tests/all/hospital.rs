@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::StartRequest;
-use sluice::journal::{JournalStore, Status};
+use sluice::journal::Status;
 
 use crate::durable_node::{config, crash, record, show, sluice_output, spawn, wait_for_journal};
 use crate::support::{guest, node, until};

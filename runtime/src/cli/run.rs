@@ -103,7 +103,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         match result {
             Ok(output) => println!("{}", serde_json::to_string_pretty(output)?),
-            Err(e) => eprintln!("error: flow `{name}` instance {id} {e}"),
+            Err(e) => eprintln!("error: flow `{name}` {e} (instance {id})"),
         }
     }
     Ok(if ok {
@@ -139,9 +139,7 @@ async fn run_all(
         tokio::pin!(outcome);
         let result = loop {
             if held.contains(&id) {
-                break Err(format!(
-                    "is held in the flow hospital (see `sluice hospital list`)"
-                ));
+                break Err("is held in the flow hospital (see `sluice hospital list`)".to_string());
             }
             tokio::select! {
                 outcome = &mut outcome => break outcome.map(|b| json_or_text(&b)).map_err(describe),

@@ -1,6 +1,12 @@
-//! [`Journal`]: the node's one way to write its store. Writes of all instances queue to one
-//! writer thread, which commits whatever has queued in a single transaction (group commit):
-//! under load one fsync makes many host calls durable, so fsync does not cap throughput.
+//! [`Journal`]: the node's one way to write its store. Writes of all instances queue, in
+//! order, to one writer thread, which commits whatever has queued in a single transaction
+//! (group commit): under load one fsync makes many host calls durable.
+//!
+//! Because there is one queue and it commits in order, a write is durable once any write
+//! queued after it is. So a host call only *queues* its journal entry ([`Journal::append`]);
+//! the node waits for durability ([`Journal::write`]) only where something leaves the node:
+//! an instance's end (its waiters and callers see it) and a start acknowledged to a caller.
+//! Whatever a crash loses was never seen outside: replay redoes it, with the same ids.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -28,7 +34,8 @@ struct Inner {
 
 struct Job {
     batch: Vec<Write>,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    /// Told the result; `None`: nobody waits (an error is logged instead).
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 impl Journal {
@@ -56,20 +63,47 @@ impl Journal {
         })
     }
 
-    /// Write `batch` atomically; returns once it is durable.
+    /// Write `batch` atomically; returns once it (and everything queued before) is durable.
     pub async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         let Some(queue) = &self.inner.queue else {
-            self.inner.commits.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .writes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            return self.inner.store.write(&batch);
+            return self.apply_inline(&batch);
         };
         let (done, result) = oneshot::channel();
         queue
-            .send(Job { batch, done })
+            .send(Job {
+                batch,
+                done: Some(done),
+            })
             .map_err(|_| StoreError::Closed)?;
         result.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Queue `batch` to be written atomically, after everything queued before it; returns
+    /// at once. An error of a store that is not durable is returned; a durable store's is
+    /// logged by the writer.
+    pub fn append(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        let Some(queue) = &self.inner.queue else {
+            return self.apply_inline(&batch);
+        };
+        queue
+            .send(Job { batch, done: None })
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Wait until everything queued so far is durable (and so readable from the store).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.write(Vec::new()).await
+    }
+
+    fn apply_inline(&self, batch: &[Write]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.inner.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.inner.store.write(batch)
     }
 
     /// The store, for reads.
@@ -106,29 +140,51 @@ fn write_loop(
         }
         let lens: Vec<usize> = jobs.iter().map(|j| j.batch.len()).collect();
         let all: Vec<Write> = jobs.iter_mut().flat_map(|j| j.batch.drain(..)).collect();
+        if all.is_empty() {
+            // Only `sync` barriers: everything before them is committed already.
+            for job in jobs {
+                reply(job.done, Ok(()));
+            }
+            continue;
+        }
         match store.write(&all) {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 writes.fetch_add(all.len() as u64, Ordering::Relaxed);
                 for job in jobs {
-                    let _ = job.done.send(Ok(()));
+                    reply(job.done, Ok(()));
                 }
             }
-            Err(e) if jobs.len() == 1 => {
-                let _ = jobs.remove(0).done.send(Err(e));
-            }
+            Err(e) if jobs.len() == 1 => reply(jobs.remove(0).done, Err(e)),
             Err(_) => {
                 // One job's write failed the group: commit each alone, so only it fails.
                 let mut rest = all.into_iter();
                 for (job, len) in jobs.into_iter().zip(lens) {
                     let batch: Vec<Write> = rest.by_ref().take(len).collect();
-                    let result = store.write(&batch);
-                    if result.is_ok() {
+                    let result = if batch.is_empty() {
+                        Ok(())
+                    } else {
+                        store.write(&batch)
+                    };
+                    if result.is_ok() && len > 0 {
                         commits.fetch_add(1, Ordering::Relaxed);
                         writes.fetch_add(len as u64, Ordering::Relaxed);
                     }
-                    let _ = job.done.send(result);
+                    reply(job.done, result);
                 }
+            }
+        }
+    }
+}
+
+/// Tell a waiting writer its result, or log an error nobody waits for.
+fn reply(done: Option<oneshot::Sender<Result<(), StoreError>>>, result: Result<(), StoreError>) {
+    match done {
+        // A waiter that gave up is fine.
+        Some(done) => drop(done.send(result)),
+        None => {
+            if let Err(e) = result {
+                tracing::error!("journal write failed: {e}");
             }
         }
     }
