@@ -21,10 +21,20 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
     parked: Vec<u64>,
     /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation),
-    /// `sandbox` (metering: epoch vs fuel vs none), `all` (those four), or `languages`
-    /// (Rust, Python and JS builds of hello and sleeper).
+    /// `sandbox` (metering: epoch vs fuel vs none), `durable` (SQLite store vs memory,
+    /// fan-out, replay, eviction), `all` (those five), `languages` (Rust, Python and JS
+    /// builds of hello and sleeper), or `scale` (`--flows` parked sleepers, evicted).
     #[arg(long, default_value = "all")]
     only: String,
+    /// Flows parked at once by `--only scale`.
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: usize,
+    /// Resident instances at most in `--only scale` (the rest are evicted while parked).
+    #[arg(long, default_value_t = 20_000)]
+    max_resident: u32,
+    /// How long each `--only scale` flow sleeps, in ms (long enough for all to park).
+    #[arg(long, default_value_t = 240_000)]
+    sleep_ms: u64,
     /// Internal: measure one parked count in this process and print it as JSON.
     #[arg(long, hide = true)]
     parked_child: Option<u64>,
@@ -76,6 +86,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 us(f.noop) / us(off.noop),
             );
         }
+    }
+    if args.only == "durable" || args.only == "all" {
+        durable(&runtime, &args)?;
+    }
+    if args.only == "scale" {
+        let f = runtime.block_on(bench::durable::scale(
+            &args.guests,
+            args.flows,
+            args.sleep_ms,
+            args.max_resident,
+        ))?;
+        println!(
+            "(S) {} sleepers, max-resident {}: started in {:.1}s, peak RSS {:.0} MiB, peak resident {}, {} completed, all done in {:.1}s",
+            f.flows,
+            args.max_resident,
+            f.start_phase.as_secs_f64(),
+            f.peak_rss as f64 / (1 << 20) as f64,
+            f.peak_resident,
+            f.completed,
+            f.total.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     if args.only == "languages" {
         let root = args.guests.join("../..");
@@ -145,4 +177,46 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The durability figures: the SQLite store against memory, replay and eviction.
+fn durable(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let disk = runtime.block_on(bench::durable::store(
+        &args.guests,
+        true,
+        args.iterations,
+        args.starters,
+    ))?;
+    let mem = runtime.block_on(bench::durable::store(
+        &args.guests,
+        false,
+        args.iterations,
+        args.starters,
+    ))?;
+    for (name, f) in [("sqlite", &disk), ("memory", &mem)] {
+        println!(
+            "(D) {name:<6} {:>8.0} flows/s ({} starters, {:.1} writes/commit)   sequential median {:>6.3} ms   fan-out 100 {:>6.1} ms   ten at once {:>6.1} ms",
+            f.flows_per_sec,
+            args.starters,
+            f.writes_per_commit,
+            ms(f.sequential_median),
+            ms(f.fan_out_100),
+            ms(f.ten_fan_outs)
+        );
+    }
+    println!(
+        "    sqlite / memory: throughput {:.2}x, sequential {:.2}x",
+        disk.flows_per_sec / mem.flows_per_sec,
+        ms(disk.sequential_median) / ms(mem.sequential_median)
+    );
+    let r = runtime.block_on(bench::durable::replay(&args.guests, 10_000))?;
+    println!(
+        "(R) replay {:>8.0} entries/s ({} entries)   wake to end: resident {:.3} ms, evicted and rebuilt {:.3} ms",
+        r.entries_per_sec,
+        r.entries,
+        ms(r.resident_wake),
+        ms(r.evicted_wake)
+    );
+    Ok(())
 }

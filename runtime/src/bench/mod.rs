@@ -4,7 +4,9 @@
 //! (b) a trivial flow started and awaited through the node, sequentially and with many
 //!     concurrent starters; (c) one park/resume round trip; (d) resident memory and memory
 //!     mappings per parked instance (measured in a child process per count, so each count
-//!     starts from a clean heap).
+//!     starts from a clean heap). Durability figures are in [`durable`].
+
+pub mod durable;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -250,7 +252,7 @@ pub fn parked_in_child(exe: &Path, guests: &Path, count: u64) -> anyhow::Result<
     Ok(serde_json::from_str(line.trim())?)
 }
 
-fn rss_bytes() -> anyhow::Result<u64> {
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
     let pages: u64 = statm.split_whitespace().nth(1).unwrap_or("0").parse()?;
     Ok(pages * 4096)
