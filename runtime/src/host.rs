@@ -5,7 +5,7 @@
 //! (as a resumption, ahead of new starts) before guest code runs again. While parked,
 //! the instance's fiber is suspended: it holds no slot and no OS thread.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -76,8 +76,9 @@ pub struct HostState {
     info: InstanceInfo,
     pool: Arc<Pool>,
     slot: SlotHolder,
-    /// Started and not yet joined children, by id.
-    children: HashSet<String>,
+    /// Started and not yet joined children, by id, with their handle when started in this
+    /// life of the instance (a replayed start has none: its outcome comes from the node).
+    children: HashMap<String, Option<FlowHandle>>,
     meter: Meter,
     recorder: Recorder,
     /// The wait an evicted instance left behind; its run loop awaits it before the rebuild.
@@ -118,7 +119,7 @@ impl HostState {
             info,
             pool,
             slot,
-            children: HashSet::new(),
+            children: HashMap::new(),
             meter: Meter::new(settings.limits),
             recorder,
             evicted_wait: None,
@@ -255,19 +256,23 @@ impl host::Host for HostState {
             self.meter.child_started()?;
             let started = calls::started_from_json(&answer)?;
             if let Ok(id) = &started {
-                self.children.insert(id.clone());
+                self.children.insert(id.clone(), None);
             }
             return Ok(started.map_err(Into::into));
         }
         let id = self.child_id(None);
         let request =
             StartRequest::subflow(flow, input, self.info.id.clone(), priority).with_id(id);
-        let started = self.start_child(request).await?.map(|h| h.id().to_string());
-        self.recorder.record("start", args, encode(&started))?;
-        if let Ok(id) = &started {
-            self.children.insert(id.clone());
+        let started = self.start_child(request).await?;
+        let id = started
+            .as_ref()
+            .map(|h| h.id().to_string())
+            .map_err(Clone::clone);
+        self.recorder.record("start", args, encode(&id))?;
+        if let Ok(handle) = started {
+            self.children.insert(handle.id().to_string(), Some(handle));
         }
-        Ok(started.map_err(Into::into))
+        Ok(id.map_err(Into::into))
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
@@ -277,12 +282,15 @@ impl host::Host for HostState {
             self.children.remove(&id);
             return Ok(calls::outcome_from_json(&answer)?);
         }
-        if !self.children.remove(&id) {
-            return Ok(Err(WitFlowError::Rejected(format!(
-                "join: `{id}` is not an unjoined child of this instance"
-            ))));
-        }
-        let outcome = self.park(self.node.outcome_of(&id)).await?;
+        let outcome = match self.children.remove(&id) {
+            None => {
+                return Ok(Err(WitFlowError::Rejected(format!(
+                    "join: `{id}` is not an unjoined child of this instance"
+                ))));
+            }
+            Some(Some(handle)) => self.park(handle.outcome()).await?,
+            Some(None) => self.park(self.node.outcome_of(&id)).await?,
+        };
         self.recorder
             .record("join", args, calls::outcome_to_json(&outcome))?;
         Ok(outcome.map_err(Into::into))

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Invocation;
+use crate::bindings::sluice::flow::types::Origin;
 use crate::engine::Metering;
 use crate::error::FlowError;
 use crate::events::EventKind;
@@ -95,7 +96,8 @@ pub(crate) async fn run(
             End::Held(_) => EventKind::Held,
             _ => EventKind::Finished,
         };
-        node.conclude(&invocation.id, end).await;
+        let child = matches!(invocation.origin, Origin::Subflow(_));
+        node.conclude(&invocation.id, end, child).await;
         node.events()
             .send(&invocation.id, &flow.name, pool.name(), kind);
     }

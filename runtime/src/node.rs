@@ -446,20 +446,50 @@ impl Node {
 
     /// The outcome of instance `id` once it ends, whether it runs here now or ended before.
     pub(crate) fn outcome_of(&self, id: &str) -> impl Future<Output = Outcome> + Send + 'static {
-        let rx = match self.attach(id) {
-            Some(handle) => Ok(handle),
-            None => Err(FlowError::Rejected(format!("no instance {id}"))),
-        };
+        let (node, id) = (self.clone(), id.to_string());
         async move {
-            match rx {
-                Ok(handle) => handle.outcome().await,
+            let completions = &node.inner.completions;
+            let journal = &node.inner.journal;
+            let ended = |node: &Node| -> Result<Option<Outcome>, FlowError> {
+                let record = node.inner.journal.store().record(&id);
+                match record.map_err(|e| FlowError::Failed(e.to_string()))? {
+                    Some(record) => Ok(outcome_of_record(&record)),
+                    None => Ok(None),
+                }
+            };
+            let waited = |rx: oneshot::Receiver<Outcome>| async {
+                rx.await
+                    .unwrap_or_else(|_| Err(FlowError::Failed(format!("instance {id} vanished"))))
+            };
+            if let Some(rx) = completions.watch_if_known(&id) {
+                return waited(rx).await;
+            }
+            match ended(&node) {
+                Ok(Some(outcome)) => return outcome,
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            // It may have ended with its end still queued: once that is committed, the store
+            // has it.
+            if let Err(e) = journal.sync().await {
+                return Err(FlowError::Failed(e.to_string()));
+            }
+            if let Some(rx) = completions.watch_if_known(&id) {
+                return waited(rx).await;
+            }
+            match ended(&node) {
+                Ok(Some(outcome)) => outcome,
+                // Held, or not resumed yet: wait for whoever runs it next.
+                Ok(None) => waited(completions.watch(&id)).await,
                 Err(e) => Err(e),
             }
         }
     }
 
-    /// Record how instance `id` ended, then tell whoever waits for it.
-    pub(crate) async fn conclude(&self, id: &str, end: End) {
+    /// Record how instance `id` ended, then tell whoever waits for it. A child's end is only
+    /// queued: its parent, the one who learns it, queues its own writes after it, so a crash
+    /// keeps both or neither. Anyone else learns an end only once it is durable.
+    pub(crate) async fn conclude(&self, id: &str, end: End, child: bool) {
         let (write, outcome) = match end {
             End::Completed(output) => (
                 Write::Status {
@@ -489,7 +519,13 @@ impl Node {
                 None,
             ),
         };
-        if let Err(e) = self.inner.journal.write(vec![write]).await {
+        let held = outcome.is_none();
+        let recorded = if child && !held {
+            self.inner.journal.append(vec![write])
+        } else {
+            self.inner.journal.write(vec![write]).await
+        };
+        if let Err(e) = recorded {
             // Waiters still learn the outcome; after a restart the instance is replayed.
             tracing::error!("cannot record the end of instance {id}: {e}");
         }
