@@ -251,20 +251,36 @@ pub async fn scale(
         })
     };
     let t = Instant::now();
+    // Concurrent starters: each start waits for its record to be durable.
+    const STARTERS: usize = 64;
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..STARTERS)
+        .map(|k| {
+            let (node, input, started) = (node.clone(), input.clone(), started.clone());
+            let count = flows / STARTERS + usize::from(k < flows % STARTERS);
+            tokio::spawn(async move {
+                let mut handles = Vec::with_capacity(count);
+                for _ in 0..count {
+                    handles.push(
+                        node.start(StartRequest::rpc("sleeper", input.clone(), "bench"))
+                            .await?,
+                    );
+                    let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n % 100_000 == 0 {
+                        eprintln!(
+                            "  started {n} flows in {:.1}s, RSS {} MiB",
+                            t.elapsed().as_secs_f64(),
+                            rss_bytes()? >> 20
+                        );
+                    }
+                }
+                anyhow::Ok(handles)
+            })
+        })
+        .collect();
     let mut handles = Vec::with_capacity(flows);
-    for i in 0..flows {
-        handles.push(
-            node.start(StartRequest::rpc("sleeper", input.clone(), "bench"))
-                .await?,
-        );
-        if i % 100_000 == 99_999 {
-            eprintln!(
-                "  started {} flows in {:.1}s, RSS {} MiB",
-                i + 1,
-                t.elapsed().as_secs_f64(),
-                rss_bytes()? >> 20
-            );
-        }
+    for task in tasks {
+        handles.extend(task.await??);
     }
     let start_phase = t.elapsed();
     let mut completed = 0;
