@@ -209,6 +209,8 @@ impl HostState {
         request: StartRequest,
     ) -> wasmtime::Result<Result<FlowHandle, FlowError>> {
         self.meter.child_started()?;
+        // The parent's record goes to the store before its child's.
+        self.recorder.flush()?;
         Ok(self.node.start(request).await.map_err(FlowError::from))
     }
 }

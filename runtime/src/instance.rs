@@ -1,9 +1,12 @@
 //! One flow instance from admission to its end: attempts (retries), and within an attempt,
 //! segments: a store, an instance and one `run` call, replaying the journal first. An
-//! instance evicted while parked ends its segment; the next one rebuilds it by replay.
+//! instance evicted while parked ends its segment and its episode (its task); a small task
+//! waits for what it waited for, then the next episode rebuilds it by replay.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -14,10 +17,10 @@ use crate::bindings::sluice::flow::types::Origin;
 use crate::engine::Metering;
 use crate::error::FlowError;
 use crate::events::EventKind;
-use crate::host::{EvictedWait, HostState, InstanceInfo, Parked, SlotHolder};
+use crate::host::{EvictedWait, HostState, InstanceInfo, SlotHolder};
 use crate::journal::Write;
 use crate::node::Node;
-use crate::recorder::{Nondeterminism, Recorder};
+use crate::recorder::{Nondeterminism, PendingRecord, Recorder, take_pending};
 use crate::registry::RegisteredFlow;
 use crate::scheduler::{Admission, Pool, QueueClass, Slot};
 
@@ -47,7 +50,8 @@ enum Segment {
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
 /// `attempts` counts the failed attempts of earlier lives of the node; `fresh` says the
-/// instance was just created, so its journal is empty.
+/// instance was just created, so its journal is empty; `pending` holds its record when it
+/// is not written yet (see [`PendingRecord`]).
 pub(crate) async fn run(
     node: Node,
     flow: Arc<RegisteredFlow>,
@@ -56,114 +60,125 @@ pub(crate) async fn run(
     input: Vec<u8>,
     attempts: u32,
     fresh: bool,
+    pending: Option<Vec<Write>>,
 ) {
-    let pool = admission.pool().clone();
-    let admitted = Instant::now();
-    let span =
-        tracing::info_span!("flow", flow = %flow.name, id = %invocation.id, pool = %pool.name());
-    async move {
-        let run = Run {
-            node: &node,
-            flow: &flow,
-            invocation: &invocation,
-            input: &input,
-            pool: pool.clone(),
-            admitted,
-            fresh: AtomicBool::new(fresh),
-        };
-        let end = run.attempts(admission, attempts).await;
-        let label = match &end {
-            End::Completed(_) => "completed",
-            End::Failed(FlowError::TimedOut) => "timed-out",
-            End::Failed(FlowError::Cancelled) => "cancelled",
-            End::Failed(_) => "failed",
-            End::Held(_) => "held",
-        };
-        pool.stats().finished(matches!(end, End::Completed(_)));
-        node.metrics()
-            .finished(&flow.name, pool.name(), label, admitted.elapsed());
-        match &end {
-            End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
-            End::Failed(FlowError::TimedOut) => {}
-            End::Failed(e) => tracing::warn!("{e}"),
-            End::Held(why) => tracing::error!(
-                "flow `{}` instance {} is held in the flow hospital: {why}",
-                flow.name,
-                invocation.id
-            ),
-        }
-        let kind = match end {
-            End::Held(_) => EventKind::Held,
-            _ => EventKind::Finished,
-        };
-        let child = matches!(invocation.origin, Origin::Subflow(_));
-        node.conclude(&invocation.id, end, child).await;
-        node.events()
-            .send(&invocation.id, &flow.name, pool.name(), kind);
-    }
-    .instrument(span)
-    .await
+    let life = Life {
+        pending: Arc::new(Mutex::new(pending)),
+        pool: admission.pool().clone(),
+        node,
+        flow,
+        invocation,
+        input,
+        attempts,
+        admitted: Instant::now(),
+        attempt_deadline: None,
+        fresh: AtomicBool::new(fresh),
+        started: false,
+    };
+    life.episode(Some(admission)).await;
 }
 
-/// One instance's run: what every attempt and segment needs.
-struct Run<'a> {
-    node: &'a Node,
-    flow: &'a Arc<RegisteredFlow>,
-    invocation: &'a Invocation,
-    input: &'a [u8],
+/// Everything an instance needs between its episodes: while it is evicted this (and the
+/// wait it left) is all that is kept of it.
+struct Life {
+    node: Node,
+    flow: Arc<RegisteredFlow>,
+    invocation: Invocation,
+    input: Vec<u8>,
     pool: Arc<Pool>,
+    /// Failed attempts so far.
+    attempts: u32,
     admitted: Instant,
+    /// When the current attempt times out (its start plus the flow's or pool's timeout).
+    attempt_deadline: Option<tokio::time::Instant>,
     /// Set until the first segment: the journal is known to be empty.
     fresh: AtomicBool,
+    /// Whether it got its first slot.
+    started: bool,
+    /// Its record, until something makes it go to the store.
+    pending: PendingRecord,
 }
 
-impl Run<'_> {
-    /// Attempts until one completes, the retry policy gives up, or the instance is held.
-    async fn attempts(&self, admission: Admission, mut attempts: u32) -> End {
-        let pool = admission.pool().clone();
-        let mut first = Some(admission);
+/// How an episode ended.
+enum Episode {
+    End(End),
+    Evicted(EvictedWait),
+}
+
+impl Life {
+    /// One episode: resident from a slot until the instance ends or is evicted. An evicted
+    /// instance leaves only a small task behind, which waits and then starts the next episode.
+    fn episode(mut self, admission: Option<Admission>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let span = tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name());
+            let episode = self.attempts(admission).instrument(span.clone()).await;
+            match episode {
+                Episode::End(end) => self.conclude(end).instrument(span).await,
+                Episode::Evicted(wait) => {
+                    let executor = self.node.pools().executor(self.pool.name()).handle();
+                    let deadline = self.attempt_deadline;
+                    executor.clone().spawn(async move {
+                        self.pool.stats().parked();
+                        match deadline {
+                            // Past its deadline the next episode times out at once.
+                            Some(d) => drop(tokio::time::timeout_at(d, wait).await),
+                            None => wait.await,
+                        }
+                        self.pool.stats().unparked();
+                        executor.spawn(self.episode(None));
+                    });
+                }
+            }
+        })
+    }
+
+    /// Attempts until one completes, the retry policy gives up, the instance is held, or it
+    /// is evicted.
+    async fn attempts(&mut self, mut admission: Option<Admission>) -> Episode {
         loop {
-            let work = self.segments(&mut first);
-            let result = match self.flow.settings.timeout.or(pool.timeout()) {
-                None => work.await,
-                Some(limit) => match tokio::time::timeout(limit, work).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        // Dropping the work dropped the store: the instance and its slot are gone.
-                        tracing::error!(
-                            "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
-                            self.flow.name,
-                            self.invocation.id,
-                            pool.name(),
-                            self.admitted.elapsed().as_secs_f64(),
-                            humantime::format_duration(limit)
-                        );
-                        Err(Stop::Failed(FlowError::TimedOut))
-                    }
-                },
+            let limit = self.flow.settings.timeout.or(self.pool.timeout());
+            if self.attempt_deadline.is_none() {
+                self.attempt_deadline = limit.map(|l| tokio::time::Instant::now() + l);
+            }
+            let deadline = self.attempt_deadline;
+            let work = self.segment_with_slot(admission.take());
+            let result = match deadline {
+                None => Some(work.await),
+                // Dropping the work on time-out drops the store: the instance and its slot go.
+                Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
             };
+            let result = result.unwrap_or_else(|| {
+                tracing::error!(
+                    "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
+                    self.flow.name,
+                    self.invocation.id,
+                    self.pool.name(),
+                    self.admitted.elapsed().as_secs_f64(),
+                    humantime::format_duration(limit.unwrap_or_default())
+                );
+                Segment::Done(Err(Stop::Failed(FlowError::TimedOut)))
+            });
             let error = match result {
-                Ok(output) => return End::Completed(output),
-                Err(Stop::Held(why)) => return End::Held(why),
-                Err(Stop::Failed(e)) => e,
+                Segment::Evicted(wait) => return Episode::Evicted(wait),
+                Segment::Done(Ok(output)) => return Episode::End(End::Completed(output)),
+                Segment::Done(Err(Stop::Held(why))) => return Episode::End(End::Held(why)),
+                Segment::Done(Err(Stop::Failed(e))) => e,
             };
             let Some(policy) = self.flow.settings.retry else {
-                return End::Failed(error);
+                return Episode::End(End::Failed(error));
             };
-            attempts += 1;
-            let id = self.invocation.id.clone();
-            if let Err(e) = self
-                .node
-                .journal()
-                .write(vec![Write::Attempted { id, attempts }])
-                .await
-            {
+            self.attempts += 1;
+            self.attempt_deadline = None;
+            let (id, attempts) = (self.invocation.id.clone(), self.attempts);
+            let mut batch = take_pending(&self.pending).unwrap_or_default();
+            batch.push(Write::Attempted { id, attempts });
+            if let Err(e) = self.node.journal().write(batch).await {
                 tracing::error!("cannot record attempt {attempts}: {e}");
             }
             if attempts >= policy.attempts {
-                return End::Held(format!(
+                return Episode::End(End::Held(format!(
                     "retries exhausted: {attempts} attempts failed, the last with: {error}"
-                ));
+                )));
             }
             let backoff = policy.backoff(attempts);
             tracing::warn!(
@@ -175,58 +190,78 @@ impl Run<'_> {
         }
     }
 
-    /// Segments until the instance ends: after an eviction, wait parked and rebuild.
-    async fn segments(&self, first: &mut Option<Admission>) -> Result<Vec<u8>, Stop> {
-        let node = self.node;
-        loop {
-            let fresh = first.is_some();
-            let (pool, slot) = match first.take() {
-                Some(admission) => {
-                    let pool = admission.pool().clone();
-                    (pool, admission.wait().await)
-                }
-                None => {
-                    let pool = self.pool.clone();
-                    let slot = pool.acquire(QueueClass::Resume).await;
-                    (pool, slot)
-                }
-            };
-            // Never wait for a place in memory while holding a slot: slot holders must be
-            // able to finish or park, or everyone could wait on everyone.
-            let (slot, _resident) = match node.residency().try_acquire() {
-                Some(resident) => (slot, resident),
-                None => {
-                    drop(slot);
-                    let resident = node.residency().acquire().await;
-                    (pool.acquire(QueueClass::Resume).await, resident)
-                }
-            };
-            if fresh {
-                pool.stats().started();
-                node.metrics().started(pool.name(), self.admitted.elapsed());
-                node.events().send(
-                    &self.invocation.id,
-                    &self.flow.name,
-                    pool.name(),
-                    EventKind::Started,
-                );
+    /// A slot (the admission's first, else as a resumption) and a place in memory, then one
+    /// segment.
+    async fn segment_with_slot(&mut self, admission: Option<Admission>) -> Segment {
+        let node = self.node.clone();
+        let pool = self.pool.clone();
+        let slot = match admission {
+            Some(admission) => admission.wait().await,
+            None => pool.acquire(QueueClass::Resume).await,
+        };
+        // Never wait for a place in memory while holding a slot: slot holders must be able
+        // to finish or park, or everyone could wait on everyone.
+        let (slot, _resident) = match node.residency().try_acquire() {
+            Some(resident) => (slot, resident),
+            None => {
+                drop(slot);
+                let resident = node.residency().acquire().await;
+                (pool.acquire(QueueClass::Resume).await, resident)
             }
-            // Boxed: an evicted instance waiting below keeps only this loop's small state,
-            // not the room a running instance's call needs.
-            match Box::pin(self.segment(slot)).await {
-                Segment::Done(result) => return result,
-                Segment::Evicted(wait) => {
-                    let _parked = Parked::new(&pool);
-                    drop(_resident);
-                    wait.await;
-                }
-            }
+        };
+        if !self.started {
+            self.started = true;
+            pool.stats().started();
+            node.metrics().started(pool.name(), self.admitted.elapsed());
+            node.events().send(
+                &self.invocation.id,
+                &self.flow.name,
+                pool.name(),
+                EventKind::Started,
+            );
         }
+        // Boxed: only a running segment needs the room a call into the guest takes.
+        Box::pin(self.segment(slot)).await
+    }
+
+    /// Record the end, count it, and tell whoever waits.
+    async fn conclude(self, end: End) {
+        let (node, flow, pool) = (&self.node, &self.flow, &self.pool);
+        let label = match &end {
+            End::Completed(_) => "completed",
+            End::Failed(FlowError::TimedOut) => "timed-out",
+            End::Failed(FlowError::Cancelled) => "cancelled",
+            End::Failed(_) => "failed",
+            End::Held(_) => "held",
+        };
+        pool.stats().finished(matches!(end, End::Completed(_)));
+        node.metrics()
+            .finished(&flow.name, pool.name(), label, self.admitted.elapsed());
+        match &end {
+            End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
+            End::Failed(FlowError::TimedOut) => {}
+            End::Failed(e) => tracing::warn!("{e}"),
+            End::Held(why) => tracing::error!(
+                "flow `{}` instance {} is held in the flow hospital: {why}",
+                flow.name,
+                self.invocation.id
+            ),
+        }
+        let kind = match end {
+            End::Held(_) => EventKind::Held,
+            _ => EventKind::Finished,
+        };
+        let child = matches!(self.invocation.origin, Origin::Subflow(_));
+        let pending = take_pending(&self.pending).unwrap_or_default();
+        node.conclude(&self.invocation.id, end, child, pending)
+            .await;
+        node.events()
+            .send(&self.invocation.id, &flow.name, pool.name(), kind);
     }
 
     /// One store and instance: replay the journal, then run live until the end or an eviction.
     async fn segment(&self, slot: Slot) -> Segment {
-        let node = self.node;
+        let node = &self.node;
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let recorded = if self.fresh.swap(false, Ordering::Relaxed) {
             Vec::new()
@@ -242,7 +277,8 @@ impl Run<'_> {
                 Err(e) => return failed(e.to_string()),
             }
         };
-        let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded);
+        let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded)
+            .with_pending(self.pending.clone());
         let info = InstanceInfo {
             id: self.invocation.id.clone(),
             flow: self.flow.name.clone(),
@@ -278,7 +314,7 @@ impl Run<'_> {
             }
             Metering::Off => {}
         }
-        let outcome = execute(&mut store, self.flow, self.invocation, self.input).await;
+        let outcome = execute(&mut store, &self.flow, &self.invocation, &self.input).await;
         let state = store.data_mut();
         if let Some(wait) = state.take_evicted_wait() {
             return Segment::Evicted(wait);

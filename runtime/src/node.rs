@@ -322,6 +322,17 @@ impl Node {
     /// it durably, run it. Refused at once (nothing created) when the flow is unknown or the
     /// pool's queue is full. A request for an id the node knows attaches to that instance.
     pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
+        self.start_with(request, true).await
+    }
+
+    /// [`Node::start`]; `acknowledge`: return only once the instance's record is durable.
+    /// Without it (for [`Node::run`], whose caller learns nothing before the end) the record
+    /// is written with the instance's first write, its end included: one commit, not two.
+    async fn start_with(
+        &self,
+        request: StartRequest,
+        acknowledge: bool,
+    ) -> Result<FlowHandle, StartError> {
         if let Some(id) = &request.id
             && let Some(handle) = self.attach(id)
         {
@@ -389,10 +400,14 @@ impl Node {
         batch.push(Write::Create(record));
         // A child needs no wait: its parent's later writes queue after its record, so a crash
         // keeps both or neither. A caller outside the node is told only once it is durable.
+        let mut pending = None;
         let recorded = if matches!(invocation.origin, Origin::Subflow(_)) {
             self.inner.journal.append(batch)
-        } else {
+        } else if acknowledge {
             self.inner.journal.write(batch).await
+        } else {
+            pending = Some(batch);
+            Ok(())
         };
         if let Err(source) = recorded {
             if first_use {
@@ -418,6 +433,7 @@ impl Node {
             request.input,
             0,
             true,
+            pending,
         );
         self.inner.pools.executor(pool.name()).spawn(run);
         Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
@@ -489,7 +505,7 @@ impl Node {
     /// Record how instance `id` ended, then tell whoever waits for it. A child's end is only
     /// queued: its parent, the one who learns it, queues its own writes after it, so a crash
     /// keeps both or neither. Anyone else learns an end only once it is durable.
-    pub(crate) async fn conclude(&self, id: &str, end: End, child: bool) {
+    pub(crate) async fn conclude(&self, id: &str, end: End, child: bool, before: Vec<Write>) {
         let (write, outcome) = match end {
             End::Completed(output) => (
                 Write::Status {
@@ -520,10 +536,12 @@ impl Node {
             ),
         };
         let held = outcome.is_none();
+        let mut batch = before;
+        batch.push(write);
         let recorded = if child && !held {
-            self.inner.journal.append(vec![write])
+            self.inner.journal.append(batch)
         } else {
-            self.inner.journal.write(vec![write]).await
+            self.inner.journal.write(batch).await
         };
         if let Err(e) = recorded {
             // Waiters still learn the outcome; after a restart the instance is replayed.
@@ -571,9 +589,11 @@ impl Node {
         self.inner.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Start and wait for the outcome.
+    /// Start and wait for the outcome. The instance is recorded durably before anything of
+    /// it is seen outside (a child, its end); a crash before that loses a run whose caller
+    /// was told nothing.
     pub async fn run(&self, request: StartRequest) -> Result<Outcome, StartError> {
-        Ok(self.start(request).await?.outcome().await)
+        Ok(self.start_with(request, false).await?.outcome().await)
     }
 
     /// The mapper component's choice when one is configured, else the built-in rules.

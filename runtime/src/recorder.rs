@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use thiserror::Error;
@@ -75,12 +76,17 @@ fn shorten(v: &Value) -> String {
     format!("{cut}...")
 }
 
+/// Writes that must reach the store before anything else of an instance: its record, when
+/// it was started by [`crate::Node::run`] (whose caller learns nothing before the end).
+pub type PendingRecord = Arc<Mutex<Option<Vec<Write>>>>;
+
 /// The journal of one instance as its host sees it.
 pub struct Recorder {
     id: String,
     journal: Journal,
     recorded: VecDeque<Entry>,
     next: u64,
+    pending: PendingRecord,
 }
 
 impl Recorder {
@@ -91,6 +97,21 @@ impl Recorder {
             journal,
             recorded: recorded.into(),
             next: 0,
+            pending: PendingRecord::default(),
+        }
+    }
+
+    /// The same recorder, writing `pending` before its first entry.
+    pub fn with_pending(mut self, pending: PendingRecord) -> Self {
+        self.pending = pending;
+        self
+    }
+
+    /// Queue the instance's pending record, if any, so what follows may refer to it.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        match take_pending(&self.pending) {
+            Some(batch) => self.journal.append(batch),
+            None => Ok(()),
         }
     }
 
@@ -126,10 +147,12 @@ impl Recorder {
             args,
             result,
         };
-        self.journal.append(vec![Write::Append {
+        let mut batch = take_pending(&self.pending).unwrap_or_default();
+        batch.push(Write::Append {
             id: self.id.clone(),
             entry,
-        }])?;
+        });
+        self.journal.append(batch)?;
         self.next += 1;
         Ok(())
     }
@@ -139,4 +162,9 @@ impl Recorder {
         let left: Vec<Entry> = self.recorded.iter().cloned().collect();
         Nondeterminism::ended_early(&left)
     }
+}
+
+/// The pending record's writes, taken (so they are written once).
+pub fn take_pending(pending: &PendingRecord) -> Option<Vec<Write>> {
+    pending.lock().unwrap_or_else(|p| p.into_inner()).take()
 }

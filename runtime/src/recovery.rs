@@ -167,6 +167,7 @@ impl Node {
             record.input.0,
             record.attempts,
             false,
+            None,
         );
         self.pools().executor(pool.name()).spawn(run);
         Ok(())

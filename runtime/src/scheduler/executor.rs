@@ -44,6 +44,11 @@ impl PoolExecutor {
     {
         self.handle.spawn(future)
     }
+
+    /// A handle that spawns on this pool's threads, for tasks that outlive a borrow.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
 }
 
 impl Drop for PoolExecutor {
