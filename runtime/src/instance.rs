@@ -18,7 +18,7 @@ use crate::engine::Metering;
 use crate::error::FlowError;
 use crate::events::EventKind;
 use crate::host::{EvictedWait, HostState, InstanceInfo, SlotHolder};
-use crate::journal::Write;
+use crate::journal::{Entry, StoreError, Write};
 use crate::node::Node;
 use crate::recorder::{Nondeterminism, PendingRecord, Recorder, take_pending};
 use crate::registry::RegisteredFlow;
@@ -49,33 +49,39 @@ enum Segment {
 
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
-/// `attempts` counts the failed attempts of earlier lives of the node; `fresh` says the
-/// instance was just created, so its journal is empty; `pending` holds its record when it
-/// is not written yet (see [`PendingRecord`]).
-pub(crate) async fn run(
-    node: Node,
-    flow: Arc<RegisteredFlow>,
-    admission: Admission,
-    invocation: Invocation,
-    input: Vec<u8>,
-    attempts: u32,
-    fresh: bool,
-    pending: Option<Vec<Write>>,
-) {
+pub(crate) async fn run(node: Node, start: Admitted) {
     let life = Life {
-        pending: Arc::new(Mutex::new(pending)),
-        pool: admission.pool().clone(),
+        pending: Arc::new(Mutex::new(start.pending)),
+        pool: start.admission.pool().clone(),
         node,
-        flow,
-        invocation,
-        input,
-        attempts,
+        flow: start.flow,
+        invocation: start.invocation,
+        input: start.input,
+        attempts: start.attempts,
         admitted: Instant::now(),
         attempt_deadline: None,
-        fresh: AtomicBool::new(fresh),
+        fresh: AtomicBool::new(start.fresh),
         started: false,
     };
-    life.episode(Some(admission)).await;
+    life.episode(Some(start.admission)).await;
+}
+
+/// An instance admitted to a pool, as [`run`] takes it.
+pub(crate) struct Admitted {
+    /// The flow, on the build the instance is pinned to.
+    pub flow: Arc<RegisteredFlow>,
+    /// Its place in the pool's queue.
+    pub admission: Admission,
+    /// What the guest is told about itself.
+    pub invocation: Invocation,
+    /// Its input.
+    pub input: Vec<u8>,
+    /// Failed attempts in earlier lives of the node.
+    pub attempts: u32,
+    /// Just created: its journal is empty.
+    pub fresh: bool,
+    /// Its record, when not written yet (see [`PendingRecord`]).
+    pub pending: Option<Vec<Write>>,
 }
 
 /// Everything an instance needs between its episodes: while it is evicted this (and the
@@ -195,6 +201,17 @@ impl Life {
     async fn segment_with_slot(&mut self, admission: Option<Admission>) -> Segment {
         let node = self.node.clone();
         let pool = self.pool.clone();
+        // The journal to replay, read before taking a slot: the wait for earlier writes to
+        // commit must not hold one.
+        let recorded = if self.fresh.swap(false, Ordering::Relaxed) {
+            Ok(Vec::new())
+        } else {
+            let journal = node.journal();
+            match journal.sync().await {
+                Ok(()) => journal.store().journal(&self.invocation.id),
+                Err(e) => Err(e),
+            }
+        };
         let slot = match admission {
             Some(admission) => admission.wait().await,
             None => pool.acquire(QueueClass::Resume).await,
@@ -221,7 +238,7 @@ impl Life {
             );
         }
         // Boxed: only a running segment needs the room a call into the guest takes.
-        Box::pin(self.segment(slot)).await
+        Box::pin(self.segment(slot, recorded)).await
     }
 
     /// Record the end, count it, and tell whoever waits.
@@ -260,22 +277,12 @@ impl Life {
     }
 
     /// One store and instance: replay the journal, then run live until the end or an eviction.
-    async fn segment(&self, slot: Slot) -> Segment {
+    async fn segment(&self, slot: Slot, recorded: Result<Vec<Entry>, StoreError>) -> Segment {
         let node = &self.node;
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
-        let recorded = if self.fresh.swap(false, Ordering::Relaxed) {
-            Vec::new()
-        } else {
-            // What this instance queued before must be readable: wait until it is committed.
-            let journal = node.journal();
-            match journal
-                .sync()
-                .await
-                .and_then(|()| journal.store().journal(&self.invocation.id))
-            {
-                Ok(entries) => entries,
-                Err(e) => return failed(e.to_string()),
-            }
+        let recorded = match recorded {
+            Ok(entries) => entries,
+            Err(e) => return failed(e.to_string()),
         };
         let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded)
             .with_pending(self.pending.clone());

@@ -14,7 +14,7 @@ use crate::config::NodeConfig;
 use crate::engine::{self, FlowEngine, Metering};
 use crate::error::{FlowError, LoadError, StartError};
 use crate::events::Events;
-use crate::instance::{self, End};
+use crate::instance::{self, Admitted, End};
 use crate::journal::{
     InstanceRecord, Journal, JournalStore, MemoryStore, SqliteStore, Status, Write, encode,
 };
@@ -427,13 +427,15 @@ impl Node {
             .admitted(pool.name(), admission.queued_at_insert());
         let run = instance::run(
             self.clone(),
-            flow,
-            admission,
-            invocation,
-            request.input,
-            0,
-            true,
-            pending,
+            Admitted {
+                flow,
+                admission,
+                invocation,
+                input: request.input,
+                attempts: 0,
+                fresh: true,
+                pending,
+            },
         );
         self.inner.pools.executor(pool.name()).spawn(run);
         Ok(FlowHandle::new(id, pool.name().to_string(), outcome))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::sluice::flow::types::{Invocation, Origin, Priority};
 use crate::error::FlowError;
-use crate::instance;
+use crate::instance::{self, Admitted};
 use crate::journal::{InstanceRecord, Status, StoreError, Write, decode};
 use crate::node::{Node, Outcome};
 use crate::registry::RegisteredFlow;
@@ -161,13 +161,15 @@ impl Node {
         let admission = pool.readmit();
         let run = instance::run(
             self.clone(),
-            flow,
-            admission,
-            invocation,
-            record.input.0,
-            record.attempts,
-            false,
-            None,
+            Admitted {
+                flow,
+                admission,
+                invocation,
+                input: record.input.0,
+                attempts: record.attempts,
+                fresh: false,
+                pending: None,
+            },
         );
         self.pools().executor(pool.name()).spawn(run);
         Ok(())
