@@ -66,6 +66,14 @@ impl Completions {
         rx
     }
 
+    /// Forget the waiters of `id` that gave up (dropped their receiver), freeing their room.
+    pub fn unwatch(&self, id: &str) {
+        if let Some(w) = self.lock().get_mut(id) {
+            w.waiters.retain(|tx| !tx.is_closed());
+            w.waiters.shrink_to_fit();
+        }
+    }
+
     /// `id` ended: tell everyone waiting. Call after its outcome is in the store.
     pub fn finish(&self, id: &str, outcome: &Outcome) {
         let waiting = self.lock().remove(id);

@@ -22,6 +22,7 @@ use crate::journal::{Entry, StoreError, Write};
 use crate::node::Node;
 use crate::recorder::{Nondeterminism, PendingRecord, Recorder, take_pending};
 use crate::registry::RegisteredFlow;
+use crate::residency::Resident;
 use crate::scheduler::{Admission, Pool, QueueClass, Slot};
 
 /// How an instance's run ended.
@@ -63,7 +64,7 @@ pub(crate) async fn run(node: Node, start: Admitted) {
         fresh: AtomicBool::new(start.fresh),
         started: false,
     };
-    life.episode(Some(start.admission)).await;
+    life.episode(Some(start.admission), None).await;
 }
 
 /// An instance admitted to a pool, as [`run`] takes it.
@@ -114,24 +115,38 @@ enum Episode {
 impl Life {
     /// One episode: resident from a slot until the instance ends or is evicted. An evicted
     /// instance leaves only a small task behind, which waits and then starts the next episode.
-    fn episode(mut self, admission: Option<Admission>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    /// `resident`: a place in memory taken already (by the waiting task of an evicted one).
+    fn episode(
+        mut self,
+        admission: Option<Admission>,
+        resident: Option<Resident>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let span = tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name());
-            let episode = self.attempts(admission).instrument(span.clone()).await;
+            let episode = self
+                .attempts(admission, resident)
+                .instrument(span.clone())
+                .await;
             match episode {
                 Episode::End(end) => self.conclude(end).instrument(span).await,
                 Episode::Evicted(wait) => {
                     let executor = self.node.pools().executor(self.pool.name()).handle();
-                    let deadline = self.attempt_deadline;
+                    // Past its deadline the next episode times out at once. (Decided here, so
+                    // the waiting task below holds one boxed future, not room for both.)
+                    let wait: EvictedWait = match self.attempt_deadline {
+                        Some(d) => Box::pin(async move {
+                            let _ = tokio::time::timeout_at(d, wait).await;
+                        }),
+                        None => wait,
+                    };
                     executor.clone().spawn(async move {
                         self.pool.stats().parked();
-                        match deadline {
-                            // Past its deadline the next episode times out at once.
-                            Some(d) => drop(tokio::time::timeout_at(d, wait).await),
-                            None => wait.await,
-                        }
+                        wait.await;
                         self.pool.stats().unparked();
-                        executor.spawn(self.episode(None));
+                        // The place in memory first: until it has one, only this small task
+                        // exists, however many evicted instances wake at once.
+                        let resident = self.node.residency().acquire().await;
+                        executor.spawn(self.episode(None, Some(resident)));
                     });
                 }
             }
@@ -140,14 +155,18 @@ impl Life {
 
     /// Attempts until one completes, the retry policy gives up, the instance is held, or it
     /// is evicted.
-    async fn attempts(&mut self, mut admission: Option<Admission>) -> Episode {
+    async fn attempts(
+        &mut self,
+        mut admission: Option<Admission>,
+        mut resident: Option<Resident>,
+    ) -> Episode {
         loop {
             let limit = self.flow.settings.timeout.or(self.pool.timeout());
             if self.attempt_deadline.is_none() {
                 self.attempt_deadline = limit.map(|l| tokio::time::Instant::now() + l);
             }
             let deadline = self.attempt_deadline;
-            let work = self.segment_with_slot(admission.take());
+            let work = self.segment_with_slot(admission.take(), resident.take());
             let result = match deadline {
                 None => Some(work.await),
                 // Dropping the work on time-out drops the store: the instance and its slot go.
@@ -198,7 +217,11 @@ impl Life {
 
     /// A slot (the admission's first, else as a resumption) and a place in memory, then one
     /// segment.
-    async fn segment_with_slot(&mut self, admission: Option<Admission>) -> Segment {
+    async fn segment_with_slot(
+        &mut self,
+        admission: Option<Admission>,
+        resident: Option<Resident>,
+    ) -> Segment {
         let node = self.node.clone();
         let pool = self.pool.clone();
         // The journal to replay, read before taking a slot: the wait for earlier writes to
@@ -218,7 +241,7 @@ impl Life {
         };
         // Never wait for a place in memory while holding a slot: slot holders must be able
         // to finish or park, or everyone could wait on everyone.
-        let (slot, _resident) = match node.residency().try_acquire() {
+        let (slot, _resident) = match resident.or_else(|| node.residency().try_acquire()) {
             Some(resident) => (slot, resident),
             None => {
                 drop(slot);

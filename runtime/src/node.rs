@@ -591,6 +591,15 @@ impl Node {
         self.inner.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Start an instance nobody here waits for (its end goes to the store); returns its id
+    /// once its record is durable. Cheaper than [`Node::start`] for many long-lived flows.
+    pub async fn submit(&self, request: StartRequest) -> Result<String, StartError> {
+        let handle = self.start_with(request, true).await?;
+        // Nobody waits: drop the waiter the start registered.
+        self.inner.completions.unwatch(handle.id());
+        Ok(handle.id().to_string())
+    }
+
     /// Start and wait for the outcome. The instance is recorded durably before anything of
     /// it is seen outside (a child, its end); a crash before that loses a run whose caller
     /// was told nothing.

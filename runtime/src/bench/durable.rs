@@ -251,7 +251,8 @@ pub async fn scale(
         })
     };
     let t = Instant::now();
-    // Concurrent starters: each start waits for its record to be durable.
+    // Concurrent starters: each start waits for its record to be durable. Nobody holds a
+    // handle: a node's callers do not wait on a million flows; their ends go to the store.
     const STARTERS: usize = 64;
     let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = (0..STARTERS)
@@ -259,12 +260,9 @@ pub async fn scale(
             let (node, input, started) = (node.clone(), input.clone(), started.clone());
             let count = flows / STARTERS + usize::from(k < flows % STARTERS);
             tokio::spawn(async move {
-                let mut handles = Vec::with_capacity(count);
                 for _ in 0..count {
-                    handles.push(
-                        node.start(StartRequest::rpc("sleeper", input.clone(), "bench"))
-                            .await?,
-                    );
+                    node.submit(StartRequest::rpc("sleeper", input.clone(), "bench"))
+                        .await?;
                     let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if n % 100_000 == 0 {
                         eprintln!(
@@ -274,21 +272,21 @@ pub async fn scale(
                         );
                     }
                 }
-                anyhow::Ok(handles)
+                anyhow::Ok(())
             })
         })
         .collect();
-    let mut handles = Vec::with_capacity(flows);
     for task in tasks {
-        handles.extend(task.await??);
+        task.await??;
     }
     let start_phase = t.elapsed();
-    let mut completed = 0;
-    for h in handles {
-        if h.outcome().await.is_ok() {
-            completed += 1;
-        }
+    let pool = node.pools().default_pool().clone();
+    let before = pool.stats().snapshot();
+    let ended = |s: &crate::scheduler::PoolSnapshot| s.completed + s.failed;
+    while ended(&pool.stats().snapshot()) - ended(&before) < flows as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let completed = (pool.stats().snapshot().completed - before.completed) as usize;
     let total = t.elapsed();
     sampler.abort();
     let figures = ScaleFigures {
