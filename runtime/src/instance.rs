@@ -52,7 +52,7 @@ enum Segment {
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
 pub(crate) async fn run(node: Node, start: Admitted) {
     let life = Life {
-        pending: Arc::new(Mutex::new(start.pending)),
+        pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
         pool: start.admission.pool().clone(),
         node,
         flow: start.flow,
@@ -145,7 +145,8 @@ impl Life {
                         self.pool.stats().unparked();
                         // The place in memory first: until it has one, only this small task
                         // exists, however many evicted instances wake at once.
-                        let resident = self.node.residency().acquire().await;
+                        // Boxed: the waiting task holds no room for this until it wakes.
+                        let resident = Box::pin(self.node.residency().acquire()).await;
                         executor.spawn(self.episode(None, Some(resident)));
                     });
                 }

@@ -78,7 +78,8 @@ fn shorten(v: &Value) -> String {
 
 /// Writes that must reach the store before anything else of an instance: its record, when
 /// it was started by [`crate::Node::run`] (whose caller learns nothing before the end).
-pub type PendingRecord = Arc<Mutex<Option<Vec<Write>>>>;
+/// `None` (no allocation) for the usual instance, whose record is written already.
+pub type PendingRecord = Option<Arc<Mutex<Option<Vec<Write>>>>>;
 
 /// The journal of one instance as its host sees it.
 pub struct Recorder {
@@ -166,5 +167,9 @@ impl Recorder {
 
 /// The pending record's writes, taken (so they are written once).
 pub fn take_pending(pending: &PendingRecord) -> Option<Vec<Write>> {
-    pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+    pending
+        .as_ref()?
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
 }

@@ -220,17 +220,32 @@ async fn flaky_node(ready_dir: &std::path::Path, attempts: u32) -> sluice::Node 
     node(&cfg).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_reruns_from_the_journal_without_rerunning_completed_children() {
-    let ready = tempfile::tempdir().unwrap();
-    let node = flaky_node(ready.path(), 50).await;
-    let input = serde_json::to_vec(&json!({ "x": 21 })).unwrap();
+/// Start `flaky` with input `x` on `node`: its id, its handle, and the node's store.
+async fn start_flaky(
+    node: &sluice::Node,
+    x: u64,
+) -> (
+    String,
+    sluice::FlowHandle,
+    std::sync::Arc<dyn sluice::journal::JournalStore>,
+) {
+    let input = serde_json::to_vec(&json!({ "x": x })).unwrap();
     let handle = node
         .start(StartRequest::rpc("flaky", input, "test"))
         .await
         .unwrap();
-    let id = handle.id().to_string();
-    let store = node.journal().store().clone();
+    (
+        handle.id().to_string(),
+        handle,
+        node.journal().store().clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_reruns_from_the_journal_without_rerunning_completed_children() {
+    let ready = tempfile::tempdir().unwrap();
+    let node = flaky_node(ready.path(), 50).await;
+    let (id, handle, store) = start_flaky(&node, 21).await;
     until("two failed attempts", Duration::from_secs(30), || {
         store.record(&id).unwrap().is_some_and(|r| r.attempts >= 2)
     })
@@ -258,13 +273,7 @@ async fn a_retry_reruns_from_the_journal_without_rerunning_completed_children() 
 async fn exhausted_retries_hold_the_instance_with_the_last_error() {
     let never = tempfile::tempdir().unwrap();
     let node = flaky_node(never.path(), 3).await;
-    let input = serde_json::to_vec(&json!({ "x": 1 })).unwrap();
-    let handle = node
-        .start(StartRequest::rpc("flaky", input, "test"))
-        .await
-        .unwrap();
-    let id = handle.id().to_string();
-    let store = node.journal().store().clone();
+    let (id, _handle, store) = start_flaky(&node, 1).await;
     until("held", Duration::from_secs(30), || {
         store
             .record(&id)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{percentile, rss_bytes, sequential};
+use super::{percentile, rss_bytes, sequential, throughput};
 use crate::journal::{Status, Write};
 use crate::{Node, NodeConfig, StartRequest};
 
@@ -76,23 +76,7 @@ pub async fn store(
     node.run(noop.clone()).await??;
 
     let (c0, w0) = node.journal().commit_stats();
-    let per_starter = iterations.max(20_000) / starters;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..starters)
-        .map(|_| {
-            let (node, noop) = (node.clone(), noop.clone());
-            tokio::spawn(async move {
-                for _ in 0..per_starter {
-                    node.run(noop.clone()).await??;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let flows_per_sec = (per_starter * starters) as f64 / t.elapsed().as_secs_f64();
+    let flows_per_sec = throughput(&node, &noop, starters, iterations.max(20_000)).await?;
     let (c1, w1) = node.journal().commit_stats();
     let writes_per_commit = (w1 - w0) as f64 / (c1 - c0).max(1) as f64;
 

@@ -80,6 +80,33 @@ async fn sequential(
     Ok(samples)
 }
 
+/// Flows per second when `starters` tasks run `request` `total` times in all, each awaiting
+/// one flow after another.
+async fn throughput(
+    node: &Node,
+    request: &StartRequest,
+    starters: usize,
+    total: usize,
+) -> anyhow::Result<f64> {
+    let per_starter = total / starters;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..starters)
+        .map(|_| {
+            let (node, request) = (node.clone(), request.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_starter {
+                    node.run(request.clone()).await??;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok((per_starter * starters) as f64 / t.elapsed().as_secs_f64())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -150,23 +177,7 @@ pub async fn core(
     let flow_local_median = local.await??;
 
     // (b) throughput with concurrent starters, at least 20,000 flows so the figure is stable.
-    let per_starter = iterations.max(20_000) / starters;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..starters)
-        .map(|_| {
-            let (node, noop) = (node.clone(), noop.clone());
-            tokio::spawn(async move {
-                for _ in 0..per_starter {
-                    node.run(noop.clone()).await??;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let flows_per_sec = (per_starter * starters) as f64 / t.elapsed().as_secs_f64();
+    let flows_per_sec = throughput(&node, &noop, starters, iterations.max(20_000)).await?;
 
     // (c) park/resume: one flow sleeping 0 ms `iterations` times, minus a flow sleeping never.
     let sleeps = |times: usize| {

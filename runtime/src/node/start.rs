@@ -1,0 +1,175 @@
+//! The ways in: [`Node::start`] (acknowledged once durable), [`Node::run`] (start and wait),
+//! [`Node::submit`] (nobody waits); starting a known id attaches to that instance.
+
+use tokio::sync::oneshot;
+
+use super::{FlowHandle, Node, Outcome, StartRequest};
+use crate::bindings::sluice::flow::types::{Invocation, Origin};
+use crate::error::{FlowError, StartError};
+use crate::instance::{self, Admitted};
+use crate::journal::{InstanceRecord, Write};
+use crate::limits::LimitExceeded;
+use crate::recovery::{StartMeta, outcome_of_record};
+use crate::scheduler::QueueClass;
+
+impl Node {
+    /// Admit a new instance: resolve the flow, choose its pool, take a queue place, record
+    /// it durably, run it. Refused at once (nothing created) when the flow is unknown or the
+    /// pool's queue is full. A request for an id the node knows attaches to that instance.
+    pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
+        self.start_with(request, true).await
+    }
+
+    /// [`Node::start`]; `acknowledge`: return only once the instance's record is durable.
+    /// Without it (for [`Node::run`], whose caller learns nothing before the end) the record
+    /// is written with the instance's first write, its end included: one commit, not two.
+    async fn start_with(
+        &self,
+        request: StartRequest,
+        acknowledge: bool,
+    ) -> Result<FlowHandle, StartError> {
+        if let Some(id) = &request.id
+            && let Some(handle) = self.attach(id)
+        {
+            return Ok(handle);
+        }
+        let flow = self
+            .inner
+            .registry
+            .resolve(&self.inner.engine, &request.flow)
+            .await?;
+        let limit = flow.settings.limits.input;
+        let size = request.input.len() as u64;
+        if size > limit {
+            return Err(StartError::Limit {
+                flow: flow.name.clone(),
+                source: LimitExceeded::Input { limit, size },
+            });
+        }
+        let id = request
+            .id
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let invocation = Invocation {
+            id: id.clone(),
+            flow: flow.name.clone(),
+            origin: request.origin,
+            priority: request.priority,
+            our_identity: self.inner.identity.clone(),
+        };
+        let pool = self
+            .choose_pool(&flow, &invocation, request.fan_out)
+            .await
+            .clone();
+        let admission = pool
+            .admit(QueueClass::from(request.priority))
+            .map_err(|full| {
+                self.inner.metrics.rejected(&full.pool);
+                StartError::QueueFull {
+                    pool: full.pool,
+                    flow: request.flow.clone(),
+                    capacity: full.capacity,
+                }
+            })?;
+        let Some(outcome) = self.inner.completions.claim(&id) else {
+            // Started concurrently under the same id: that run is the one.
+            let rx = self.inner.completions.watch(&id);
+            return Ok(FlowHandle::new(id, pool.name().to_string(), rx));
+        };
+        let meta = StartMeta::new(&invocation, pool.name(), request.fan_out);
+        let record = InstanceRecord::new(
+            &id,
+            &flow.name,
+            &flow.component.hash,
+            &request.input,
+            meta.to_json(),
+        );
+        let mut batch = Vec::with_capacity(2);
+        let first_use = self.first_use(&flow.component.hash);
+        if first_use {
+            batch.push(Write::Component {
+                hash: flow.component.hash.clone(),
+                bytes: flow.component.bytes.to_vec(),
+            });
+        }
+        batch.push(Write::Create(record));
+        // A child needs no wait: its parent's later writes queue after its record, so a crash
+        // keeps both or neither. A caller outside the node is told only once it is durable.
+        let mut pending = None;
+        let recorded = if matches!(invocation.origin, Origin::Subflow(_)) {
+            self.inner.journal.append(batch)
+        } else if acknowledge {
+            self.inner.journal.write(batch).await
+        } else {
+            pending = Some(batch);
+            Ok(())
+        };
+        if let Err(source) = recorded {
+            if first_use {
+                self.stored_lock().remove(&flow.component.hash);
+            }
+            let e = StartError::Store {
+                flow: flow.name.clone(),
+                source,
+            };
+            self.inner
+                .completions
+                .finish(&id, &Err(FlowError::Rejected(e.to_string())));
+            return Err(e);
+        }
+        self.inner
+            .metrics
+            .admitted(pool.name(), admission.queued_at_insert());
+        let run = instance::run(
+            self.clone(),
+            Admitted {
+                flow,
+                admission,
+                invocation,
+                input: request.input,
+                attempts: 0,
+                fresh: true,
+                pending,
+            },
+        );
+        self.inner.pools.executor(pool.name()).spawn(run);
+        Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
+    }
+
+    /// A handle on instance `id` if the node knows it (running here, or in the store).
+    fn attach(&self, id: &str) -> Option<FlowHandle> {
+        let completions = &self.inner.completions;
+        if let Some(rx) = completions.watch_if_known(id) {
+            return Some(FlowHandle::new(id.into(), String::new(), rx));
+        }
+        let record = self.inner.journal.store().record(id).ok()??;
+        let pool = StartMeta::parse(&record.meta)
+            .map(|m| m.pool)
+            .unwrap_or_default();
+        let rx = match outcome_of_record(&record) {
+            Some(outcome) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(outcome);
+                rx
+            }
+            None => completions.watch(id),
+        };
+        Some(FlowHandle::new(id.into(), pool, rx))
+    }
+
+    /// Start an instance nobody here waits for (its end goes to the store); returns its id
+    /// once its record is durable. Cheaper than [`Node::start`] for many long-lived flows.
+    pub async fn submit(&self, request: StartRequest) -> Result<String, StartError> {
+        let id = self.start_with(request, true).await?.id().to_string();
+        // Nobody waits: the handle is gone; drop the waiter it registered.
+        self.inner.completions.unwatch(&id);
+        Ok(id)
+    }
+
+    /// Start and wait for the outcome. The instance is recorded durably before anything of
+    /// it is seen outside (a child, its end); a crash before that loses a run whose caller
+    /// was told nothing.
+    pub async fn run(&self, request: StartRequest) -> Result<Outcome, StartError> {
+        Ok(self.start_with(request, false).await?.outcome().await)
+    }
+}
