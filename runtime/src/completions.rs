@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::oneshot;
 
@@ -20,6 +21,8 @@ struct Waiting {
 #[derive(Default)]
 pub struct Completions {
     table: Mutex<HashMap<String, Waiting>>,
+    /// Entries with `running` set, kept so reading it does not walk the table.
+    running: AtomicUsize,
 }
 
 impl Completions {
@@ -36,6 +39,7 @@ impl Completions {
             return None;
         }
         entry.running = true;
+        self.running.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         entry.waiters.push(tx);
         Some(rx)
@@ -77,6 +81,9 @@ impl Completions {
     /// `id` ended: tell everyone waiting. Call after its outcome is in the store.
     pub fn finish(&self, id: &str, outcome: &Outcome) {
         let waiting = self.lock().remove(id);
+        if waiting.as_ref().is_some_and(|w| w.running) {
+            self.running.fetch_sub(1, Ordering::Relaxed);
+        }
         for waiter in waiting.into_iter().flat_map(|w| w.waiters) {
             // A waiter that gave up (dropped its receiver) is fine.
             let _ = waiter.send(outcome.clone());
@@ -85,13 +92,16 @@ impl Completions {
 
     /// `id` stopped running without an outcome (held in the hospital): waiters keep waiting.
     pub fn hold(&self, id: &str) {
-        if let Some(w) = self.lock().get_mut(id) {
+        if let Some(w) = self.lock().get_mut(id)
+            && w.running
+        {
             w.running = false;
+            self.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Instances with a run under way here.
     pub fn running(&self) -> usize {
-        self.lock().values().filter(|w| w.running).count()
+        self.running.load(Ordering::Relaxed)
     }
 }

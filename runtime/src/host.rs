@@ -211,7 +211,12 @@ impl HostState {
         self.meter.child_started()?;
         // The parent's record goes to the store before its child's.
         self.recorder.flush()?;
-        Ok(self.node.start(request).await.map_err(FlowError::from))
+        let may_exist = !self.recorder.first_life();
+        Ok(self
+            .node
+            .start_child(request, may_exist)
+            .await
+            .map_err(FlowError::from))
     }
 }
 

@@ -227,7 +227,8 @@ impl Life {
         let pool = self.pool.clone();
         // The journal to replay, read before taking a slot: the wait for earlier writes to
         // commit must not hold one.
-        let recorded = if self.fresh.swap(false, Ordering::Relaxed) {
+        let first_life = self.fresh.swap(false, Ordering::Relaxed);
+        let recorded = if first_life {
             Ok(Vec::new())
         } else {
             let journal = node.journal();
@@ -262,7 +263,7 @@ impl Life {
             );
         }
         // Boxed: only a running segment needs the room a call into the guest takes.
-        Box::pin(self.segment(slot, recorded)).await
+        Box::pin(self.segment(slot, recorded, first_life)).await
     }
 
     /// Record the end, count it, and tell whoever waits.
@@ -301,7 +302,12 @@ impl Life {
     }
 
     /// One store and instance: replay the journal, then run live until the end or an eviction.
-    async fn segment(&self, slot: Slot, recorded: Result<Vec<Entry>, StoreError>) -> Segment {
+    async fn segment(
+        &self,
+        slot: Slot,
+        recorded: Result<Vec<Entry>, StoreError>,
+        first_life: bool,
+    ) -> Segment {
         let node = &self.node;
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let recorded = match recorded {
@@ -309,7 +315,8 @@ impl Life {
             Err(e) => return failed(e.to_string()),
         };
         let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded)
-            .with_pending(self.pending.clone());
+            .with_pending(self.pending.clone())
+            .in_first_life(first_life);
         let info = InstanceInfo {
             id: self.invocation.id.clone(),
             flow: self.flow.name.clone(),

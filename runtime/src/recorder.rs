@@ -88,6 +88,7 @@ pub struct Recorder {
     recorded: VecDeque<Entry>,
     next: u64,
     pending: PendingRecord,
+    first_life: bool,
 }
 
 impl Recorder {
@@ -99,7 +100,20 @@ impl Recorder {
             recorded: recorded.into(),
             next: 0,
             pending: PendingRecord::default(),
+            first_life: false,
         }
+    }
+
+    /// The same recorder for an instance in its first life: created just now, never run
+    /// before, so nothing it derives an id for can exist yet.
+    pub fn in_first_life(mut self, first: bool) -> Self {
+        self.first_life = first;
+        self
+    }
+
+    /// Whether the instance is in its first life (see [`Recorder::in_first_life`]).
+    pub fn first_life(&self) -> bool {
+        self.first_life
     }
 
     /// The same recorder, writing `pending` before its first entry.

@@ -58,17 +58,18 @@ fn hold_by_upgrade(cfg: &str, data_dir: &std::path::Path, id: &str) -> String {
     held.message.unwrap_or_default()
 }
 
+/// A data dir and a config registering `ordered` (and `double`) in `dir`.
+fn ordered_node(dir: &std::path::Path) -> (std::path::PathBuf, String, std::path::PathBuf) {
+    let data = dir.join("data");
+    let data_s = data.display().to_string();
+    let flows = [("ordered", guest("ordered")), ("double", guest("double"))];
+    (data, data_s, config(dir, "node.toml", &flows, ""))
+}
+
 #[test]
 fn a_build_that_calls_the_host_differently_is_held_then_retried_on_the_right_build() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.display().to_string();
-    let cfg = config(
-        dir.path(),
-        "node.toml",
-        &[("ordered", guest("ordered")), ("double", guest("double"))],
-        "",
-    );
+    let (data, data_s, cfg) = ordered_node(dir.path());
     let cfg = cfg.display().to_string();
 
     let why = hold_by_upgrade(&cfg, &data, "h-1");
@@ -140,14 +141,7 @@ fn a_build_that_calls_the_host_differently_is_held_then_retried_on_the_right_bui
 #[test]
 fn sluice_replay_accepts_the_same_build_and_names_the_first_call_a_reordered_build_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.display().to_string();
-    let cfg = config(
-        dir.path(),
-        "node.toml",
-        &[("ordered", guest("ordered")), ("double", guest("double"))],
-        "",
-    );
+    let (_, data_s, cfg) = ordered_node(dir.path());
     let out = sluice_output(&[
         "run",
         "ordered",

@@ -17,18 +17,32 @@ impl Node {
     /// it durably, run it. Refused at once (nothing created) when the flow is unknown or the
     /// pool's queue is full. A request for an id the node knows attaches to that instance.
     pub async fn start(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
-        self.start_with(request, true).await
+        self.start_with(request, true, true).await
+    }
+
+    /// Start a subflow of an instance. `may_exist`: the parent lived before (a crash, an
+    /// eviction, a retry), so the child's id may be known already; in a parent's first
+    /// life it cannot be, and the store is not asked.
+    pub(crate) async fn start_child(
+        &self,
+        request: StartRequest,
+        may_exist: bool,
+    ) -> Result<FlowHandle, StartError> {
+        self.start_with(request, true, may_exist).await
     }
 
     /// [`Node::start`]; `acknowledge`: return only once the instance's record is durable.
     /// Without it (for [`Node::run`], whose caller learns nothing before the end) the record
     /// is written with the instance's first write, its end included: one commit, not two.
+    /// `may_exist`: a given id may name a known instance, to attach to.
     async fn start_with(
         &self,
         request: StartRequest,
         acknowledge: bool,
+        may_exist: bool,
     ) -> Result<FlowHandle, StartError> {
-        if let Some(id) = &request.id
+        if may_exist
+            && let Some(id) = &request.id
             && let Some(handle) = self.attach(id)
         {
             return Ok(handle);
@@ -160,7 +174,7 @@ impl Node {
     /// Start an instance nobody here waits for (its end goes to the store); returns its id
     /// once its record is durable. Cheaper than [`Node::start`] for many long-lived flows.
     pub async fn submit(&self, request: StartRequest) -> Result<String, StartError> {
-        let id = self.start_with(request, true).await?.id().to_string();
+        let id = self.start_with(request, true, true).await?.id().to_string();
         // Nobody waits: the handle is gone; drop the waiter it registered.
         self.inner.completions.unwatch(&id);
         Ok(id)
@@ -170,6 +184,6 @@ impl Node {
     /// it is seen outside (a child, its end); a crash before that loses a run whose caller
     /// was told nothing.
     pub async fn run(&self, request: StartRequest) -> Result<Outcome, StartError> {
-        Ok(self.start_with(request, false).await?.outcome().await)
+        Ok(self.start_with(request, false, true).await?.outcome().await)
     }
 }
