@@ -8,6 +8,9 @@ wasmtime::component::bindgen!({
     world: "flow",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "sluice:flow/sessions.session": crate::messaging::SessionRef,
+    },
 });
 
 pub use self::sluice::flow::types::{FlowError as WitFlowError, LogLevel, Origin, Priority};

@@ -191,6 +191,10 @@ pub struct FlowConfig {
     /// flow hospital. Without it a failure is final.
     #[serde(default)]
     pub retry: Option<RetryConfig>,
+    /// The initiating flow this flow answers: a session opened by that flow starts this
+    /// one (Corda's `@InitiatedBy`).
+    #[serde(default)]
+    pub initiated_by: Option<String>,
 }
 
 /// `retry = { attempts = 3, backoff = "1s" }` of a flow.
@@ -225,6 +229,7 @@ impl NodeConfig {
                 attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
                 backoff: r.backoff.0,
             }),
+            initiated_by: flow.initiated_by.clone(),
         })
     }
 
@@ -294,6 +299,18 @@ impl NodeConfig {
                 return Err(format!(
                     "flows[{i}].retry.attempts = {}: must be from 1 to 1000",
                     retry.attempts
+                ));
+            }
+            if let Some(initiator) = &flow.initiated_by
+                && let Some((j, other)) = self.flows[..i]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.initiated_by.as_ref() == Some(initiator))
+            {
+                return Err(format!(
+                    "flows[{i}].initiated-by = \"{initiator}\": `{}` (flows[{j}]) already \
+                     responds to `{initiator}`; a flow has at most one responder",
+                    other.name
                 ));
             }
             if !seen.insert(flow.name.as_str()) {

@@ -23,7 +23,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::{FlowPre, sluice::flow::host};
+use crate::bindings::FlowPre;
+use crate::bindings::sluice::flow::{host, sessions};
 use crate::component_cache::{CacheOutcome, ComponentCache, ContentHash};
 use crate::error::LoadError;
 use crate::host::HostState;
@@ -74,6 +75,7 @@ impl Flavor {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
+        sessions::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
         if metering == Metering::Epoch {
             start_epoch_ticker(&engine);
         }

@@ -321,6 +321,10 @@ impl Life {
             id: self.invocation.id.clone(),
             flow: self.flow.name.clone(),
             priority: self.invocation.priority,
+            peer: match &self.invocation.origin {
+                crate::bindings::Origin::Peer(party) => Some(party.clone()),
+                _ => None,
+            },
         };
         let holder = SlotHolder::new(slot);
         let state = match HostState::new(

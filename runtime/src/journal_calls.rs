@@ -50,6 +50,61 @@ pub fn progress_args(step: &str) -> Value {
     json!({ "step": step })
 }
 
+/// Arguments of a session's constructor.
+pub fn session_args(party: &str) -> Value {
+    json!({ "party": party })
+}
+
+/// Arguments of a session's `send`.
+pub fn send_args(session: &str, payload: &[u8]) -> Value {
+    json!({ "session": session, "payload": encode(&Payload(payload.to_vec())) })
+}
+
+/// Arguments of a session's `receive`.
+pub fn receive_args(session: &str) -> Value {
+    json!({ "session": session })
+}
+
+/// Arguments of `publish`.
+pub fn publish_args(topic: &str, payload: &[u8]) -> Value {
+    json!({ "topic": topic, "payload": encode(&Payload(payload.to_vec())) })
+}
+
+/// Arguments of `wait-event`.
+pub fn wait_event_args(topic: &str, timeout_ms: Option<u64>) -> Value {
+    json!({ "topic": topic, "timeout_ms": timeout_ms })
+}
+
+/// A journaled session answer (`session`, `initiator`): the session id and party.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Opened {
+    /// The session id.
+    pub session: String,
+    /// The counterparty.
+    pub party: String,
+}
+
+/// A journaled `send` or `receive` answer.
+pub type Exchanged = Result<Option<Payload>, String>;
+
+/// A message (or why there is none), journaled.
+pub fn exchanged_to_json(exchanged: &Exchanged) -> Value {
+    encode(exchanged)
+}
+
+/// A journaled `send` or `receive` answer.
+pub fn exchanged_from_json(value: &Value) -> Result<Exchanged, StoreError> {
+    decode(value)
+}
+
+/// The payload of a journaled `send` entry's arguments, when it is one on `session`.
+pub fn sent_on(args: &Value, session: &str) -> Option<Vec<u8>> {
+    if args.get("session")?.as_str()? != session {
+        return None;
+    }
+    decode::<Payload>(args.get("payload")?).ok().map(|p| p.0)
+}
+
 /// A subflow outcome, journaled.
 pub fn outcome_to_json(outcome: &Outcome) -> Value {
     encode(&outcome.clone().map(Payload))

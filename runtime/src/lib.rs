@@ -2,7 +2,8 @@
 //!
 //! A [`Node`] loads flow components, admits start requests into named, bounded
 //! [pools](scheduler), and runs each flow instance in its own wasmtime store. Every
-//! suspension point (join, call, parallel, sleep) is an async host function that
+//! suspension point (join, call, parallel, sleep, wait for an event, receive from a
+//! session) is an async host function that
 //! releases the instance's pool slot while it waits, so a waiting flow holds no slot
 //! and no thread: a node cannot deadlock by waiting.
 //!
@@ -22,6 +23,7 @@ pub mod instance;
 pub mod journal;
 pub mod journal_calls;
 pub mod limits;
+pub mod messaging;
 pub mod meter;
 pub mod metrics;
 pub mod node;

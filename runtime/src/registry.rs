@@ -26,6 +26,8 @@ pub struct FlowSettings {
     pub grants: Vec<DirGrant>,
     /// Retries of a failed instance; `None`: a failure is final.
     pub retry: Option<RetryPolicy>,
+    /// The initiating flow whose sessions start this one, if it is a responder.
+    pub initiated_by: Option<String>,
 }
 
 /// How often and how soon a failed instance is re-run from its journal.
@@ -105,6 +107,14 @@ impl FlowRegistry {
             },
         );
         Ok(flow)
+    }
+
+    /// The registered flow that answers sessions opened by `initiator`, if any.
+    pub fn responder_for(&self, initiator: &str) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(_, e)| e.settings.initiated_by.as_deref() == Some(initiator))
+            .map(|(name, _)| name.clone())
     }
 
     /// Also look for unregistered flows as `<name>.wasm` in `dir`.

@@ -1,7 +1,8 @@
 //! Write Sluice flows in Rust.
 //!
 //! A flow is one function from a typed input to a typed output, given a [`Ctx`]
-//! through which it reaches the node: subflows, time, randomness, logging.
+//! through which it reaches the node: subflows, time, randomness, events, sessions with
+//! counterparties ([`Session`]), logging.
 //! Payloads cross the boundary as JSON; the raw WIT (`sluice wit`) stays usable
 //! from any language.
 //!
@@ -31,7 +32,7 @@ pub mod bindings {
     });
 }
 
-use bindings::sluice::flow::host;
+use bindings::sluice::flow::{host, sessions};
 pub use bindings::sluice::flow::types::{FlowError, Invocation, LogLevel, Origin, Priority};
 
 /// Why a flow step failed. Converts to the flow's error message when returned from a flow.
@@ -41,6 +42,8 @@ pub enum Error {
     Subflow { flow: String, error: FlowError },
     /// A payload was not the JSON the flow expected.
     Json(String),
+    /// A session with a counterparty failed (unknown party, no responder, it ended).
+    Session { party: String, message: String },
     /// The flow's own failure.
     Failed(String),
 }
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
         match self {
             Error::Subflow { flow, error } => write!(f, "subflow {flow}: {}", describe(error)),
             Error::Json(msg) => write!(f, "bad JSON payload: {msg}"),
+            Error::Session { party, message } => write!(f, "session with {party}: {message}"),
             Error::Failed(msg) => f.write_str(msg),
         }
     }
@@ -100,6 +104,40 @@ impl Child {
     /// The child's instance id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+}
+
+/// A session with a counterparty's flow: ordered messages both ways, JSON-encoded.
+pub struct Session {
+    inner: sessions::Session,
+}
+
+impl Session {
+    /// The party at the other end.
+    pub fn counterparty(&self) -> String {
+        self.inner.counterparty()
+    }
+
+    fn failed(&self, message: String) -> Error {
+        Error::Session { party: self.counterparty(), message }
+    }
+
+    /// Send `message`; the first send (or receive) starts the counterparty's responder flow.
+    pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(message)?;
+        self.inner.send(&bytes).map_err(|m| self.failed(m))
+    }
+
+    /// Wait for the counterparty's next message (a suspension point).
+    pub fn receive<T: DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.inner.receive().map_err(|m| self.failed(m))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Send `message`, then wait for the answer.
+    pub fn send_and_receive<T: Serialize + ?Sized, R: DeserializeOwned>(&self, message: &T) -> Result<R> {
+        self.send(message)?;
+        self.receive()
     }
 }
 
@@ -172,6 +210,32 @@ impl Ctx {
     /// A random number from the node (replayed deterministically).
     pub fn random(&self) -> u64 {
         host::random()
+    }
+
+    /// Open a session with `party`; its responder starts at the first send or receive.
+    pub fn open_session(&self, party: &str) -> Session {
+        Session { inner: sessions::Session::new(party) }
+    }
+
+    /// In a responder flow, the session its initiator opened; `None` in any other flow.
+    pub fn initiator(&self) -> Option<Session> {
+        sessions::initiator().map(|inner| Session { inner })
+    }
+
+    /// Publish `event` on `topic`: the next [`Ctx::wait_event`] on it takes it.
+    pub fn publish<T: Serialize + ?Sized>(&self, topic: &str, event: &T) -> Result<()> {
+        host::publish(topic, &serde_json::to_vec(event)?);
+        Ok(())
+    }
+
+    /// Take the next event on `topic`, waiting up to `timeout` (forever when `None`); `None`
+    /// when the wait timed out (a suspension point).
+    pub fn wait_event<T: DeserializeOwned>(&self, topic: &str, timeout: Option<Duration>) -> Result<Option<T>> {
+        let ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        match host::wait_event(topic, ms) {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
     }
 
     /// Record that the flow reached `step`.

@@ -139,6 +139,7 @@ pub async fn core(
             id: "bench".into(),
             flow: "noop".into(),
             priority: Priority::Normal,
+            peer: None,
         };
         let mut store = Store::new(
             flow.component.pre.engine(),

@@ -87,6 +87,11 @@ impl Node {
             ),
         };
         let held = outcome.is_none();
+        let ended = match &outcome {
+            Some(Ok(_)) => Some("completed".to_string()),
+            Some(Err(e)) => Some(format!("ended: {e}")),
+            None => None,
+        };
         let mut batch = before;
         batch.push(write);
         let recorded = if child && !held {
@@ -97,6 +102,12 @@ impl Node {
         if let Err(e) = recorded {
             // Waiters still learn the outcome; after a restart the instance is replayed.
             tracing::error!("cannot record the end of instance {id}: {e}");
+        }
+        if let Some(how) = ended {
+            // Counterparties receive what it sent, then learn it ended. A held instance may
+            // still go on, so its sessions stay open.
+            let why = format!("the counterparty's flow {id} {how}");
+            self.inner.messaging.sessions.ended(id, &why);
         }
         match outcome {
             Some(outcome) => self.inner.completions.finish(id, &outcome),

@@ -13,6 +13,7 @@ use crate::error::{FlowError, LoadError, StartError};
 use crate::events::Events;
 use crate::journal::{Journal, JournalStore, MemoryStore, SqliteStore};
 use crate::limits::Limits;
+use crate::messaging::Messaging;
 use crate::metrics::Metrics;
 use crate::registry::{FlowRegistry, FlowSettings, RegisteredFlow};
 use crate::residency::Residency;
@@ -46,6 +47,7 @@ struct NodeInner {
     journal: Journal,
     completions: Completions,
     residency: Residency,
+    messaging: Messaging,
     /// Components of instances pinned to a build other than the registered one, by hash.
     pinned: Mutex<HashMap<String, Arc<RegisteredFlow>>>,
     /// Hashes of components already kept in the store by this process.
@@ -102,6 +104,7 @@ impl Node {
                 journal,
                 completions: Completions::default(),
                 residency: Residency::new(config.node.max_resident),
+                messaging: Messaging::default(),
                 pinned: Mutex::default(),
                 stored: Mutex::default(),
             }),
@@ -225,6 +228,16 @@ impl Node {
     /// The node's store, through its batching writer.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// The node's sessions and event topics.
+    pub fn messaging(&self) -> &Messaging {
+        &self.inner.messaging
+    }
+
+    /// The flow that answers sessions opened by `initiator`, if one is registered.
+    pub fn responder_for(&self, initiator: &str) -> Option<String> {
+        self.inner.registry.responder_for(initiator)
     }
 
     /// The node's bound on resident instances.

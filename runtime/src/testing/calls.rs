@@ -27,6 +27,37 @@ pub enum HostCall {
     Random,
     /// `progress(step)`.
     Progress { step: String },
+    /// `publish(topic, payload)`.
+    Publish { topic: String, payload: Value },
+    /// `wait-event(topic, timeout-ms)`.
+    WaitEvent {
+        topic: String,
+        timeout_ms: Option<u64>,
+    },
+    /// A session opened with `party`.
+    Session { party: String },
+    /// `send(payload)` on the session with `party`.
+    Send { party: String, payload: Value },
+    /// `receive()` on the session with `party`.
+    Receive { party: String },
+    /// `initiator()`.
+    Initiator,
+}
+
+impl HostCall {
+    /// Why the script could not answer this call, when that needs saying.
+    pub fn unscripted_hint(&self) -> Option<String> {
+        match self {
+            HostCall::Receive { party } => Some(format!(
+                "the script has no more messages from `{party}` (add a [[message]] from = \"{party}\")"
+            )),
+            HostCall::WaitEvent { topic, .. } => Some(format!(
+                "the script has no more events on `{topic}` and the wait has no timeout (add an \
+                 [[event]] topic = \"{topic}\")"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Payload bytes as JSON, or as a JSON string when they are not JSON.
@@ -48,6 +79,16 @@ impl fmt::Display for HostCall {
             HostCall::Sleep { ms } => write!(f, "sleep({ms})"),
             HostCall::Random => f.write_str("random()"),
             HostCall::Progress { step } => write!(f, "progress(\"{step}\")"),
+            HostCall::Publish { topic, payload } => write!(f, "publish(\"{topic}\", {payload})"),
+            HostCall::WaitEvent {
+                topic,
+                timeout_ms: Some(ms),
+            } => write!(f, "wait-event(\"{topic}\", {ms})"),
+            HostCall::WaitEvent { topic, .. } => write!(f, "wait-event(\"{topic}\")"),
+            HostCall::Session { party } => write!(f, "session(\"{party}\")"),
+            HostCall::Send { party, payload } => write!(f, "send(\"{party}\", {payload})"),
+            HostCall::Receive { party } => write!(f, "receive(\"{party}\")"),
+            HostCall::Initiator => f.write_str("initiator()"),
         }
     }
 }
@@ -71,5 +112,16 @@ mod tests {
         };
         assert_eq!(p.to_string(), r#"parallel("f", [1,2])"#);
         assert_eq!(json_of(b"not json"), json!("not json"));
+        let send = HostCall::Send {
+            party: "Bob".into(),
+            payload: json!({ "offer": 3 }),
+        };
+        assert_eq!(send.to_string(), r#"send("Bob", {"offer":3})"#);
+        let wait = HostCall::WaitEvent {
+            topic: "prices".into(),
+            timeout_ms: None,
+        };
+        assert_eq!(wait.to_string(), r#"wait-event("prices")"#);
+        assert!(wait.unscripted_hint().unwrap().contains("[[event]]"));
     }
 }

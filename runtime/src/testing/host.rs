@@ -1,18 +1,21 @@
 //! The testing host: answers a flow's host calls from a [`Script`], on a virtual clock,
 //! and records every call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use serde_json::Value;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::calls::{HostCall, json_of};
 use super::script::{Response, Script};
 use crate::bindings::sluice::flow::host::{self, StartOptions};
+use crate::bindings::sluice::flow::sessions;
 use crate::bindings::sluice::flow::types;
 use crate::bindings::{LogLevel, WitFlowError};
 use crate::error::FlowError;
+use crate::messaging::{SessionRef, Side};
 use crate::sandbox::{self, GuestOutput, Stream};
 
 /// Host state of one test run: the `T` of its `Store<T>`.
@@ -31,11 +34,24 @@ pub struct ScriptedState {
     children: HashMap<String, Result<Vec<u8>, FlowError>>,
     /// The first call no rule covered; the run fails on it.
     pub unscripted: Option<HostCall>,
+    /// What each counterparty still has to send.
+    inboxes: HashMap<String, VecDeque<Result<Value, String>>>,
+    /// Events still to arrive, by topic.
+    topics: HashMap<String, VecDeque<Value>>,
+    sessions: usize,
 }
 
 impl ScriptedState {
     /// A fresh run answering from `script`, its clock at `clock_ms`, randomness seeded by `seed`.
     pub fn new(script: Arc<Script>, clock_ms: u64, seed: u64) -> Self {
+        let mut inboxes: HashMap<String, VecDeque<_>> = HashMap::new();
+        for (party, message) in &script.messages {
+            inboxes.entry(party.clone()).or_default().push_back(message.clone());
+        }
+        let mut topics: HashMap<String, VecDeque<_>> = HashMap::new();
+        for (topic, payload) in &script.events {
+            topics.entry(topic.clone()).or_default().push_back(payload.clone());
+        }
         let stderr = GuestOutput::new(Stream::Stderr);
         // No grants: the sandbox of a real node, minus nothing.
         let wasi = sandbox::wasi_ctx(&[], GuestOutput::new(Stream::Stdout), stderr.clone())
@@ -51,7 +67,26 @@ impl ScriptedState {
             random: seed | 1,
             children: HashMap::new(),
             unscripted: None,
+            inboxes,
+            topics,
+            sessions: 0,
         }
+    }
+
+    /// Fail the run on `call`, which the script does not cover.
+    fn unscripted(&mut self, call: HostCall) -> wasmtime::Error {
+        let message = match call.unscripted_hint() {
+            Some(hint) => format!("unscripted call: {call}: {hint}"),
+            None => format!("unscripted call: {call}"),
+        };
+        self.unscripted.get_or_insert(call);
+        wasmtime::Error::msg(message)
+    }
+
+    fn open(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
+        self.sessions += 1;
+        let session = SessionRef::new(format!("session-{}", self.sessions), party, Side::Initiator);
+        Ok(self.table.push(session)?)
     }
 
     /// The last lines the guest wrote to stderr.
@@ -69,11 +104,7 @@ impl ScriptedState {
         match self.script.answer(flow, &json_of(input)) {
             Some(Response::Output(v)) => Ok(Ok(serde_json::to_vec(v)?)),
             Some(Response::Error(e)) => Ok(Err(e.clone())),
-            None => {
-                let message = format!("unscripted call: {call}");
-                self.unscripted.get_or_insert(call);
-                Err(wasmtime::Error::msg(message))
-            }
+            None => Err(self.unscripted(call)),
         }
     }
 }
@@ -169,6 +200,36 @@ impl host::Host for ScriptedState {
         Ok(self.random)
     }
 
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> wasmtime::Result<()> {
+        self.calls.push(HostCall::Publish {
+            topic,
+            payload: json_of(&payload),
+        });
+        Ok(())
+    }
+
+    async fn wait_event(
+        &mut self,
+        topic: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let call = HostCall::WaitEvent {
+            topic: topic.clone(),
+            timeout_ms,
+        };
+        self.calls.push(call.clone());
+        if let Some(event) = self.topics.get_mut(&topic).and_then(VecDeque::pop_front) {
+            return Ok(Some(serde_json::to_vec(&event)?));
+        }
+        // No event comes: the wait times out on the virtual clock, or never ends.
+        let Some(ms) = timeout_ms else {
+            return Err(self.unscripted(call));
+        };
+        self.clock_ms = self.clock_ms.saturating_add(ms);
+        self.slept_ms = self.slept_ms.saturating_add(ms);
+        Ok(None)
+    }
+
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         tracing::debug!(target: "sluice::guest", ?level, "{message}");
         Ok(())
@@ -176,6 +237,68 @@ impl host::Host for ScriptedState {
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
         self.calls.push(HostCall::Progress { step });
+        Ok(())
+    }
+}
+
+impl sessions::Host for ScriptedState {
+    async fn initiator(&mut self) -> wasmtime::Result<Option<Resource<SessionRef>>> {
+        self.calls.push(HostCall::Initiator);
+        let Some(party) = self.script.initiator.clone() else {
+            return Ok(None);
+        };
+        let session = SessionRef::new("initiator".into(), party, Side::Responder);
+        Ok(Some(self.table.push(session)?))
+    }
+}
+
+impl sessions::HostSession for ScriptedState {
+    async fn new(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
+        self.calls.push(HostCall::Session {
+            party: party.clone(),
+        });
+        self.open(party)
+    }
+
+    async fn send(
+        &mut self,
+        s: Resource<SessionRef>,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let party = self.table.get(&s)?.party.clone();
+        self.calls.push(HostCall::Send {
+            party,
+            payload: json_of(&payload),
+        });
+        Ok(Ok(()))
+    }
+
+    async fn receive(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        let party = self.table.get(&s)?.party.clone();
+        let call = HostCall::Receive {
+            party: party.clone(),
+        };
+        self.calls.push(call.clone());
+        let inbox = self.inboxes.get_mut(&party);
+        let next = match inbox {
+            // A counterparty that ended stays ended.
+            Some(inbox) if matches!(inbox.front(), Some(Err(_))) && inbox.len() == 1 => inbox.front().cloned(),
+            Some(inbox) => inbox.pop_front(),
+            None => None,
+        };
+        match next {
+            Some(Ok(message)) => Ok(Ok(serde_json::to_vec(&message)?)),
+            Some(Err(why)) => Ok(Err(why)),
+            None => Err(self.unscripted(call)),
+        }
+    }
+
+    async fn counterparty(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&s)?.party.clone())
+    }
+
+    async fn drop(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<()> {
+        self.table.delete(s)?;
         Ok(())
     }
 }

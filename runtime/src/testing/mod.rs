@@ -1,8 +1,10 @@
 //! Test one flow component alone: no node, no children, no real time.
 //!
-//! A [`FlowTest`] loads a component and a [`Script`] of subflow outcomes; every host call
-//! is answered by the script and recorded; `sleep` returns at once and advances a virtual
-//! clock that `now` reads. A call no rule covers fails the run, naming the call.
+//! A [`FlowTest`] loads a component and a [`Script`]: subflow outcomes, what counterparties
+//! send, the events that arrive on topics. Every host call is answered by the script and
+//! recorded; `sleep` (and a `wait-event` that times out) returns at once and advances a
+//! virtual clock that `now` reads. A call the script does not cover fails the run, naming
+//! the call.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -58,6 +60,7 @@ where
     T: wasmtime_wasi::WasiView
         + bindings::sluice::flow::host::Host
         + bindings::sluice::flow::types::Host
+        + bindings::sluice::flow::sessions::Host
         + Send
         + 'static,
 {
@@ -72,6 +75,11 @@ where
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
     bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(invalid)?;
+    bindings::sluice::flow::sessions::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
         &mut linker,
         |s| s,
     )
@@ -138,6 +146,31 @@ impl FlowTest {
         self
     }
 
+    /// Counterparty `party` sends `payload`, after what it was scripted to send before.
+    pub fn message_from(&mut self, party: &str, payload: Value) -> &mut Self {
+        self.script.message(party, payload);
+        self
+    }
+
+    /// Counterparty `party`'s flow ends after its scripted messages: a further `receive`
+    /// from it fails with `why`.
+    pub fn counterparty_ends(&mut self, party: &str, why: &str) -> &mut Self {
+        self.script.counterparty_ends(party, why);
+        self
+    }
+
+    /// An event with `payload` arrives on `topic`, after those scripted before.
+    pub fn event(&mut self, topic: &str, payload: Value) -> &mut Self {
+        self.script.event(topic, payload);
+        self
+    }
+
+    /// Run as the responder to a session `party` opened: `initiator()` returns it.
+    pub fn initiated_by(&mut self, party: &str) -> &mut Self {
+        self.script.initiated_by(party);
+        self
+    }
+
     /// Start the virtual clock at `ms` (unix milliseconds).
     pub fn clock_at(&mut self, ms: u64) -> &mut Self {
         self.clock_ms = ms;
@@ -160,7 +193,10 @@ impl FlowTest {
         let invocation = Invocation {
             id: "01TEST00000000000000000000".into(),
             flow: self.name.clone(),
-            origin: Origin::Rpc("test".into()),
+            origin: match &self.script.initiator {
+                Some(party) => Origin::Peer(party.clone()),
+                None => Origin::Rpc("test".into()),
+            },
             priority: Priority::Normal,
             our_identity: "test".into(),
         };
@@ -173,14 +209,15 @@ impl FlowTest {
         let outcome = match result {
             Ok(Ok(bytes)) => Ok(calls::json_of(&bytes)),
             Ok(Err(message)) => Err(format!("failed: {message}")),
-            Err(_) if state.unscripted.is_some() => Err(format!(
-                "unscripted call: {}",
-                state
-                    .unscripted
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
+            Err(_) if state.unscripted.is_some() => {
+                let call = state.unscripted.as_ref();
+                let hint = call.and_then(HostCall::unscripted_hint);
+                Err(format!(
+                    "unscripted call: {}{}",
+                    call.map(ToString::to_string).unwrap_or_default(),
+                    hint.map(|h| format!(": {h}")).unwrap_or_default()
+                ))
+            }
             Err(trap)
                 if matches!(
                     trap.downcast_ref::<wasmtime::Trap>(),

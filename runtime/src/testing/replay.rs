@@ -6,19 +6,21 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::Value;
-use wasmtime::component::ResourceTable;
+use serde_json::{Value, json};
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::TEST_CPU_BUDGET;
 use crate::bindings::sluice::flow::host::{self, StartOptions};
+use crate::bindings::sluice::flow::sessions;
 use crate::bindings::sluice::flow::types;
 use crate::bindings::{FlowPre, LogLevel, WitFlowError};
 use crate::engine::EPOCH_TICK;
 use crate::error::LoadError;
 use crate::journal::{Journal, MemoryStore, Payload, Status, decode};
-use crate::journal_calls as calls;
+use crate::journal_calls::{self as calls, Opened};
+use crate::messaging::{SessionRef, Side};
 use crate::operator::Export;
 use crate::recorder::{Nondeterminism, Recorder};
 use crate::recovery::StartMeta;
@@ -220,12 +222,68 @@ impl host::Host for ReplayState {
         Ok(decode(&answer)?)
     }
 
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> wasmtime::Result<()> {
+        self.answer("publish", calls::publish_args(&topic, &payload))?;
+        Ok(())
+    }
+
+    async fn wait_event(
+        &mut self,
+        topic: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let answer = self.answer("wait-event", calls::wait_event_args(&topic, timeout_ms))?;
+        Ok(decode::<Option<Payload>>(&answer)?.map(|p| p.0))
+    }
+
     async fn log(&mut self, _level: LogLevel, _message: String) -> wasmtime::Result<()> {
         Ok(())
     }
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
         self.answer("progress", calls::progress_args(&step))?;
+        Ok(())
+    }
+}
+
+impl sessions::Host for ReplayState {
+    async fn initiator(&mut self) -> wasmtime::Result<Option<Resource<SessionRef>>> {
+        let answer = self.answer("initiator", json!(null))?;
+        match decode::<Option<Opened>>(&answer)? {
+            Some(o) => Ok(Some(self.table.push(SessionRef::new(o.session, o.party, Side::Responder))?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl sessions::HostSession for ReplayState {
+    async fn new(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
+        let o: Opened = decode(&self.answer("session", calls::session_args(&party))?)?;
+        Ok(self.table.push(SessionRef::new(o.session, o.party, Side::Initiator))?)
+    }
+
+    async fn send(
+        &mut self,
+        s: Resource<SessionRef>,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let id = self.table.get(&s)?.id.clone();
+        let answer = self.answer("send", calls::send_args(&id, &payload))?;
+        Ok(calls::exchanged_from_json(&answer)?.map(|_| ()))
+    }
+
+    async fn receive(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        let id = self.table.get(&s)?.id.clone();
+        let answer = self.answer("receive", calls::receive_args(&id))?;
+        Ok(calls::exchanged_from_json(&answer)?.map(|p| p.unwrap_or_default().0))
+    }
+
+    async fn counterparty(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&s)?.party.clone())
+    }
+
+    async fn drop(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<()> {
+        self.table.delete(s)?;
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! What the testing host answers: scripted subflow outcomes, matched by flow and input.
+//! What the testing host answers: scripted subflow outcomes, matched by flow and input;
+//! what counterparties send; the events that arrive on topics.
 
 use serde_json::Value;
 
@@ -53,16 +54,43 @@ impl Rule {
     }
 }
 
-/// The rules of one test; the first rule that matches a call answers it.
+/// The rules of one test (the first rule that matches a call answers it), and what the
+/// flow's counterparties and topics hold for it.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
     rules: Vec<Rule>,
+    /// What each counterparty sends, in order: a message, or the end of its flow (`Err`).
+    pub messages: Vec<(String, Result<Value, String>)>,
+    /// The events that arrive, in order, by topic.
+    pub events: Vec<(String, Value)>,
+    /// The party whose session started the flow, when it runs as a responder.
+    pub initiator: Option<String>,
 }
 
 impl Script {
     /// Add a rule; earlier rules win.
     pub fn push(&mut self, rule: Rule) {
         self.rules.push(rule);
+    }
+
+    /// Counterparty `party` sends `payload` (after what it was scripted to send before).
+    pub fn message(&mut self, party: &str, payload: Value) {
+        self.messages.push((party.into(), Ok(payload)));
+    }
+
+    /// Counterparty `party`'s flow ends: a `receive` past its messages fails with `why`.
+    pub fn counterparty_ends(&mut self, party: &str, why: &str) {
+        self.messages.push((party.into(), Err(why.into())));
+    }
+
+    /// An event with `payload` arrives on `topic` (after those scripted before).
+    pub fn event(&mut self, topic: &str, payload: Value) {
+        self.events.push((topic.into(), payload));
+    }
+
+    /// The flow runs as the responder to a session opened by `party`.
+    pub fn initiated_by(&mut self, party: &str) {
+        self.initiator = Some(party.into());
     }
 
     /// The answer to a subflow call, or `None` when no rule covers it.

@@ -1,6 +1,8 @@
 //! The `sluice:flow/host` imports: what a running flow can ask of the node.
 //!
-//! Each suspension point (`join`, `call`, `parallel`, `sleep`) goes through
+//! Subflows, time and logging are here; events in [`events`], sessions in [`sessions`].
+//! Each suspension point (`join`, `call`, `parallel`, `sleep`, `wait-event`, `receive`) goes
+//! through
 //! [`HostState::park`]: the instance's slot is released before waiting and re-taken
 //! (as a resumption, ahead of new starts) before guest code runs again. While parked,
 //! the instance's fiber is suspended: it holds no slot and no OS thread.
@@ -14,6 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod events;
+mod sessions;
 
 use crate::bindings::sluice::flow::host::{self, StartOptions};
 use crate::bindings::sluice::flow::types;
@@ -65,6 +70,8 @@ pub struct InstanceInfo {
     pub flow: String,
     /// The instance's priority, inherited by its children.
     pub priority: types::Priority,
+    /// The party that started it, when a counterparty's session did.
+    pub peer: Option<String>,
 }
 
 /// Per-instance host state: the `T` of the instance's `Store<T>`.
@@ -413,6 +420,18 @@ impl host::Host for HostState {
         Ok(value)
     }
 
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> wasmtime::Result<()> {
+        self.publish_event(topic, payload)
+    }
+
+    async fn wait_event(
+        &mut self,
+        topic: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.take_event(topic, timeout_ms).await
+    }
+
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         self.meter.host_call();
         if self.recorder.replaying() {
@@ -442,7 +461,7 @@ impl host::Host for HostState {
     }
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -1,0 +1,238 @@
+//! The node's sessions: which instances talk to each other, and the mailboxes between them.
+//!
+//! A session's id is `<initiator id>.<journal position>` of the call that opened it, and
+//! its responder's id is `<session id>.peer`: a re-run derives both again, so replay never
+//! opens a second session or starts a second responder.
+//!
+//! Messages are not stored apart from the journals: a message is the sender's journaled
+//! `send`, and how many a receiver has taken is the count of its journaled `receive`s. A
+//! session that predates this process (the node restarted) has its mailboxes rebuilt from
+//! the senders' journals on first use, so messages in flight at a crash are not lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use super::mailbox::Mailbox;
+
+/// Which end of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The flow that opened it.
+    Initiator,
+    /// The flow started to answer it.
+    Responder,
+}
+
+impl Side {
+    /// The other end.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Initiator => Side::Responder,
+            Side::Responder => Side::Initiator,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Side::Initiator => 0,
+            Side::Responder => 1,
+        }
+    }
+}
+
+/// A session as a flow holds it: the host's side of a `sluice:flow/sessions.session`.
+#[derive(Debug, Clone)]
+pub struct SessionRef {
+    /// The session id.
+    pub id: String,
+    /// The party at the other end.
+    pub party: String,
+    /// This flow's end.
+    pub side: Side,
+    /// Messages sent so far: the sequence number of the next one.
+    pub sent: u64,
+    /// Messages received so far: the sequence number of the next one to take.
+    pub received: u64,
+    /// Whether the responder was started (always true on the responder's side).
+    pub initiated: bool,
+}
+
+impl SessionRef {
+    /// A session just opened by its initiator, or handed to its responder.
+    pub fn new(id: String, party: String, side: Side) -> Self {
+        SessionRef {
+            id,
+            party,
+            side,
+            sent: 0,
+            received: 0,
+            initiated: side == Side::Responder,
+        }
+    }
+}
+
+/// The id of the instance that opened session `id`.
+pub fn initiator_of(session: &str) -> &str {
+    session.rsplit_once('.').map_or(session, |(id, _)| id)
+}
+
+/// The id of the responder of session `id`.
+pub fn responder_of(session: &str) -> String {
+    format!("{session}.peer")
+}
+
+/// The session a responder instance `id` answers, if its id is a responder's.
+pub fn session_of_responder(id: &str) -> Option<&str> {
+    id.strip_suffix(".peer").filter(|s| s.contains('.'))
+}
+
+/// One session's mailboxes, indexed by the side that receives from them.
+#[derive(Debug)]
+pub struct Boxes {
+    inbox: [Arc<Mailbox>; 2],
+    /// Set once the mailboxes hold what the store had (at once for a fresh session).
+    loaded: Arc<OnceCell<()>>,
+}
+
+impl Boxes {
+    /// The mailbox `side` receives from.
+    pub fn inbox(&self, side: Side) -> Arc<Mailbox> {
+        self.inbox[side.index()].clone()
+    }
+
+    /// Run `load` once, before the first use of the mailboxes (a no-op for fresh sessions).
+    pub async fn loaded<F, Fut, E>(&self, load: F) -> Result<(), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        self.loaded.get_or_try_init(load).await.map(|_| ())
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    inbox: [Arc<Mailbox>; 2],
+    loaded: Arc<OnceCell<()>>,
+    attached: [bool; 2],
+    ended: [bool; 2],
+}
+
+impl Entry {
+    fn boxes(&self) -> Boxes {
+        Boxes {
+            inbox: self.inbox.clone(),
+            loaded: self.loaded.clone(),
+        }
+    }
+}
+
+/// The node's live sessions.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<String, Entry>,
+    /// Sessions each instance is attached to, and at which end.
+    by_instance: HashMap<String, Vec<(String, Side)>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attach instance `instance` to session `id` at `side`. `fresh`: the session was
+    /// opened live just now, so no store can hold messages of it yet.
+    pub fn attach(&self, id: &str, instance: &str, side: Side, fresh: bool) -> Boxes {
+        let mut state = self.lock();
+        let entry = Self::entry(&mut state, id, fresh);
+        entry.attached[side.index()] = true;
+        let boxes = entry.boxes();
+        let mine = state.by_instance.entry(instance.to_string()).or_default();
+        if !mine.iter().any(|(s, d)| s == id && *d == side) {
+            mine.push((id.to_string(), side));
+        }
+        boxes
+    }
+
+    /// The mailboxes of session `id` (known to this process or not: then they load from
+    /// the store on first use).
+    pub fn boxes(&self, id: &str) -> Boxes {
+        Self::entry(&mut self.lock(), id, false).boxes()
+    }
+
+    fn entry<'a>(state: &'a mut State, id: &str, fresh: bool) -> &'a mut Entry {
+        state.sessions.entry(id.to_string()).or_insert_with(|| Entry {
+            inbox: Default::default(),
+            loaded: Arc::new(if fresh {
+                OnceCell::new_with(Some(()))
+            } else {
+                OnceCell::new()
+            }),
+            attached: [false; 2],
+            ended: [false; 2],
+        })
+    }
+
+    /// Instance `instance` ended: its counterparties receive what it sent, then `why`.
+    /// A session both of whose attached ends ended is forgotten.
+    pub fn ended(&self, instance: &str, why: &str) {
+        let mut state = self.lock();
+        let Some(mine) = state.by_instance.remove(instance) else {
+            return;
+        };
+        for (id, side) in mine {
+            let Some(entry) = state.sessions.get_mut(&id) else {
+                continue;
+            };
+            entry.inbox[side.other().index()].close(why.to_string());
+            entry.ended[side.index()] = true;
+            let done = (0..2).all(|i| !entry.attached[i] || entry.ended[i]);
+            if done {
+                state.sessions.remove(&id);
+            }
+        }
+    }
+
+    /// Live sessions (for tests and metrics).
+    pub fn live(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messaging::mailbox::Next;
+
+    #[test]
+    fn ids_derive_both_ends() {
+        assert_eq!(initiator_of("01ABC.3"), "01ABC");
+        assert_eq!(responder_of("01ABC.3"), "01ABC.3.peer");
+        assert_eq!(session_of_responder("01ABC.3.peer"), Some("01ABC.3"));
+        assert_eq!(session_of_responder("peer"), None);
+    }
+
+    #[test]
+    fn an_end_closes_what_it_sent_and_both_ends_forget_the_session() {
+        let s = Sessions::default();
+        let a = s.attach("i.0", "i", Side::Initiator, true);
+        let b = s.attach("i.0", "i.0.peer", Side::Responder, true);
+        a.inbox(Side::Responder).deliver(0, b"hi".to_vec());
+        s.ended("i", "initiator completed");
+        assert_eq!(b.inbox(Side::Responder).take(0), Next::Message(b"hi".to_vec()));
+        assert_eq!(
+            b.inbox(Side::Responder).take(1),
+            Next::Closed("initiator completed".into())
+        );
+        assert_eq!(s.live(), 1);
+        s.ended("i.0.peer", "responder completed");
+        assert_eq!(s.live(), 0);
+    }
+}
