@@ -15,5 +15,6 @@ mod polyglot;
 mod pools;
 mod sandbox;
 mod scheduling;
+mod sessions;
 mod support;
 mod testing;

@@ -203,3 +203,84 @@ fn a_bad_scenario_file_is_an_error_naming_file_line_and_key() {
         "{line}"
     );
 }
+
+#[test]
+fn every_example_flow_has_scenarios() {
+    let flows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-flows/flows");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(flows).unwrap() {
+        let name = entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .replace('-', "_");
+        let dir = scenarios_dir().join(&name);
+        let count = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+        if count == 0 {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "flows without scenarios: {missing:?}");
+}
+
+#[tokio::test]
+async fn the_api_scripts_what_a_counterparty_sends() {
+    let mut test = FlowTest::load(&guest("buyer")).unwrap();
+    test.message_from("PartyB", json!({ "accepted": true, "price": 40 }));
+    let run = test
+        .run(json!({ "party": "PartyB", "item": "bond", "bid": 45 }))
+        .await;
+    run.assert_output(&json!({ "item": "bond", "price": 40, "accepted": true }));
+    run.assert_calls(&[
+        r#"session("PartyB")"#,
+        r#"send("PartyB", {"item":"bond","pause_ms":0})"#,
+        r#"send("PartyB", {"bid":45})"#,
+        r#"receive("PartyB")"#,
+        r#"publish("trades", {"item":"bond","price":40})"#,
+    ]);
+    // Nothing scripted from the party: the receive is named, with the party.
+    let bare = FlowTest::load(&guest("buyer")).unwrap();
+    let run = bare
+        .run(json!({ "party": "PartyB", "item": "bond", "bid": 45 }))
+        .await;
+    assert_eq!(
+        run.outcome,
+        Err(r#"unscripted call: receive("PartyB"): the script has no more messages from `PartyB` (add a [[message]] from = "PartyB")"#.to_string())
+    );
+    // A counterparty whose flow ended: the flow sees the receive fail.
+    let mut ended = FlowTest::load(&guest("buyer")).unwrap();
+    ended.counterparty_ends("PartyB", "the counterparty's flow ended: failed: closed");
+    let run = ended
+        .run(json!({ "party": "PartyB", "item": "bond", "bid": 45 }))
+        .await;
+    assert_eq!(
+        run.outcome,
+        Err("failed: session with PartyB: the counterparty's flow ended: failed: closed".into())
+    );
+}
+
+#[tokio::test]
+async fn the_api_runs_a_responder_and_delivers_events() {
+    let mut seller = FlowTest::load(&guest("seller")).unwrap();
+    seller
+        .initiated_by("PartyA")
+        .message_from("PartyA", json!({ "item": "bond", "pause_ms": 1000 }))
+        .message_from("PartyA", json!({ "bid": 39 }));
+    let run = seller.run(json!(null)).await;
+    run.assert_output(&json!({
+        "buyer": "PartyA", "item": "bond", "bid": 39, "price": 40, "accepted": false
+    }));
+    assert_eq!(run.slept, Duration::from_secs(1));
+    assert_eq!(run.calls.len(), 5, "{:?}", run.call_lines());
+
+    let mut watcher = FlowTest::load(&guest("watcher")).unwrap();
+    watcher
+        .event("trades", json!({ "n": 1 }))
+        .event("trades", json!({ "n": 2 }));
+    let run = watcher
+        .run(json!({ "topic": "trades", "count": 3, "timeout_ms": 90_000 }))
+        .await;
+    run.assert_output(&json!({ "events": [{ "n": 1 }, { "n": 2 }], "timed_out": true }));
+    // The third wait timed out on the virtual clock.
+    assert_eq!(run.slept, Duration::from_secs(90));
+}

@@ -11,7 +11,11 @@ use crate::journal_calls as calls;
 impl HostState {
     /// Journal the event, then put it on its topic (a replayed publish was delivered in
     /// the life that journaled it).
-    pub(super) fn publish_event(&mut self, topic: String, payload: Vec<u8>) -> wasmtime::Result<()> {
+    pub(super) fn publish_event(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
         let args = calls::publish_args(&topic, &payload);
         if self.recorder.replay("publish", &args)?.is_some() {
@@ -50,7 +54,8 @@ impl HostState {
             self.park(async move {
                 match left {
                     Some(ms) => {
-                        let _ = tokio::time::timeout(Duration::from_millis(ms), ready.ready()).await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(ms), ready.ready()).await;
                     }
                     None => ready.ready().await,
                 }
@@ -58,7 +63,8 @@ impl HostState {
             .await?;
         };
         let journaled = taken.clone().map(Payload);
-        self.recorder.record("wait-event", args, encode(&journaled))?;
+        self.recorder
+            .record("wait-event", args, encode(&journaled))?;
         Ok(taken)
     }
 }

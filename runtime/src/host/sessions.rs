@@ -125,17 +125,20 @@ impl sessions::Host for HostState {
                     }),
                     _ => None,
                 };
-                self.recorder.record("initiator", json!(null), encode(&opened))?;
+                self.recorder
+                    .record("initiator", json!(null), encode(&opened))?;
                 opened
             }
         };
         let Some(opened) = opened else {
             return Ok(None);
         };
-        self.node
-            .messaging()
-            .sessions
-            .attach(&opened.session, &self.info.id, Side::Responder, false);
+        self.node.messaging().sessions.attach(
+            &opened.session,
+            &self.info.id,
+            Side::Responder,
+            false,
+        );
         let session = SessionRef::new(opened.session, opened.party, Side::Responder);
         Ok(Some(self.table.push(session)?))
     }
@@ -157,10 +160,12 @@ impl sessions::HostSession for HostState {
                 (opened, true)
             }
         };
-        self.node
-            .messaging()
-            .sessions
-            .attach(&opened.session, &self.info.id, Side::Initiator, fresh);
+        self.node.messaging().sessions.attach(
+            &opened.session,
+            &self.info.id,
+            Side::Initiator,
+            fresh,
+        );
         let session = SessionRef::new(opened.session, opened.party, Side::Initiator);
         Ok(self.table.push(session)?)
     }
@@ -184,7 +189,8 @@ impl sessions::HostSession for HostState {
         if !session.initiated {
             if let Err(why) = self.initiate(&session).await? {
                 let failed: Exchanged = Err(why.clone());
-                self.recorder.record("send", args, calls::exchanged_to_json(&failed))?;
+                self.recorder
+                    .record("send", args, calls::exchanged_to_json(&failed))?;
                 return Ok(Err(why));
             }
             self.mark_initiated(&s)?;
@@ -192,14 +198,18 @@ impl sessions::HostSession for HostState {
         // Journaled before it is delivered: a receiver's journal never holds a message
         // its sender's journal could lose.
         let sent: Exchanged = Ok(None);
-        self.recorder.record("send", args, calls::exchanged_to_json(&sent))?;
+        self.recorder
+            .record("send", args, calls::exchanged_to_json(&sent))?;
         let inbox = self.inbox(&session.id, session.side.other()).await?;
         inbox.deliver(session.sent, payload);
         self.table.get_mut(&s)?.sent += 1;
         Ok(Ok(()))
     }
 
-    async fn receive(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+    async fn receive(
+        &mut self,
+        s: Resource<SessionRef>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         self.meter.journaled(1)?;
         let session = self.session(&s)?;
         let args = calls::receive_args(&session.id);

@@ -168,16 +168,19 @@ impl Sessions {
     }
 
     fn entry<'a>(state: &'a mut State, id: &str, fresh: bool) -> &'a mut Entry {
-        state.sessions.entry(id.to_string()).or_insert_with(|| Entry {
-            inbox: Default::default(),
-            loaded: Arc::new(if fresh {
-                OnceCell::new_with(Some(()))
-            } else {
-                OnceCell::new()
-            }),
-            attached: [false; 2],
-            ended: [false; 2],
-        })
+        state
+            .sessions
+            .entry(id.to_string())
+            .or_insert_with(|| Entry {
+                inbox: Default::default(),
+                loaded: Arc::new(if fresh {
+                    OnceCell::new_with(Some(()))
+                } else {
+                    OnceCell::new()
+                }),
+                attached: [false; 2],
+                ended: [false; 2],
+            })
     }
 
     /// Instance `instance` ended: its counterparties receive what it sent, then `why`.
@@ -226,7 +229,10 @@ mod tests {
         let b = s.attach("i.0", "i.0.peer", Side::Responder, true);
         a.inbox(Side::Responder).deliver(0, b"hi".to_vec());
         s.ended("i", "initiator completed");
-        assert_eq!(b.inbox(Side::Responder).take(0), Next::Message(b"hi".to_vec()));
+        assert_eq!(
+            b.inbox(Side::Responder).take(0),
+            Next::Message(b"hi".to_vec())
+        );
         assert_eq!(
             b.inbox(Side::Responder).take(1),
             Next::Closed("initiator completed".into())

@@ -46,11 +46,17 @@ impl ScriptedState {
     pub fn new(script: Arc<Script>, clock_ms: u64, seed: u64) -> Self {
         let mut inboxes: HashMap<String, VecDeque<_>> = HashMap::new();
         for (party, message) in &script.messages {
-            inboxes.entry(party.clone()).or_default().push_back(message.clone());
+            inboxes
+                .entry(party.clone())
+                .or_default()
+                .push_back(message.clone());
         }
         let mut topics: HashMap<String, VecDeque<_>> = HashMap::new();
         for (topic, payload) in &script.events {
-            topics.entry(topic.clone()).or_default().push_back(payload.clone());
+            topics
+                .entry(topic.clone())
+                .or_default()
+                .push_back(payload.clone());
         }
         let stderr = GuestOutput::new(Stream::Stderr);
         // No grants: the sandbox of a real node, minus nothing.
@@ -273,7 +279,10 @@ impl sessions::HostSession for ScriptedState {
         Ok(Ok(()))
     }
 
-    async fn receive(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+    async fn receive(
+        &mut self,
+        s: Resource<SessionRef>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         let party = self.table.get(&s)?.party.clone();
         let call = HostCall::Receive {
             party: party.clone(),
@@ -282,7 +291,9 @@ impl sessions::HostSession for ScriptedState {
         let inbox = self.inboxes.get_mut(&party);
         let next = match inbox {
             // A counterparty that ended stays ended.
-            Some(inbox) if matches!(inbox.front(), Some(Err(_))) && inbox.len() == 1 => inbox.front().cloned(),
+            Some(inbox) if matches!(inbox.front(), Some(Err(_))) && inbox.len() == 1 => {
+                inbox.front().cloned()
+            }
             Some(inbox) => inbox.pop_front(),
             None => None,
         };

@@ -250,7 +250,11 @@ impl sessions::Host for ReplayState {
     async fn initiator(&mut self) -> wasmtime::Result<Option<Resource<SessionRef>>> {
         let answer = self.answer("initiator", json!(null))?;
         match decode::<Option<Opened>>(&answer)? {
-            Some(o) => Ok(Some(self.table.push(SessionRef::new(o.session, o.party, Side::Responder))?)),
+            Some(o) => Ok(Some(self.table.push(SessionRef::new(
+                o.session,
+                o.party,
+                Side::Responder,
+            ))?)),
             None => Ok(None),
         }
     }
@@ -259,7 +263,9 @@ impl sessions::Host for ReplayState {
 impl sessions::HostSession for ReplayState {
     async fn new(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
         let o: Opened = decode(&self.answer("session", calls::session_args(&party))?)?;
-        Ok(self.table.push(SessionRef::new(o.session, o.party, Side::Initiator))?)
+        Ok(self
+            .table
+            .push(SessionRef::new(o.session, o.party, Side::Initiator))?)
     }
 
     async fn send(
@@ -272,7 +278,10 @@ impl sessions::HostSession for ReplayState {
         Ok(calls::exchanged_from_json(&answer)?.map(|_| ()))
     }
 
-    async fn receive(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+    async fn receive(
+        &mut self,
+        s: Resource<SessionRef>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         let id = self.table.get(&s)?.id.clone();
         let answer = self.answer("receive", calls::receive_args(&id))?;
         Ok(calls::exchanged_from_json(&answer)?.map(|p| p.unwrap_or_default().0))

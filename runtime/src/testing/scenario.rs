@@ -3,11 +3,20 @@
 //! ```toml
 //! name = "fans out to two"          # optional; the file name otherwise
 //! input = { n = 2 }
+//! initiator = "PartyA"              # optional: run as the responder to PartyA's session
 //!
 //! [[subflow]]                       # scripted subflows, first match wins
 //! flow = "hello"
 //! input = { name = "child-0" }      # optional: only this input
 //! output = { greeting = "hi 0" }    # or: error = "…" | rejected = "…" | timed-out = true
+//!
+//! [[message]]                       # what a counterparty sends, in order per party
+//! from = "PartyB"
+//! payload = { price = 40 }          # or: ends = "why"  (its flow ended: receive fails)
+//!
+//! [[event]]                         # events that arrive, in order per topic
+//! topic = "trades"
+//! payload = { item = "bond" }
 //!
 //! [expect]
 //! output = { results = [{ greeting = "hi 0" }] }   # or: error = "part of the message"
@@ -43,9 +52,29 @@ struct ScenarioFile {
     input: Option<toml::Value>,
     seed: Option<u64>,
     clock: Option<u64>,
+    initiator: Option<String>,
     #[serde(default)]
     subflow: Vec<SubflowEntry>,
+    #[serde(default)]
+    message: Vec<MessageEntry>,
+    #[serde(default)]
+    event: Vec<EventEntry>,
     expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct MessageEntry {
+    from: String,
+    payload: Option<toml::Value>,
+    ends: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct EventEntry {
+    topic: String,
+    payload: toml::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +189,24 @@ impl Scenario {
                 Ok(output) => rule.returns(output),
                 Err(e) => rule.fails_with(e),
             });
+        }
+        for (i, entry) in file.message.into_iter().enumerate() {
+            match (entry.payload, entry.ends) {
+                (Some(payload), None) => script.message(&entry.from, json(payload)),
+                (None, Some(why)) => script.counterparty_ends(&entry.from, &why),
+                _ => {
+                    return Err(err(format!(
+                        "message[{i}] (from {}): give exactly one of `payload` and `ends`",
+                        entry.from
+                    )));
+                }
+            }
+        }
+        for entry in file.event {
+            script.event(&entry.topic, json(entry.payload));
+        }
+        if let Some(party) = &file.initiator {
+            script.initiated_by(party);
         }
         let name = file.name.unwrap_or_else(|| {
             path.file_stem()
@@ -285,6 +332,17 @@ mod tests {
             load("[[subflow]]\nflow = \"x\"\noutput = 1\nerror = \"y\"\n[expect]\noutput = 1\n")
                 .unwrap_err();
         assert!(e.contains("subflow[0] (x): give exactly one of"), "{e}");
+        let e = load("[[message]]\nfrom = \"B\"\n[expect]\noutput = 1\n").unwrap_err();
+        assert!(
+            e.contains("message[0] (from B): give exactly one of"),
+            "{e}"
+        );
+        let e = load("[[event]]\ntopic = \"t\"\npayload = 1\nwhen = 3\n[expect]\noutput = 1\n")
+            .unwrap_err();
+        assert!(
+            e.contains("line 4") && e.contains("unknown field `when`"),
+            "{e}"
+        );
         let e = load("[expect]\ncalls = []\n").unwrap_err();
         assert!(
             e.contains("[expect]: give exactly one of `output` and `error`"),

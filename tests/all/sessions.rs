@@ -1,0 +1,244 @@
+//! Sessions between flows and events on topics, in a node: a trade between `buyer` and
+//! its responder `seller`, seen by a `watcher`; clear failures; eviction while waiting;
+//! and a message in flight when the node crashes.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice::journal::Status;
+use sluice::{Node, StartRequest};
+
+use crate::durable_node::{config, crash, record, show, sluice_output, spawn, wait_for_journal};
+use crate::support::{guest, node, run, until};
+
+fn trading_config(extra: &str) -> String {
+    let entry = |name: &str, more: &str| {
+        format!(
+            "[[flows]]\nname = \"{name}\"\ncomponent = \"{}\"\n{more}",
+            guest(name).display()
+        )
+    };
+    format!(
+        "[node]\nidentity = \"PartyA\"\n{extra}\n{}{}{}",
+        // A bounded wall clock: a lost message fails the test instead of hanging it.
+        entry("buyer", "timeout = \"60s\"\n"),
+        entry("seller", "initiated-by = \"buyer\"\ntimeout = \"60s\"\n"),
+        entry("watcher", "")
+    )
+}
+
+fn json_input(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// The stored output of instance `id` once it completed.
+async fn completed_output(node: &Node, id: &str) -> Value {
+    let store = node.journal().store().clone();
+    let mut found = None;
+    until(&format!("{id} completed"), Duration::from_secs(30), || {
+        found = store
+            .record(id)
+            .unwrap()
+            .filter(|r| r.status == Status::Completed);
+        found.is_some()
+    })
+    .await;
+    let output = found.and_then(|r| r.output).expect("completed with output");
+    serde_json::from_slice(&output.0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_trades_with_its_responder_and_a_watcher_sees_the_trade() {
+    let node = node(&trading_config("")).await;
+    let watcher = node
+        .start(StartRequest::rpc(
+            "watcher",
+            json_input(json!({ "topic": "trades", "count": 1, "timeout_ms": 30_000 })),
+            "test",
+        ))
+        .await
+        .unwrap();
+    let bought = node
+        .run(
+            StartRequest::rpc(
+                "buyer",
+                json_input(json!({ "item": "bond", "bid": 45 })),
+                "test",
+            )
+            .with_id("buy-1"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let bought: Value = serde_json::from_slice(&bought).unwrap();
+    assert_eq!(
+        bought,
+        json!({ "item": "bond", "price": 40, "accepted": true })
+    );
+    // The responder's id derives from the session: `<buyer>.<position>.peer`.
+    let sold = completed_output(&node, "buy-1.0.peer").await;
+    assert_eq!(
+        sold,
+        json!({ "buyer": "PartyA", "item": "bond", "bid": 45, "price": 40, "accepted": true })
+    );
+    let seen: Value = serde_json::from_slice(&watcher.outcome().await.unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        json!({ "events": [{ "item": "bond", "price": 40 }], "timed_out": false })
+    );
+    // Both ends ended: the node forgets the session.
+    until("the session forgotten", Duration::from_secs(5), || {
+        node.messaging().sessions.live() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_fail_clearly_and_a_wait_for_an_event_times_out() {
+    let node = node(&trading_config("")).await;
+    let e = run(
+        &node,
+        "buyer",
+        json!({ "party": "PartyZ", "item": "bond", "bid": 1 }),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "session with PartyZ: unknown party `PartyZ`: this node is `PartyA`, and sessions \
+             reach only flows on this node"
+        ),
+        "{e}"
+    );
+    // Without a responder registered.
+    let lone = crate::support::node(&format!(
+        "[node]\nidentity = \"PartyA\"\n[[flows]]\nname = \"buyer\"\ncomponent = \"{}\"\n",
+        guest("buyer").display()
+    ))
+    .await;
+    let e = run(&lone, "buyer", json!({ "item": "bond", "bid": 1 }))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "no flow on `PartyA` responds to `buyer` (register one with `initiated-by = \"buyer\"`)"
+        ),
+        "{e}"
+    );
+    // A seller started by hand is not a responder.
+    let e = run(&node, "seller", json!(null)).await.unwrap_err();
+    assert!(e.to_string().contains("only as the responder"), "{e}");
+    let out = run(
+        &node,
+        "watcher",
+        json!({ "topic": "quiet", "count": 1, "timeout_ms": 50 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, json!({ "events": [], "timed_out": true }));
+}
+
+#[test]
+fn a_duplicate_responder_is_a_config_error() {
+    let text = format!(
+        "{}[[flows]]\nname = \"seller2\"\ncomponent = \"x.wasm\"\ninitiated-by = \"buyer\"\n",
+        trading_config("")
+    );
+    let e = sluice::NodeConfig::parse(&text, "t.toml".as_ref(), ".".as_ref()).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "flows[3].initiated-by = \"buyer\": `seller` (flows[1]) already responds to `buyer`"
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_waiting_on_sessions_and_events_are_evicted_and_rebuilt() {
+    let node = node(&trading_config("max-resident = 4")).await;
+    let watchers: Vec<_> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(
+                node.start(StartRequest::rpc(
+                    "watcher",
+                    json_input(json!({ "topic": "trades", "count": 4 })),
+                    "test",
+                ))
+                .await
+                .unwrap(),
+            );
+        }
+        v
+    };
+    let mut buyers = Vec::new();
+    for i in 0..20u64 {
+        let input = json!({ "item": "bond", "bid": 40 + i, "pause_ms": 30 });
+        buyers.push(
+            node.start(StartRequest::rpc("buyer", json_input(input), "test"))
+                .await
+                .unwrap(),
+        );
+    }
+    for b in buyers {
+        let out: Value = serde_json::from_slice(&b.outcome().await.unwrap()).unwrap();
+        assert_eq!(
+            out,
+            json!({ "item": "bond", "price": 40, "accepted": true })
+        );
+    }
+    let mut events = 0;
+    for w in watchers {
+        let out: Value = serde_json::from_slice(&w.outcome().await.unwrap()).unwrap();
+        assert_eq!(out["timed_out"], false);
+        events += out["events"].as_array().unwrap().len();
+    }
+    assert_eq!(events, 20, "every trade event taken exactly once");
+    assert!(
+        node.residency().evictions() > 0,
+        "with 45 instances and room for 4, waiting ones were evicted"
+    );
+    assert_eq!(node.messaging().topics.waiting(), 0);
+}
+
+#[test]
+fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
+    let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
+    let argv = [
+        "run",
+        "buyer",
+        "--config",
+        &cfg,
+        "--input",
+        r#"{"item": "bond", "bid": 45, "pause_ms": 3000}"#,
+        "--id",
+        "buy-1",
+        "--data-dir",
+        &data_s,
+    ];
+    let mut node = spawn(&argv);
+    // The buyer opened the session and sent both messages; the seller took the first and
+    // is parked in its pause: the second message is in flight.
+    wait_for_journal(&data, "buy-1", 3);
+    let seller = wait_for_journal(&data, "buy-1.0.peer", 3);
+    assert_eq!(
+        seller.iter().map(|e| e.call.as_str()).collect::<Vec<_>>(),
+        ["initiator", "receive", "sleep"]
+    );
+    assert!(crash(&mut node), "the trade finished before the crash");
+
+    let out = sluice_output(&argv);
+    assert!(out.status.success(), "{}", show(&out));
+    let bought: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        bought,
+        json!({ "item": "bond", "price": 40, "accepted": true })
+    );
+    let seller = record(&data, "buy-1.0.peer").expect("seller recorded");
+    assert_eq!(seller.status, Status::Completed);
+    let sold: Value = serde_json::from_slice(&seller.output.unwrap().0).unwrap();
+    assert_eq!(sold["bid"], 45, "the second message reached the seller");
+}
