@@ -29,7 +29,7 @@ if stale "$venv/bin/componentize-py" guest-flows/python/requirements.txt; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r guest-flows/python/requirements.txt
   touch "$venv/bin/componentize-py"
 fi
-for app in hello fanout chain sleeper raises; do
+for app in hello fanout chain sleeper raises seller watcher; do
   if stale "$py_out/$app.wasm" "guest-flows/python/$app.py" guest-flows/python/sluice_flow.py wit/flow.wit; then
     echo "componentize-py: $app" >&2
     "$venv/bin/componentize-py" -d wit -w flow componentize -p guest-flows/python "$app" \
@@ -44,7 +44,7 @@ if stale guest-flows/js/node_modules/.bin/componentize-js guest-flows/js/package
   (cd guest-flows/js && npm install --silent --no-audit --no-fund)
   touch guest-flows/js/node_modules/.bin/componentize-js
 fi
-for app in hello fanout chain sleeper throws; do
+for app in hello fanout chain sleeper throws seller watcher; do
   if stale "$js_out/$app.wasm" "guest-flows/js/$app.js" guest-flows/js/sluice-flow.js wit/flow.wit; then
     echo "componentize-js: $app" >&2
     guest-flows/js/node_modules/.bin/componentize-js "guest-flows/js/$app.js" --wit wit -n flow \

@@ -9,3 +9,8 @@ echo "== Every pool has one slot. Waiting flows are parked: they hold no slot an
 echo "== demo starts fanout(1000 x hello) in pool 'fanouts' and chain(depth 5000) in pool 'chains'."
 cargo run --quiet --bin sluice -- run demo --config examples/demo/sluice.toml \
   --input "${1:-{\"fanout\": 1000, \"chain\": 5000\}}" --report
+
+echo
+echo "== A trade over a session: buyer (default pool) talks to its responder seller (Peer-Origin)."
+cargo run --quiet --bin sluice -- run buyer --config examples/trade/sluice.toml \
+  --input '{"item": "bond", "bid": 45}' --report

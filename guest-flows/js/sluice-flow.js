@@ -6,6 +6,7 @@
 //   export const run = flow((ctx, input) => ({ greeting: `Hello, ${input.name}!` }));
 
 import * as host from 'sluice:flow/host@0.1.0';
+import * as sessions from 'sluice:flow/sessions@0.1.0';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -44,6 +45,32 @@ function subflow(flow, thunk) {
   }
 }
 
+/** A session with a counterparty failed (unknown party, no responder, it ended). */
+export class SessionError extends FlowFailure {
+  constructor(party, message) {
+    super(`session with ${party}: ${message}`);
+    this.party = party;
+  }
+}
+
+/** A session with a counterparty's flow: ordered JSON messages both ways. */
+export class Session {
+  constructor(inner) { this.inner = inner; }
+  get counterparty() { return this.inner.counterparty(); }
+  guard(thunk) {
+    try {
+      return thunk();
+    } catch (e) {
+      if (e && e.payload !== undefined) throw new SessionError(this.counterparty, e.payload);
+      throw e;
+    }
+  }
+  /** Send `value`; the first send (or receive) starts the counterparty's responder. */
+  send(value) { this.guard(() => this.inner.send(encode(value))); }
+  /** The counterparty's next message (a suspension point). */
+  receive() { return decode(this.guard(() => this.inner.receive())); }
+}
+
 /** The running flow's view of the node. */
 export class Ctx {
   constructor(invocation) { this.invocation = invocation; }
@@ -63,6 +90,20 @@ export class Ctx {
   sleep(ms) { host.sleep(BigInt(ms)); }
   nowMs() { return Number(host.now()); }
   random() { return host.random(); }
+  /** Publish an event on `topic`: the next waitEvent on it takes it. */
+  publish(topic, value) { host.publish(topic, encode(value)); }
+  /** The next event on `topic`, or undefined when `timeoutMs` passed first (a suspension point). */
+  waitEvent(topic, timeoutMs) {
+    const event = host.waitEvent(topic, timeoutMs === undefined ? undefined : BigInt(timeoutMs));
+    return event === undefined ? undefined : decode(event);
+  }
+  /** A session with `party`; its responder starts at the first send or receive. */
+  openSession(party) { return new Session(new sessions.Session(party)); }
+  /** In a responder flow, the session its initiator opened; undefined otherwise. */
+  initiator() {
+    const inner = sessions.initiator();
+    return inner === undefined ? undefined : new Session(inner);
+  }
   progress(step) { host.progress(step); }
   info(message) { host.log('info', message); }
 }

@@ -15,7 +15,7 @@ import json
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import host, types
+from wit_world.imports import host, sessions, types
 
 
 def _encode(value):
@@ -52,6 +52,39 @@ class Child:
     def __init__(self, flow, id):
         self.flow = flow
         self.id = id
+
+
+class SessionError(FlowFailure):
+    """A session with a counterparty failed (unknown party, no responder, it ended)."""
+
+    def __init__(self, party, message):
+        self.party = party
+        super().__init__(f"session with {party}: {message}")
+
+
+class Session:
+    """A session with a counterparty's flow: ordered JSON messages both ways."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    @property
+    def counterparty(self):
+        return self._inner.counterparty()
+
+    def send(self, value):
+        """Send `value`; the first send (or receive) starts the counterparty's responder."""
+        try:
+            self._inner.send(_encode(value))
+        except Err as e:
+            raise SessionError(self.counterparty, e.value) from None
+
+    def receive(self):
+        """The counterparty's next message (a suspension point)."""
+        try:
+            return json.loads(self._inner.receive())
+        except Err as e:
+            raise SessionError(self.counterparty, e.value) from None
 
 
 class Ctx:
@@ -102,6 +135,24 @@ class Ctx:
 
     def random(self):
         return host.random()
+
+    def publish(self, topic, value):
+        """Publish an event on `topic`: the next wait_event on it takes it."""
+        host.publish(topic, _encode(value))
+
+    def wait_event(self, topic, timeout_ms=None):
+        """The next event on `topic`, or None when `timeout_ms` passed first (a suspension point)."""
+        event = host.wait_event(topic, timeout_ms)
+        return None if event is None else json.loads(event)
+
+    def open_session(self, party):
+        """A session with `party`; its responder starts at the first send or receive."""
+        return Session(sessions.Session(party))
+
+    def initiator(self):
+        """In a responder flow, the session its initiator opened; None otherwise."""
+        inner = sessions.initiator()
+        return None if inner is None else Session(inner)
 
     def progress(self, step):
         host.progress(step)

@@ -28,6 +28,9 @@ pub struct StartMeta {
     /// Whether it is a child of a `parallel`.
     #[serde(default)]
     pub fan_out: bool,
+    /// The node identity the instance saw (`our-identity`); empty in records that predate it.
+    #[serde(default)]
+    pub identity: String,
 }
 
 impl StartMeta {
@@ -49,6 +52,7 @@ impl StartMeta {
             .into(),
             pool: pool.into(),
             fan_out,
+            identity: invocation.our_identity.clone(),
         }
     }
 
@@ -60,6 +64,7 @@ impl StartMeta {
             priority: "normal".into(),
             pool: String::new(),
             fan_out: false,
+            identity: String::new(),
         }
     }
 

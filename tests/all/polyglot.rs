@@ -15,7 +15,7 @@ async fn python_and_js_builds_pass_the_rust_scenarios() {
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-flows/scenarios");
     let mut ran = 0;
     for lang in ["python", "js"] {
-        for flow in ["hello", "fanout", "chain"] {
+        for flow in ["hello", "fanout", "chain", "seller", "watcher"] {
             let test = FlowTest::load(&polyglot(lang, flow)).unwrap();
             for file in std::fs::read_dir(scenarios.join(flow)).unwrap() {
                 let scenario = Scenario::load(&file.unwrap().path()).unwrap();
@@ -30,7 +30,8 @@ async fn python_and_js_builds_pass_the_rust_scenarios() {
             }
         }
     }
-    assert_eq!(ran, 2 * 7);
+    // hello 2, fanout 3, chain 2, seller 3, watcher 3 scenarios, in each language.
+    assert_eq!(ran, 2 * 13);
 }
 
 fn entry(name: &str, path: &Path) -> String {

@@ -241,4 +241,37 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
     assert_eq!(seller.status, Status::Completed);
     let sold: Value = serde_json::from_slice(&seller.output.unwrap().0).unwrap();
     assert_eq!(sold["bid"], 45, "the second message reached the seller");
+
+    // Both ends' journals replay against their builds: sessions, sends and receives match.
+    for (id, flow, calls) in [("buy-1", "buyer", 5), ("buy-1.0.peer", "seller", 5)] {
+        let export = dir.path().join(format!("{id}.json"));
+        let out = sluice_output(&["export", "--data-dir", &data_s, id, "-o", export.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", show(&out));
+        let replay = sluice_output(&[
+            "replay",
+            "--journal",
+            export.to_str().unwrap(),
+            guest(flow).to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&replay.stdout);
+        assert!(replay.status.success(), "{}", show(&replay));
+        assert!(
+            text.contains(&format!("all {calls} recorded calls match and the output is the same")),
+            "{flow}: {text}"
+        );
+    }
+    // Another build against the buyer's journal diverges at its first call, naming both.
+    let export = dir.path().join("buy-1.json");
+    let other = sluice_output(&[
+        "replay",
+        "--journal",
+        export.to_str().unwrap(),
+        guest("seller").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&other.stdout);
+    assert!(!other.status.success() && text.starts_with("DIVERGES"), "{text}");
+    assert!(
+        text.contains(r#"the journal has `session(party: "PartyA")` but the flow now calls `initiator()`"#),
+        "{text}"
+    );
 }

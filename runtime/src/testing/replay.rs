@@ -95,10 +95,14 @@ impl JournalReplay {
         store.set_epoch_deadline((TEST_CPU_BUDGET.as_millis() / EPOCH_TICK.as_millis()) as u64);
         store.epoch_deadline_trap();
         let meta = StartMeta::parse(&record.meta);
-        let invocation = match &meta {
-            Some(m) => m.invocation(&record.id, &record.flow, "replay"),
-            None => StartMeta::new_rpc().invocation(&record.id, &record.flow, "replay"),
+        // The identity the recorded instance saw, so a flow that reads it calls the same.
+        let meta = meta.unwrap_or_else(StartMeta::new_rpc);
+        let identity = if meta.identity.is_empty() {
+            "replay"
+        } else {
+            meta.identity.as_str()
         };
+        let invocation = meta.invocation(&record.id, &record.flow, identity);
         let result = match self.pre.instantiate_async(&mut store).await {
             Ok(flow) => {
                 flow.call_run(&mut store, &invocation, &record.input.0)

@@ -27,7 +27,7 @@ struct Output {
     accepted: bool,
 }
 
-fn seller(ctx: &Ctx, _input: ()) -> Result<Output> {
+fn seller(ctx: &Ctx, _input: serde_json::Value) -> Result<Output> {
     let Some(buyer) = ctx.initiator() else {
         return Err("seller runs only as the responder to a buyer's session".into());
     };
