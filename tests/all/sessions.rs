@@ -219,6 +219,11 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
         "--data-dir",
         &data_s,
     ];
+    // Compile both into the shared component cache first: the node's start is then quick
+    // even on a cold cache and a busy machine, and the waits below measure the trade.
+    for flow in ["buyer", "seller"] {
+        sluice::testing::FlowTest::load(&guest(flow)).unwrap();
+    }
     let mut node = spawn(&argv);
     // The buyer opened the session and sent both messages; the seller took the first and
     // is parked in its pause: the second message is in flight.
@@ -245,7 +250,14 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
     // Both ends' journals replay against their builds: sessions, sends and receives match.
     for (id, flow, calls) in [("buy-1", "buyer", 5), ("buy-1.0.peer", "seller", 5)] {
         let export = dir.path().join(format!("{id}.json"));
-        let out = sluice_output(&["export", "--data-dir", &data_s, id, "-o", export.to_str().unwrap()]);
+        let out = sluice_output(&[
+            "export",
+            "--data-dir",
+            &data_s,
+            id,
+            "-o",
+            export.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", show(&out));
         let replay = sluice_output(&[
             "replay",
@@ -256,7 +268,9 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
         let text = String::from_utf8_lossy(&replay.stdout);
         assert!(replay.status.success(), "{}", show(&replay));
         assert!(
-            text.contains(&format!("all {calls} recorded calls match and the output is the same")),
+            text.contains(&format!(
+                "all {calls} recorded calls match and the output is the same"
+            )),
             "{flow}: {text}"
         );
     }
@@ -269,9 +283,14 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
         guest("seller").to_str().unwrap(),
     ]);
     let text = String::from_utf8_lossy(&other.stdout);
-    assert!(!other.status.success() && text.starts_with("DIVERGES"), "{text}");
     assert!(
-        text.contains(r#"the journal has `session(party: "PartyA")` but the flow now calls `initiator()`"#),
+        !other.status.success() && text.starts_with("DIVERGES"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"the journal has `session(party: "PartyA")` but the flow now calls `initiator()`"#
+        ),
         "{text}"
     );
 }
