@@ -75,6 +75,11 @@ pub fn wait_event_args(topic: &str, timeout_ms: Option<u64>) -> Value {
     json!({ "topic": topic, "timeout_ms": timeout_ms })
 }
 
+/// Arguments of the second entry of a `wait-event`: what it took from `topic`.
+pub fn take_event_args(topic: &str) -> Value {
+    json!({ "topic": topic })
+}
+
 /// A journaled session answer (`session`, `initiator`): the session id and party.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Opened {

@@ -156,6 +156,17 @@ impl Recorder {
     /// Append a live call and its answer to the journal, in order (see [`Journal::append`]
     /// for when it becomes durable).
     pub fn record(&mut self, call: &str, args: Value, result: Value) -> Result<(), StoreError> {
+        self.record_with(call, args, result, Vec::new())
+    }
+
+    /// [`Recorder::record`], with `effects` committed in the same transaction as the entry.
+    pub fn record_with(
+        &mut self,
+        call: &str,
+        args: Value,
+        result: Value,
+        effects: Vec<Write>,
+    ) -> Result<(), StoreError> {
         let entry = Entry {
             position: self.next,
             call: call.into(),
@@ -167,6 +178,7 @@ impl Recorder {
             id: self.id.clone(),
             entry,
         });
+        batch.extend(effects);
         self.journal.append(batch)?;
         self.next += 1;
         Ok(())

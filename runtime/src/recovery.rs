@@ -119,10 +119,21 @@ pub fn outcome_of_record(record: &InstanceRecord) -> Option<Outcome> {
 }
 
 impl Node {
-    /// Resume every instance the store has as running: each is rebuilt on the component
-    /// it is pinned to and replays its journal. Returns how many were resumed; one that
+    /// Put back the events nobody took, then resume every instance the store has as
+    /// running: each is rebuilt on the component it is pinned to and replays its journal. Returns how many were resumed; one that
     /// cannot be rebuilt (its component is gone) is held in the hospital, saying why.
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        // Events nobody took go back on their topics before anyone waits again.
+        let events = self.journal().store().untaken_events()?;
+        if !events.is_empty() {
+            tracing::info!("Restored {} untaken event(s) to their topics", events.len());
+        }
+        for event in events {
+            self.messaging()
+                .topics
+                .topic(&event.topic)
+                .publish(event.id, event.payload.0);
+        }
         let records = self.journal().store().with_status(Status::Running)?;
         let count = records.len();
         for record in records {

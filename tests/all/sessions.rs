@@ -1,6 +1,6 @@
 //! Sessions between flows and events on topics, in a node: a trade between `buyer` and
 //! its responder `seller`, seen by a `watcher`; clear failures; eviction while waiting;
-//! and a message in flight when the node crashes.
+//! a message in flight when the node crashes; events and waits across restarts.
 
 use std::time::Duration;
 
@@ -292,5 +292,100 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
             r#"the journal has `session(party: "PartyA")` but the flow now calls `initiator()`"#
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
+    let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
+    for flow in ["buyer", "seller", "watcher"] {
+        sluice::testing::FlowTest::load(&guest(flow)).unwrap();
+    }
+    let run = |flow: &str, input: &str, id: &str| {
+        let argv = [
+            "run",
+            flow,
+            "--config",
+            &cfg,
+            "--input",
+            input,
+            "--id",
+            id,
+            "--data-dir",
+            &data_s,
+        ];
+        sluice_output(&argv)
+    };
+    // The buyer publishes a trade nobody waits for; its node then exits.
+    let out = run("buyer", r#"{"item": "bond", "bid": 45}"#, "buy-1");
+    assert!(out.status.success(), "{}", show(&out));
+    // The next node puts it back on its topic: a watcher takes it...
+    let out = run(
+        "watcher",
+        r#"{"topic": "trades", "count": 1, "timeout_ms": 10000}"#,
+        "w-1",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({ "events": [{ "item": "bond", "price": 40 }], "timed_out": false })
+    );
+    // ...once: the next watcher finds nothing.
+    let out = run(
+        "watcher",
+        r#"{"topic": "trades", "count": 1, "timeout_ms": 100}"#,
+        "w-2",
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({ "events": [], "timed_out": true }),
+        "{}",
+        show(&out)
+    );
+
+    // A wait with a timeout, interrupted by a crash, keeps its original deadline.
+    let input = r#"{"topic": "quiet", "count": 1, "timeout_ms": 3000}"#;
+    let argv = [
+        "run",
+        "watcher",
+        "--config",
+        &cfg,
+        "--input",
+        input,
+        "--id",
+        "w-3",
+        "--data-dir",
+        &data_s,
+    ];
+    let mut node = spawn(&argv);
+    let journal = wait_for_journal(&data, "w-3", 1);
+    assert_eq!(journal[0].call, "wait-event");
+    let deadline = journal[0]
+        .result
+        .as_u64()
+        .expect("the deadline is journaled");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(crash(&mut node), "the wait ended before the crash");
+    let out = sluice_output(&argv);
+    let woke = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({ "events": [], "timed_out": true }),
+        "{}",
+        show(&out)
+    );
+    // A wait restarted at recovery would end at least 800 ms after the original deadline.
+    assert!(
+        woke < deadline + 700,
+        "ended at {woke}: the original deadline {deadline} was not kept"
     );
 }

@@ -5,12 +5,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{HostState, unix_ms};
-use crate::journal::{Payload, decode, encode};
+use crate::journal::{Payload, StoredEvent, Write, decode, encode};
 use crate::journal_calls as calls;
 
 impl HostState {
-    /// Journal the event, then put it on its topic (a replayed publish was delivered in
-    /// the life that journaled it).
+    /// Journal the event (the store keeps it until it is taken), then put it on its topic.
+    /// A replayed publish was delivered in the life that journaled it.
     pub(super) fn publish_event(
         &mut self,
         topic: String,
@@ -21,8 +21,19 @@ impl HostState {
         if self.recorder.replay("publish", &args)?.is_some() {
             return Ok(());
         }
-        self.recorder.record("publish", args, Value::Null)?;
-        self.node.messaging().topics.topic(&topic).publish(payload);
+        let id = format!("{}.{}", self.info.id, self.recorder.position());
+        let stored = StoredEvent {
+            id: id.clone(),
+            topic: topic.clone(),
+            payload: Payload(payload.clone()),
+        };
+        self.recorder
+            .record_with("publish", args, Value::Null, vec![Write::Publish(stored)])?;
+        self.node
+            .messaging()
+            .topics
+            .topic(&topic)
+            .publish(id, payload);
         Ok(())
     }
 
@@ -32,13 +43,24 @@ impl HostState {
         topic: String,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.meter.journaled(1)?;
+        self.meter.journaled(2)?;
         let args = calls::wait_event_args(&topic, timeout_ms);
-        if let Some(answer) = self.recorder.replay("wait-event", &args)? {
+        // Two entries: the deadline, journaled before the wait (so it survives restarts
+        // unchanged, as a sleep's does), then what the wait took.
+        let deadline: Option<u64> = match self.recorder.replay("wait-event", &args)? {
+            Some(answer) => decode(&answer)?,
+            None => {
+                let deadline = timeout_ms.map(|ms| unix_ms().saturating_add(ms));
+                self.recorder
+                    .record("wait-event", args, encode(&deadline))?;
+                deadline
+            }
+        };
+        let args = calls::take_event_args(&topic);
+        if let Some(answer) = self.recorder.replay("take-event", &args)? {
             let taken: Option<Payload> = decode(&answer)?;
             return Ok(taken.map(|p| p.0));
         }
-        let deadline = timeout_ms.map(|ms| unix_ms().saturating_add(ms));
         let events = self.node.messaging().topics.topic(&topic);
         let taken = loop {
             if let Some(event) = events.take() {
@@ -62,9 +84,14 @@ impl HostState {
             })
             .await?;
         };
-        let journaled = taken.clone().map(Payload);
+        let (journaled, effects) = match taken {
+            // Taken in the same transaction as the entry: after a crash, either the journal
+            // has it or the store still offers it.
+            Some((id, payload)) => (Some(Payload(payload)), vec![Write::Take { id }]),
+            None => (None, Vec::new()),
+        };
         self.recorder
-            .record("wait-event", args, encode(&journaled))?;
-        Ok(taken)
+            .record_with("take-event", args, encode(&journaled), effects)?;
+        Ok(journaled.map(|p| p.0))
     }
 }

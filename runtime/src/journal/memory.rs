@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, Write};
+use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, StoredEvent, Write};
 
 /// A [`JournalStore`] in process memory.
 #[derive(Default)]
@@ -18,6 +18,8 @@ struct State {
     records: HashMap<String, (u64, InstanceRecord)>,
     journals: HashMap<String, Vec<Entry>>,
     components: HashMap<String, Vec<u8>>,
+    /// Events not taken yet, in publish order.
+    events: Vec<StoredEvent>,
     next: u64,
 }
 
@@ -57,7 +59,7 @@ impl State {
                         return Err(StoreError::Unknown(id.clone()));
                     }
                 }
-                Write::Component { .. } => {}
+                Write::Component { .. } | Write::Publish(_) | Write::Take { .. } => {}
             }
         }
         Ok(())
@@ -102,6 +104,12 @@ impl State {
                     .or_insert_with(|| bytes.clone());
             }
             Write::Pin { id, component } => self.get(id)?.component = component.clone(),
+            Write::Publish(event) => {
+                if !self.events.iter().any(|e| e.id == event.id) {
+                    self.events.push(event.clone());
+                }
+            }
+            Write::Take { id } => self.events.retain(|e| e.id != *id),
         }
         Ok(())
     }
@@ -154,6 +162,10 @@ impl JournalStore for MemoryStore {
             *counts.entry(r.flow.clone()).or_default() += 1;
         }
         Ok(counts.into_iter().collect())
+    }
+
+    fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self.lock().events.clone())
     }
 
     fn durable(&self) -> bool {

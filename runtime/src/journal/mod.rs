@@ -134,6 +134,21 @@ pub enum Write {
     Component { hash: String, bytes: Vec<u8> },
     /// Run the instance on another component from now on (operator action).
     Pin { id: String, component: String },
+    /// Keep a published event until it is taken (nothing happens when the id is known).
+    Publish(StoredEvent),
+    /// An event was taken: forget it.
+    Take { id: String },
+}
+
+/// A published event not taken yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// `<publisher id>.<journal position>`: a re-run publishes the same id.
+    pub id: String,
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Payload,
 }
 
 /// Why the store failed.
@@ -181,6 +196,8 @@ pub trait JournalStore: Send + Sync {
     fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError>;
     /// The bytes of the component with `hash`, if kept.
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Events published and not yet taken, in the order they were published.
+    fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError>;
     /// How many instances of each flow are recorded (for operators and tests).
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether a commit survives a crash of the process (false for an in-memory store).

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, Write};
+use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, StoredEvent, Write};
 
 /// Schema migrations, in order; `user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE instances ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX instances_by_status ON instances(status);
      CREATE TABLE components (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
+    // 3: events published and not yet taken (taking one deletes it).
+    "CREATE TABLE events (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);",
 ];
 
 /// How long a write waits for another process's lock on the file.
@@ -224,6 +226,23 @@ impl JournalStore for SqliteStore {
             .map_err(db)
     }
 
+    fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT id, topic, payload FROM events ORDER BY rowid")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: Payload(r.get(2)?),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
@@ -313,6 +332,18 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
         Write::Component { hash, bytes } => {
             tx.prepare_cached("INSERT OR IGNORE INTO components (hash, bytes) VALUES (?1, ?2)")
                 .and_then(|mut s| s.execute(params![hash, bytes]))
+                .map_err(db)?;
+        }
+        Write::Publish(event) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (id, topic, payload) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![event.id, event.topic, event.payload.0]))
+            .map_err(db)?;
+        }
+        Write::Take { id } => {
+            tx.prepare_cached("DELETE FROM events WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
                 .map_err(db)?;
         }
         Write::Pin { id, component } => {

@@ -1,4 +1,8 @@
 //! Event topics: each published event is taken by exactly one waiter, oldest first.
+//!
+//! Every event has an id (`<publisher id>.<journal position>`): the store keeps an event
+//! from its publish until it is taken, in the same transactions as the publisher's and the
+//! taker's journal entries, so a restart puts back exactly the events nobody took.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,10 +15,13 @@ pub struct Topics {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
 }
 
+/// One event on a topic: its id and payload.
+pub type Event = (String, Vec<u8>);
+
 /// One topic's events not yet taken.
 #[derive(Debug, Default)]
 pub struct Topic {
-    events: Mutex<VecDeque<Vec<u8>>>,
+    events: Mutex<VecDeque<Event>>,
     published: Notify,
 }
 
@@ -33,18 +40,18 @@ impl Topics {
 }
 
 impl Topic {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Add an event and wake the waiters (the first to look takes it).
-    pub fn publish(&self, payload: Vec<u8>) {
-        self.lock().push_back(payload);
+    /// Add event `id` and wake the waiters (the first to look takes it).
+    pub fn publish(&self, id: String, payload: Vec<u8>) {
+        self.lock().push_back((id, payload));
         self.published.notify_waiters();
     }
 
     /// The oldest event, if any.
-    pub fn take(&self) -> Option<Vec<u8>> {
+    pub fn take(&self) -> Option<Event> {
         self.lock().pop_front()
     }
 
@@ -70,12 +77,12 @@ mod tests {
     async fn each_event_is_taken_once_in_order() {
         let topics = Topics::default();
         let t = topics.topic("prices");
-        t.publish(b"1".to_vec());
-        t.publish(b"2".to_vec());
+        t.publish("a.0".into(), b"1".to_vec());
+        t.publish("a.1".into(), b"2".to_vec());
         assert_eq!(topics.waiting(), 2);
         topics.topic("prices").ready().await;
-        assert_eq!(t.take(), Some(b"1".to_vec()));
-        assert_eq!(t.take(), Some(b"2".to_vec()));
+        assert_eq!(t.take(), Some(("a.0".into(), b"1".to_vec())));
+        assert_eq!(t.take(), Some(("a.1".into(), b"2".to_vec())));
         assert_eq!(t.take(), None);
         assert!(topics.topic("other").take().is_none());
     }

@@ -236,7 +236,8 @@ impl host::Host for ReplayState {
         topic: String,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        let answer = self.answer("wait-event", calls::wait_event_args(&topic, timeout_ms))?;
+        self.answer("wait-event", calls::wait_event_args(&topic, timeout_ms))?;
+        let answer = self.answer("take-event", calls::take_event_args(&topic))?;
         Ok(decode::<Option<Payload>>(&answer)?.map(|p| p.0))
     }
 
