@@ -57,7 +57,7 @@ async fn durable_node(
     Ok(node)
 }
 
-fn scratch_dir(what: &str) -> PathBuf {
+pub(super) fn scratch_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sluice-bench-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir

@@ -7,6 +7,7 @@
 //!     starts from a clean heap). Durability figures are in [`durable`].
 
 pub mod durable;
+pub mod messaging;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -22,7 +22,8 @@ pub struct BenchArgs {
     parked: Vec<u64>,
     /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation),
     /// `sandbox` (metering: epoch vs fuel vs none), `durable` (SQLite store vs memory,
-    /// fan-out, replay, eviction), `all` (those five), `languages` (Rust, Python and JS
+    /// fan-out, replay, eviction), `messaging` (trades over a session, with an event),
+    /// `all` (those six), `languages` (Rust, Python and JS
     /// builds of hello and sleeper), or `scale` (`--flows` parked sleepers, evicted).
     #[arg(long, default_value = "all")]
     only: String,
@@ -89,6 +90,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.only == "durable" || args.only == "all" {
         durable(&runtime, &args)?;
+    }
+    if args.only == "messaging" || args.only == "all" {
+        for (name, durable) in [("sqlite", true), ("memory", false)] {
+            let f = runtime.block_on(bench::messaging::trades(
+                &args.guests,
+                durable,
+                args.iterations.min(2000),
+                args.starters,
+            ))?;
+            println!(
+                "(T) {name:<6} trades (session: 3 messages, 2 instances; 1 event) {:>7.0}/s ({} starters)   one at a time median {:>6.3} ms",
+                f.trades_per_sec,
+                args.starters,
+                f.trade_median.as_secs_f64() * 1e3
+            );
+        }
     }
     if args.only == "scale" {
         let f = runtime.block_on(bench::durable::scale(

@@ -18,8 +18,8 @@ struct State {
     records: HashMap<String, (u64, InstanceRecord)>,
     journals: HashMap<String, Vec<Entry>>,
     components: HashMap<String, Vec<u8>>,
-    /// Events not taken yet, in publish order.
-    events: Vec<StoredEvent>,
+    /// Events not taken yet, by id, with their insertion number (publish order).
+    events: HashMap<String, (u64, StoredEvent)>,
     next: u64,
 }
 
@@ -105,11 +105,15 @@ impl State {
             }
             Write::Pin { id, component } => self.get(id)?.component = component.clone(),
             Write::Publish(event) => {
-                if !self.events.iter().any(|e| e.id == event.id) {
-                    self.events.push(event.clone());
-                }
+                let number = self.next;
+                self.next += 1;
+                self.events
+                    .entry(event.id.clone())
+                    .or_insert_with(|| (number, event.clone()));
             }
-            Write::Take { id } => self.events.retain(|e| e.id != *id),
+            Write::Take { id } => {
+                self.events.remove(id);
+            }
         }
         Ok(())
     }
@@ -165,7 +169,9 @@ impl JournalStore for MemoryStore {
     }
 
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self.lock().events.clone())
+        let mut events: Vec<(u64, StoredEvent)> = self.lock().events.values().cloned().collect();
+        events.sort_by_key(|(number, _)| *number);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
     }
 
     fn durable(&self) -> bool {
