@@ -34,6 +34,28 @@ pub const REJECTED_STARTS: &str = "sluice_rejected_starts";
 /// Mapper answers replaced by `default` (`_total` is appended), per cause.
 pub const MAPPER_FALLBACKS: &str = "sluice_mapper_fallbacks";
 
+/// Instances in memory now (the rest of the parked ones are evicted).
+pub const RESIDENT_FLOWS: &str = "sluice_resident_flows";
+/// Parked instances evicted from memory to make room (`_total` is appended).
+pub const EVICTIONS: &str = "sluice_evictions";
+/// Sessions between instances with at least one end still running.
+pub const LIVE_SESSIONS: &str = "sluice_live_sessions";
+/// Published events not yet taken, all topics.
+pub const WAITING_EVENTS: &str = "sluice_waiting_events";
+
+/// Node-wide figures read when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeFigures {
+    /// Instances in memory.
+    pub resident: u64,
+    /// Evictions so far.
+    pub evictions: u64,
+    /// Live sessions.
+    pub live_sessions: u64,
+    /// Events not yet taken.
+    pub waiting_events: u64,
+}
+
 /// A `pool` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabel {
@@ -73,6 +95,10 @@ pub struct Metrics {
     flow_duration: HistogramFamily<FlowLabels>,
     rejected: Family<PoolLabel, Counter>,
     mapper_fallbacks: Family<CauseLabel, Counter>,
+    resident: Gauge,
+    evictions: Counter,
+    live_sessions: Gauge,
+    waiting_events: Gauge,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -97,6 +123,10 @@ impl Default for Metrics {
             flow_duration: Family::new_with_constructor(seconds_histogram),
             rejected: Family::default(),
             mapper_fallbacks: Family::default(),
+            resident: Gauge::default(),
+            evictions: Counter::default(),
+            live_sessions: Gauge::default(),
+            waiting_events: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -143,6 +173,22 @@ impl Default for Metrics {
             MAPPER_FALLBACKS,
             "Mapper answers replaced by default, by cause",
             m.mapper_fallbacks.clone(),
+        );
+        r.register(RESIDENT_FLOWS, "Instances in memory", m.resident.clone());
+        r.register(
+            EVICTIONS,
+            "Parked instances evicted from memory to make room",
+            m.evictions.clone(),
+        );
+        r.register(
+            LIVE_SESSIONS,
+            "Sessions with an end still running",
+            m.live_sessions.clone(),
+        );
+        r.register(
+            WAITING_EVENTS,
+            "Published events not yet taken",
+            m.waiting_events.clone(),
         );
         m
     }
@@ -195,8 +241,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Everything, in the Prometheus (OpenMetrics) text format, gauges refreshed from `pools`.
-    pub fn render(&self, pools: &Pools) -> String {
+    /// Everything, in the Prometheus (OpenMetrics) text format, gauges refreshed from `pools`
+    /// and `node`.
+    pub fn render(&self, pools: &Pools, node: NodeFigures) -> String {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.resident.set(gauge(node.resident));
+        self.live_sessions.set(gauge(node.live_sessions));
+        self.waiting_events.set(gauge(node.waiting_events));
+        // The counter follows the node's own count, which only grows.
+        let counted = self.evictions.get();
+        self.evictions
+            .inc_by(node.evictions.saturating_sub(counted));
         let mut total = 0i64;
         for p in pools.iter() {
             let s = p.stats().snapshot();

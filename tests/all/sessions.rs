@@ -91,6 +91,14 @@ async fn a_buyer_trades_with_its_responder_and_a_watcher_sees_the_trade() {
         node.messaging().sessions.live() == 0
     })
     .await;
+    let metrics = node.render_metrics();
+    assert!(metrics.contains("sluice_live_sessions 0\n"), "{metrics}");
+    // An event nobody waits for is counted until taken.
+    run(&node, "buyer", json!({ "item": "gilt", "bid": 45 }))
+        .await
+        .unwrap();
+    let metrics = node.render_metrics();
+    assert!(metrics.contains("sluice_waiting_events 1\n"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +207,13 @@ async fn instances_waiting_on_sessions_and_events_are_evicted_and_rebuilt() {
         "with 45 instances and room for 4, waiting ones were evicted"
     );
     assert_eq!(node.messaging().topics.waiting(), 0);
+    let metrics = node.render_metrics();
+    let evictions = node.residency().evictions();
+    assert!(
+        metrics.contains(&format!("sluice_evictions_total {evictions}\n")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sluice_waiting_events 0\n"), "{metrics}");
 }
 
 #[test]

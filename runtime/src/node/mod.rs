@@ -204,7 +204,14 @@ impl Node {
 
     /// The node's metrics in Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render(&self.inner.pools)
+        let messaging = &self.inner.messaging;
+        let figures = crate::metrics::NodeFigures {
+            resident: u64::from(self.inner.residency.resident()),
+            evictions: self.inner.residency.evictions(),
+            live_sessions: messaging.sessions.live() as u64,
+            waiting_events: messaging.topics.waiting() as u64,
+        };
+        self.inner.metrics.render(&self.inner.pools, figures)
     }
 
     /// The node's instance events.
