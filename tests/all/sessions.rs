@@ -31,20 +31,55 @@ fn json_input(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// The stored output of instance `id` once it completed.
-async fn completed_output(node: &Node, id: &str) -> Value {
-    let store = node.journal().store().clone();
-    let mut found = None;
-    until(&format!("{id} completed"), Duration::from_secs(30), || {
-        found = store
-            .record(id)
-            .unwrap()
-            .filter(|r| r.status == Status::Completed);
-        found.is_some()
-    })
-    .await;
-    let output = found.and_then(|r| r.output).expect("completed with output");
-    serde_json::from_slice(&output.0).unwrap()
+/// The output of instance `id`, waited for by attaching to it (starting a known id).
+async fn output_of(node: &Node, id: &str) -> Value {
+    let attach = StartRequest::rpc("seller", Vec::new(), "test").with_id(id);
+    let handle = node.start(attach).await.unwrap();
+    serde_json::from_slice(&handle.outcome().await.unwrap()).unwrap()
+}
+
+/// A data directory and a trading config for `sluice run` nodes, with the trading flows
+/// compiled into the shared component cache first: a node's start is then quick even on a
+/// cold cache and a busy machine, and the waits in the tests measure the flows.
+struct TradingDir {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    cfg: String,
+    data_s: String,
+}
+
+impl TradingDir {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
+        for flow in ["buyer", "seller", "watcher"] {
+            sluice::testing::FlowTest::load(&guest(flow)).unwrap();
+        }
+        let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
+        TradingDir {
+            dir,
+            data,
+            cfg,
+            data_s,
+        }
+    }
+
+    /// `sluice run FLOW --input INPUT --id ID` on this directory.
+    fn argv<'a>(&'a self, flow: &'a str, input: &'a str, id: &'a str) -> [&'a str; 10] {
+        [
+            "run",
+            flow,
+            "--config",
+            &self.cfg,
+            "--input",
+            input,
+            "--id",
+            id,
+            "--data-dir",
+            &self.data_s,
+        ]
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +111,7 @@ async fn a_buyer_trades_with_its_responder_and_a_watcher_sees_the_trade() {
         json!({ "item": "bond", "price": 40, "accepted": true })
     );
     // The responder's id derives from the session: `<buyer>.<position>.peer`.
-    let sold = completed_output(&node, "buy-1.0.peer").await;
+    let sold = output_of(&node, "buy-1.0.peer").await;
     assert_eq!(
         sold,
         json!({ "buyer": "PartyA", "item": "bond", "bid": 45, "price": 40, "accepted": true })
@@ -218,32 +253,15 @@ async fn instances_waiting_on_sessions_and_events_are_evicted_and_rebuilt() {
 
 #[test]
 fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
-    let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
-    let argv = [
-        "run",
-        "buyer",
-        "--config",
-        &cfg,
-        "--input",
-        r#"{"item": "bond", "bid": 45, "pause_ms": 3000}"#,
-        "--id",
-        "buy-1",
-        "--data-dir",
-        &data_s,
-    ];
-    // Compile both into the shared component cache first: the node's start is then quick
-    // even on a cold cache and a busy machine, and the waits below measure the trade.
-    for flow in ["buyer", "seller"] {
-        sluice::testing::FlowTest::load(&guest(flow)).unwrap();
-    }
+    let trading = TradingDir::new();
+    let (data, data_s) = (&trading.data, trading.data_s.as_str());
+    let input = r#"{"item": "bond", "bid": 45, "pause_ms": 3000}"#;
+    let argv = trading.argv("buyer", input, "buy-1");
     let mut node = spawn(&argv);
     // The buyer opened the session and sent both messages; the seller took the first and
     // is parked in its pause: the second message is in flight.
-    wait_for_journal(&data, "buy-1", 3);
-    let seller = wait_for_journal(&data, "buy-1.0.peer", 3);
+    wait_for_journal(data, "buy-1", 3);
+    let seller = wait_for_journal(data, "buy-1.0.peer", 3);
     assert_eq!(
         seller.iter().map(|e| e.call.as_str()).collect::<Vec<_>>(),
         ["initiator", "receive", "sleep"]
@@ -257,18 +275,18 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
         bought,
         json!({ "item": "bond", "price": 40, "accepted": true })
     );
-    let seller = record(&data, "buy-1.0.peer").expect("seller recorded");
+    let seller = record(data, "buy-1.0.peer").expect("seller recorded");
     assert_eq!(seller.status, Status::Completed);
     let sold: Value = serde_json::from_slice(&seller.output.unwrap().0).unwrap();
     assert_eq!(sold["bid"], 45, "the second message reached the seller");
 
     // Both ends' journals replay against their builds: sessions, sends and receives match.
     for (id, flow, calls) in [("buy-1", "buyer", 5), ("buy-1.0.peer", "seller", 5)] {
-        let export = dir.path().join(format!("{id}.json"));
+        let export = trading.dir.path().join(format!("{id}.json"));
         let out = sluice_output(&[
             "export",
             "--data-dir",
-            &data_s,
+            data_s,
             id,
             "-o",
             export.to_str().unwrap(),
@@ -290,7 +308,7 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
         );
     }
     // Another build against the buyer's journal diverges at its first call, naming both.
-    let export = dir.path().join("buy-1.json");
+    let export = trading.dir.path().join("buy-1.json");
     let other = sluice_output(&[
         "replay",
         "--journal",
@@ -312,28 +330,9 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
 
 #[test]
 fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
-    let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
-    for flow in ["buyer", "seller", "watcher"] {
-        sluice::testing::FlowTest::load(&guest(flow)).unwrap();
-    }
-    let run = |flow: &str, input: &str, id: &str| {
-        let argv = [
-            "run",
-            flow,
-            "--config",
-            &cfg,
-            "--input",
-            input,
-            "--id",
-            id,
-            "--data-dir",
-            &data_s,
-        ];
-        sluice_output(&argv)
-    };
+    let trading = TradingDir::new();
+    let data = &trading.data;
+    let run = |flow: &str, input: &str, id: &str| sluice_output(&trading.argv(flow, input, id));
     // The buyer publishes a trade nobody waits for; its node then exits.
     let out = run("buyer", r#"{"item": "bond", "bid": 45}"#, "buy-1");
     assert!(out.status.success(), "{}", show(&out));
@@ -365,20 +364,9 @@ fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
 
     // A wait with a timeout, interrupted by a crash, keeps its original deadline.
     let input = r#"{"topic": "quiet", "count": 1, "timeout_ms": 3000}"#;
-    let argv = [
-        "run",
-        "watcher",
-        "--config",
-        &cfg,
-        "--input",
-        input,
-        "--id",
-        "w-3",
-        "--data-dir",
-        &data_s,
-    ];
+    let argv = trading.argv("watcher", input, "w-3");
     let mut node = spawn(&argv);
-    let journal = wait_for_journal(&data, "w-3", 1);
+    let journal = wait_for_journal(data, "w-3", 1);
     assert_eq!(journal[0].call, "wait-event");
     let deadline = journal[0]
         .result

@@ -14,7 +14,9 @@ use super::HostState;
 use crate::bindings::sluice::flow::sessions;
 use crate::journal::{Payload, StoreError, decode, encode};
 use crate::journal_calls::{self as calls, Exchanged, Opened};
-use crate::messaging::sessions::{initiator_of, responder_of, session_of_responder};
+use crate::messaging::sessions::{
+    Boxes, end_reason, initiator_of, responder_of, session_of_responder,
+};
 use crate::messaging::{Mailbox, Next, SessionRef, Side};
 use crate::node::{Node, StartRequest};
 use crate::recovery::outcome_of_record;
@@ -73,11 +75,7 @@ impl HostState {
 /// Fill a session's mailboxes from its ends' journals: every successful `send` on it is a
 /// message, numbered in order. Each receiver takes from its own count of `receive`s, so
 /// what it took before is skipped. An end that already ended closes its direction.
-async fn rebuild(
-    node: &Node,
-    session: &str,
-    boxes: &crate::messaging::sessions::Boxes,
-) -> Result<(), StoreError> {
+async fn rebuild(node: &Node, session: &str, boxes: &Boxes) -> Result<(), StoreError> {
     node.journal().sync().await?;
     let store = node.journal().store();
     let ends = [
@@ -102,11 +100,7 @@ async fn rebuild(
         if let Some(record) = store.record(&sender)?
             && let Some(outcome) = outcome_of_record(&record)
         {
-            let how = match outcome {
-                Ok(_) => "completed".to_string(),
-                Err(e) => format!("ended: {e}"),
-            };
-            inbox.close(format!("the counterparty's flow {sender} {how}"));
+            inbox.close(end_reason(&sender, &outcome));
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::mailbox::Mailbox;
+use crate::error::FlowError;
 
 /// Which end of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,8 +89,16 @@ pub fn session_of_responder(id: &str) -> Option<&str> {
     id.strip_suffix(".peer").filter(|s| s.contains('.'))
 }
 
+/// Why a counterparty's `receive` finds nothing more: instance `id` ended with `outcome`.
+pub fn end_reason(id: &str, outcome: &Result<Vec<u8>, FlowError>) -> String {
+    match outcome {
+        Ok(_) => format!("the counterparty's flow {id} completed"),
+        Err(e) => format!("the counterparty's flow {id} ended: {e}"),
+    }
+}
+
 /// One session's mailboxes, indexed by the side that receives from them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Boxes {
     inbox: [Arc<Mailbox>; 2],
     /// Set once the mailboxes hold what the store had (at once for a fresh session).
@@ -114,19 +123,9 @@ impl Boxes {
 
 #[derive(Debug)]
 struct Entry {
-    inbox: [Arc<Mailbox>; 2],
-    loaded: Arc<OnceCell<()>>,
+    boxes: Boxes,
     attached: [bool; 2],
     ended: [bool; 2],
-}
-
-impl Entry {
-    fn boxes(&self) -> Boxes {
-        Boxes {
-            inbox: self.inbox.clone(),
-            loaded: self.loaded.clone(),
-        }
-    }
 }
 
 /// The node's live sessions.
@@ -153,7 +152,7 @@ impl Sessions {
         let mut state = self.lock();
         let entry = Self::entry(&mut state, id, fresh);
         entry.attached[side.index()] = true;
-        let boxes = entry.boxes();
+        let boxes = entry.boxes.clone();
         let mine = state.by_instance.entry(instance.to_string()).or_default();
         if !mine.iter().any(|(s, d)| s == id && *d == side) {
             mine.push((id.to_string(), side));
@@ -164,7 +163,7 @@ impl Sessions {
     /// The mailboxes of session `id` (known to this process or not: then they load from
     /// the store on first use).
     pub fn boxes(&self, id: &str) -> Boxes {
-        Self::entry(&mut self.lock(), id, false).boxes()
+        Self::entry(&mut self.lock(), id, false).boxes.clone()
     }
 
     fn entry<'a>(state: &'a mut State, id: &str, fresh: bool) -> &'a mut Entry {
@@ -172,29 +171,33 @@ impl Sessions {
             .sessions
             .entry(id.to_string())
             .or_insert_with(|| Entry {
-                inbox: Default::default(),
-                loaded: Arc::new(if fresh {
-                    OnceCell::new_with(Some(()))
-                } else {
-                    OnceCell::new()
-                }),
+                boxes: Boxes {
+                    inbox: Default::default(),
+                    loaded: Arc::new(if fresh {
+                        OnceCell::new_with(Some(()))
+                    } else {
+                        OnceCell::new()
+                    }),
+                },
                 attached: [false; 2],
                 ended: [false; 2],
             })
     }
 
-    /// Instance `instance` ended: its counterparties receive what it sent, then `why`.
+    /// Instance `instance` ended: its counterparties receive what it sent, then `why()`
+    /// (called only when it had sessions: every instance's end passes here).
     /// A session both of whose attached ends ended is forgotten.
-    pub fn ended(&self, instance: &str, why: &str) {
+    pub fn ended(&self, instance: &str, why: impl FnOnce() -> String) {
         let mut state = self.lock();
         let Some(mine) = state.by_instance.remove(instance) else {
             return;
         };
+        let why = why();
         for (id, side) in mine {
             let Some(entry) = state.sessions.get_mut(&id) else {
                 continue;
             };
-            entry.inbox[side.other().index()].close(why.to_string());
+            entry.boxes.inbox[side.other().index()].close(why.clone());
             entry.ended[side.index()] = true;
             let done = (0..2).all(|i| !entry.attached[i] || entry.ended[i]);
             if done {
@@ -228,7 +231,7 @@ mod tests {
         let a = s.attach("i.0", "i", Side::Initiator, true);
         let b = s.attach("i.0", "i.0.peer", Side::Responder, true);
         a.inbox(Side::Responder).deliver(0, b"hi".to_vec());
-        s.ended("i", "initiator completed");
+        s.ended("i", || "initiator completed".into());
         assert_eq!(
             b.inbox(Side::Responder).take(0),
             Next::Message(b"hi".to_vec())
@@ -238,7 +241,7 @@ mod tests {
             Next::Closed("initiator completed".into())
         );
         assert_eq!(s.live(), 1);
-        s.ended("i.0.peer", "responder completed");
+        s.ended("i.0.peer", || "responder completed".into());
         assert_eq!(s.live(), 0);
     }
 }

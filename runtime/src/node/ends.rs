@@ -8,6 +8,7 @@ use super::{Node, Outcome};
 use crate::error::FlowError;
 use crate::instance::End;
 use crate::journal::{Status, Write, encode};
+use crate::messaging::sessions::end_reason;
 use crate::recovery::outcome_of_record;
 
 impl Node {
@@ -87,11 +88,6 @@ impl Node {
             ),
         };
         let held = outcome.is_none();
-        let ended = match &outcome {
-            Some(Ok(_)) => Some("completed".to_string()),
-            Some(Err(e)) => Some(format!("ended: {e}")),
-            None => None,
-        };
         let mut batch = before;
         batch.push(write);
         let recorded = if child && !held {
@@ -103,11 +99,11 @@ impl Node {
             // Waiters still learn the outcome; after a restart the instance is replayed.
             tracing::error!("cannot record the end of instance {id}: {e}");
         }
-        if let Some(how) = ended {
+        if let Some(outcome) = &outcome {
             // Counterparties receive what it sent, then learn it ended. A held instance may
             // still go on, so its sessions stay open.
-            let why = format!("the counterparty's flow {id} {how}");
-            self.inner.messaging.sessions.ended(id, &why);
+            let sessions = &self.inner.messaging.sessions;
+            sessions.ended(id, || end_reason(id, outcome));
         }
         match outcome {
             Some(outcome) => self.inner.completions.finish(id, &outcome),
