@@ -38,6 +38,12 @@ async fn output_of(node: &Node, id: &str) -> Value {
     serde_json::from_slice(&handle.outcome().await.unwrap()).unwrap()
 }
 
+/// The JSON a successful `sluice run` printed.
+fn output_json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", show(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(out)))
+}
+
 /// A data directory and a trading config for `sluice run` nodes, with the trading flows
 /// compiled into the shared component cache first: a node's start is then quick even on a
 /// cold cache and a busy machine, and the waits in the tests measure the flows.
@@ -269,8 +275,7 @@ fn a_message_in_flight_at_a_crash_is_delivered_after_the_restart() {
     assert!(crash(&mut node), "the trade finished before the crash");
 
     let out = sluice_output(&argv);
-    assert!(out.status.success(), "{}", show(&out));
-    let bought: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bought = output_json(&out);
     assert_eq!(
         bought,
         json!({ "item": "bond", "price": 40, "accepted": true })
@@ -342,8 +347,7 @@ fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
         r#"{"topic": "trades", "count": 1, "timeout_ms": 10000}"#,
         "w-1",
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = output_json(&out);
     assert_eq!(
         seen,
         json!({ "events": [{ "item": "bond", "price": 40 }], "timed_out": false })
@@ -354,12 +358,9 @@ fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
         r#"{"topic": "trades", "count": 1, "timeout_ms": 100}"#,
         "w-2",
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        seen,
-        json!({ "events": [], "timed_out": true }),
-        "{}",
-        show(&out)
+        output_json(&out),
+        json!({ "events": [], "timed_out": true })
     );
 
     // A wait with a timeout, interrupted by a crash, keeps its original deadline.
@@ -379,12 +380,9 @@ fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        seen,
-        json!({ "events": [], "timed_out": true }),
-        "{}",
-        show(&out)
+        output_json(&out),
+        json!({ "events": [], "timed_out": true })
     );
     // A wait restarted at recovery would end at least 800 ms after the original deadline.
     assert!(
