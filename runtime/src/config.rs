@@ -23,9 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::limits::{Limits, LimitsConfig};
-use crate::registry::{FlowSettings, RetryPolicy};
-use crate::sandbox::DirGrant;
+use crate::model::{DirGrant, FlowSettings, HumanDuration, Limits, LimitsConfig, RetryPolicy};
 
 /// Name of the pool that always exists and takes every flow no rule places elsewhere.
 pub const DEFAULT_POOL: &str = "default";
@@ -125,34 +123,6 @@ pub struct PoolConfig {
 
 fn yes() -> bool {
     true
-}
-
-/// A duration written like `30s`, `500ms` or `2m`, never zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct HumanDuration(#[serde(serialize_with = "serialize_duration")] pub std::time::Duration);
-
-fn serialize_duration<S: serde::Serializer>(
-    d: &std::time::Duration,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write it like \"30s\", \"500ms\" or \"2m\""
-            ))
-        })?;
-        if duration.is_zero() {
-            return Err(serde::de::Error::custom(
-                "a duration must be longer than zero",
-            ));
-        }
-        Ok(HumanDuration(duration))
-    }
 }
 
 /// `[mapper]`: a component implementing the `mapper` world.

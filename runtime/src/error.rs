@@ -1,26 +1,10 @@
-//! Typed errors of the runtime library.
+//! Why a component could not be loaded, and why a start was refused.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Why a flow instance produced no output. Mirrors the WIT `flow-error`.
-#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FlowError {
-    /// The flow returned an error or trapped.
-    #[error("failed: {0}")]
-    Failed(String),
-    /// The instance was cancelled.
-    #[error("cancelled")]
-    Cancelled,
-    /// The instance ran past its wall-clock timeout.
-    #[error("timed out")]
-    TimedOut,
-    /// The start was refused.
-    #[error("rejected: {0}")]
-    Rejected(String),
-}
+use crate::model::FlowError;
 
 /// Why a component could not be loaded as a flow.
 #[derive(Debug, Error)]
@@ -50,7 +34,7 @@ pub enum LoadError {
     Startup(String),
     /// The durable store could not be opened.
     #[error("{0}")]
-    Store(#[from] crate::journal::StoreError),
+    Store(#[from] crate::store::StoreError),
     /// The on-disk compilation cache failed.
     #[error("component cache at {path}: {reason}")]
     Cache { path: PathBuf, reason: String },
@@ -76,16 +60,19 @@ pub enum StartError {
     #[error("flow `{flow}` not started: {source}")]
     Limit {
         flow: String,
-        source: crate::limits::LimitExceeded,
+        source: crate::model::LimitExceeded,
     },
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// How the instance was started could not be encoded for the store.
+    #[error("flow `{flow}` not started: its start metadata cannot be encoded: {reason}")]
+    Meta { flow: String, reason: String },
     /// The instance could not be recorded in the store.
     #[error("flow `{flow}` not started: {source}")]
     Store {
         flow: String,
-        source: crate::journal::StoreError,
+        source: crate::store::StoreError,
     },
 }
 

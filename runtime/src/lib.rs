@@ -1,42 +1,60 @@
 //! Sluice: business flows as WebAssembly components.
 //!
 //! A [`Node`] loads flow components, admits start requests into named, bounded
-//! [pools](scheduler), and runs each flow instance in its own wasmtime store. Every
+//! [pools](sched), and runs each flow instance in its own wasmtime store. Every
 //! suspension point (join, call, parallel, sleep, wait for an event, receive from a
-//! session) is an async host function that
-//! releases the instance's pool slot while it waits, so a waiting flow holds no slot
-//! and no thread: a node cannot deadlock by waiting.
+//! session) is an async host function that releases the instance's pool slot while it
+//! waits, so a waiting flow holds no slot and no thread: a node cannot deadlock by waiting.
 //!
-//! Data flows one way: [`Node::start`] → [`scheduler`] → [`instance`] → [`host`] calls
-//! → scheduler (children, timers).
+//! The modules form layers; each imports only from the layers below it (a test,
+//! `tests/all/layers.rs`, keeps it so), bottom to top:
+//!
+//! | layer | holds |
+//! | --- | --- |
+//! | [`model`] | plain data: outcomes, limits and units, settings, invocations, starts, ids |
+//! | [`wit`], [`config`], [`store`] | the WIT bindings and their conversions; TOML → model; the durable store |
+//! | [`error`] | why a load or a start failed |
+//! | [`replay`], [`messaging`] | journaled calls and the recorder; sessions and topics |
+//! | [`engine`] | wasmtime engines, the linker, component cache, sandbox, meter, registry |
+//! | [`sched`] | pools, queue classes, rules, the mapper, residency |
+//! | [`observe`] | metrics, instance events, the pools report |
+//! | [`host`] | the flow's imports; what instances share; the one way up ([`host::Starter`]) |
+//! | [`instance`] | one instance's life: attempts, segments, its end |
+//! | [`node`] | the façade: admission, recovery; implements [`host::Starter`] |
+//! | [`operator`] | offline operator verbs |
+//! | [`testing`] | flows tested in isolation; journal replay |
+//!
+//! A start goes one way: [`Node::start`] → [`sched`] (a pool, a queue place) →
+//! [`instance`] → [`host`] calls → [`replay`]/[`store`]; a child's start goes back up only
+//! through [`host::Starter`].
 
-pub mod bench;
-pub mod bindings;
-pub mod completions;
-pub mod component_cache;
+pub mod model;
+
 pub mod config;
-pub mod engine;
+pub mod store;
+pub mod wit;
+
 pub mod error;
-pub mod events;
-pub mod host;
-pub mod instance;
-pub mod journal;
-pub mod journal_calls;
-pub mod limits;
+
 pub mod messaging;
-pub mod meter;
-pub mod metrics;
+pub mod replay;
+
+pub mod engine;
+
+pub mod sched;
+
+pub mod observe;
+
+pub mod host;
+
+pub mod instance;
+
 pub mod node;
+
 pub mod operator;
-pub mod recorder;
-pub mod recovery;
-pub mod registry;
-pub mod report;
-pub mod residency;
-pub mod sandbox;
-pub mod scheduler;
 pub mod testing;
 
 pub use config::NodeConfig;
-pub use error::{FlowError, LoadError, StartError};
-pub use node::{FlowHandle, Node, StartRequest};
+pub use error::{LoadError, StartError};
+pub use model::{FlowError, FlowHandle, Outcome, StartRequest};
+pub use node::Node;

@@ -7,11 +7,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::component_cache::{check_header, content_hash};
-use crate::error::FlowError;
-use crate::journal::encode;
-use crate::journal::{Entry, InstanceRecord, JournalStore, SqliteStore, Status, StoreError, Write};
-use crate::node::STORE_FILE;
+use crate::engine::component_cache::{check_header, content_hash};
+use crate::model::FlowError;
+use crate::store::{
+    DirLock, Entry, InstanceRecord, JournalStore, STORE_FILE, SqliteStore, Status, StoreError,
+    Write, encode,
+};
 
 /// Why an operator action was refused.
 #[derive(Debug, Error)]
@@ -58,6 +59,17 @@ pub fn open_store(data_dir: &Path) -> Result<SqliteStore, OperatorError> {
         return Err(OperatorError::NoStore(data_dir.display().to_string()));
     }
     Ok(SqliteStore::open(&path)?)
+}
+
+/// [`open_store`] for a verb that writes: the data dir is held until the lock is dropped,
+/// and refused (naming the holder) while a node or another verb holds it. Reading verbs
+/// need no lock.
+pub fn open_store_to_write(data_dir: &Path) -> Result<(SqliteStore, DirLock), OperatorError> {
+    if !data_dir.join(STORE_FILE).is_file() {
+        return Err(OperatorError::NoStore(data_dir.display().to_string()));
+    }
+    let lock = DirLock::acquire(data_dir)?;
+    Ok((open_store(data_dir)?, lock))
 }
 
 fn record(store: &dyn JournalStore, id: &str) -> Result<InstanceRecord, OperatorError> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
-use sluice::journal::{JournalStore, Status};
+use sluice::store::{JournalStore, Status};
 
 use crate::durable_node::{
     config, crash, record, show, sluice_output, spawn, store, wait_for_journal,
@@ -112,7 +112,7 @@ fn a_node_killed_five_times_completes_every_flow_once_with_the_uncrashed_output(
     );
     // The same child ids as the uncrashed run: ids derive from journal positions.
     let clean_store = crate::durable_node::store(&clean_dir);
-    let ids = |s: &sluice::journal::SqliteStore| {
+    let ids = |s: &sluice::store::SqliteStore| {
         let mut ids: Vec<String> = s
             .with_status(Status::Completed)
             .unwrap()

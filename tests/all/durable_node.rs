@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::journal::{Entry, InstanceRecord, JournalStore, SqliteStore};
+use sluice::store::{Entry, InstanceRecord, JournalStore, SqliteStore};
 
 /// The `sluice` binary with `args`, logs quiet unless a test asks.
 pub fn sluice(args: &[&str]) -> Command {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use serde_json::json;
-use sluice::component_cache::CacheOutcome;
+use sluice::engine::CacheOutcome;
 use sluice::{Node, NodeConfig};
 
 use crate::support::{guest, run};

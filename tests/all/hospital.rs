@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::StartRequest;
-use sluice::journal::Status;
+use sluice::store::Status;
 
 use crate::durable_node::{config, crash, record, show, sluice_output, spawn, wait_for_journal};
 use crate::support::{guest, node, until};
@@ -221,7 +221,7 @@ async fn start_flaky(
 ) -> (
     String,
     sluice::FlowHandle,
-    std::sync::Arc<dyn sluice::journal::JournalStore>,
+    std::sync::Arc<dyn sluice::store::JournalStore>,
 ) {
     let input = serde_json::to_vec(&json!({ "x": x })).unwrap();
     let handle = node

@@ -2,7 +2,7 @@
 //! and a mapper that misbehaves.
 
 use serde_json::json;
-use sluice::bindings::Priority;
+use sluice::model::Priority;
 use sluice::{Node, StartRequest};
 
 use crate::support::{flow_entry, guest, guests_dir, node};

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::bindings::Priority;
-use sluice::events::{EventKind, InstanceEvent};
+use sluice::model::Priority;
+use sluice::observe::{EventKind, InstanceEvent};
 use sluice::{FlowError, StartRequest};
 use tokio::sync::broadcast;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::journal::Status;
+use sluice::store::Status;
 use sluice::{Node, StartRequest};
 
 use crate::durable_node::{config, crash, record, show, sluice_output, spawn, wait_for_journal};

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{percentile, rss_bytes, sequential, throughput};
-use crate::journal::{Status, Write};
-use crate::{Node, NodeConfig, StartRequest};
+use sluice::store::{Status, Write};
+use sluice::{Node, NodeConfig, StartRequest};
 
 /// Store-dependent figures, durable and in memory.
 #[derive(Debug, Clone, Serialize)]
@@ -266,7 +266,7 @@ pub async fn scale(
     let start_phase = t.elapsed();
     let pool = node.pools().default_pool().clone();
     let before = pool.stats().snapshot();
-    let ended = |s: &crate::scheduler::PoolSnapshot| s.completed + s.failed;
+    let ended = |s: &sluice::sched::PoolSnapshot| s.completed + s.failed;
     while ended(&pool.stats().snapshot()) - ended(&before) < flows as u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

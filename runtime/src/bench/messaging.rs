@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::durable::scratch_dir;
 use super::{percentile, sequential, throughput};
-use crate::{Node, NodeConfig, StartRequest};
+use sluice::{Node, NodeConfig, StartRequest};
 
 /// Figures of one store.
 #[derive(Debug, Clone, Serialize)]

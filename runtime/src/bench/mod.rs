@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use crate::bindings::{Invocation, Origin, Priority};
-use crate::config::NodeConfig;
-use crate::host::{HostState, InstanceInfo, SlotHolder};
-use crate::node::{Node, StartRequest};
-use crate::recorder::Recorder;
-use crate::scheduler::{Pool, QueueClass};
+use sluice::NodeConfig;
+use sluice::host::{HostState, InstanceInfo, SlotHolder};
+use sluice::model::{Invocation, Origin, Priority};
+use sluice::replay::Recorder;
+use sluice::sched::{Pool, QueueClass};
+use sluice::{Node, StartRequest};
 
 /// Figures of (a)–(c).
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +123,7 @@ pub async fn core(
     node.run(noop.clone()).await??; // load and compile before timing
 
     // (a) bare: the same engine, linker and host state, without pools or tasks.
-    let flow = node.registry_flow("noop").await?;
+    let flow = node.flow("noop").await?;
     let pool = Pool::new("bare", 1, 1);
     let invocation = Invocation {
         id: "bench".into(),
@@ -145,7 +145,8 @@ pub async fn core(
         let mut store = Store::new(
             flow.component.pre.engine(),
             HostState::new(
-                node.clone(),
+                node.services().clone(),
+                node.starter(),
                 info,
                 pool.clone(),
                 slot,
@@ -156,7 +157,8 @@ pub async fn core(
         );
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = flow.component.pre.instantiate_async(&mut store).await?;
-        let out = instance.call_run(&mut store, &invocation, b"{}").await?;
+        let asked = sluice::wit::types::Invocation::from(&invocation);
+        let out = instance.call_run(&mut store, &asked, b"{}").await?;
         drop(store);
         bare.push(t.elapsed());
         anyhow::ensure!(out.is_ok(), "noop failed");
@@ -265,7 +267,7 @@ pub fn parked_in_child(exe: &Path, guests: &Path, count: u64) -> anyhow::Result<
     Ok(serde_json::from_str(line.trim())?)
 }
 
-pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
+pub fn rss_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
     let pages: u64 = statm.split_whitespace().nth(1).unwrap_or("0").parse()?;
     Ok(pages * 4096)
@@ -295,12 +297,12 @@ pub struct PoolFigures {
 
 /// Mapper overhead per start, and `transactions` start latency with `reporting` idle vs saturated.
 pub async fn pools(guests: &Path, iterations: usize) -> anyhow::Result<PoolFigures> {
-    use crate::scheduler::ComponentMapper;
-    use crate::scheduler::rules::{self, Placement};
+    use sluice::sched::ComponentMapper;
+    use sluice::sched::rules::{self, Placement};
 
     let text = "[pools.reporting]\nsize = 3\n[pools.transactions]\nsize = 2\n[pools.Peer-Origin]\nsize = 1\n";
     let config = NodeConfig::parse(text, Path::new("<bench>"), Path::new("."))?;
-    let pools = crate::scheduler::Pools::from_config(&config)?;
+    let pools = sluice::sched::Pools::from_config(&config)?;
     let invocation = Invocation {
         id: "01BENCH".into(),
         flow: "tx-transfer".into(),
@@ -391,7 +393,7 @@ pub async fn pools(guests: &Path, iterations: usize) -> anyhow::Result<PoolFigur
 #[derive(Debug, Clone, Copy)]
 pub struct MeteringFigures {
     /// The mode.
-    pub metering: crate::engine::Metering,
+    pub metering: sluice::engine::Metering,
     /// Median of a call-heavy guest (`fib`).
     pub fib: Duration,
     /// Median of a loop-heavy guest (`sieve`).
@@ -403,7 +405,7 @@ pub struct MeteringFigures {
 /// CPU-bound guests and a trivial flow under epoch interruption, fuel, and no metering.
 /// Rounds interleave the three modes, so drift in the machine's speed hits all alike.
 pub async fn sandbox(guests: &Path, iterations: usize) -> anyhow::Result<Vec<MeteringFigures>> {
-    use crate::engine::Metering;
+    use sluice::engine::Metering;
     let text = format!(
         "[[flows]]\nname = \"cpu\"\ncomponent = \"{}\"\nlimits = {{ cpu-slice = \"10m\", cpu-total = \"1h\", memory = \"256 MiB\" }}\n",
         guests.join("hostile.wasm").display()
@@ -480,8 +482,8 @@ pub async fn languages(
         let cache_dir =
             std::env::temp_dir().join(format!("sluice-bench-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache_dir);
-        let engine = crate::engine::FlowEngine::new(
-            crate::component_cache::ComponentCache::new(Some(cache_dir.clone())),
+        let engine = sluice::engine::FlowEngine::<HostState>::new(
+            sluice::engine::ComponentCache::new(Some(cache_dir.clone())),
             Default::default(),
         )?;
         let t = Instant::now();

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sluice::bench;
+use clap::ValueEnum;
+
+use crate::bench;
 
 /// Measure the runtime's core figures on this machine (build with --release).
 #[derive(Debug, clap::Args)]
@@ -11,22 +13,18 @@ pub struct BenchArgs {
     /// Directory holding the built guest components.
     #[arg(long, default_value_os_t = bench::default_guests_dir())]
     guests: PathBuf,
-    /// Samples for each latency figure.
-    #[arg(long, default_value_t = 5000)]
-    iterations: usize,
-    /// Concurrent starters for the throughput figure.
-    #[arg(long, default_value_t = 64)]
-    starters: usize,
+    /// Samples for each latency figure (at least 1).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    iterations: u32,
+    /// Concurrent starters for the throughput figure (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    starters: u32,
     /// Counts of parked instances to measure memory at.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 20_000])]
     parked: Vec<u64>,
-    /// Which figures: `core` (a–d of the core issue), `pools` (mapper, saturation),
-    /// `sandbox` (metering: epoch vs fuel vs none), `durable` (SQLite store vs memory,
-    /// fan-out, replay, eviction), `messaging` (trades over a session, with an event),
-    /// `all` (those six), `languages` (Rust, Python and JS
-    /// builds of hello and sleeper), or `scale` (`--flows` parked sleepers, evicted).
-    #[arg(long, default_value = "all")]
-    only: String,
+    /// Which figures.
+    #[arg(long, value_enum, default_value_t = Part::All)]
+    only: Part,
     /// Flows parked at once by `--only scale`.
     #[arg(long, default_value_t = 1_000_000)]
     flows: usize,
@@ -41,6 +39,39 @@ pub struct BenchArgs {
     parked_child: Option<u64>,
 }
 
+/// A part of the benchmark, as `--only` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// core, pools, sandbox, durable and messaging
+    All,
+    /// (a)–(d): bare wasmtime against a flow through the node; park/resume; parked memory
+    Core,
+    /// (m), (s): the mapper's cost; a pool's latency while another is saturated
+    Pools,
+    /// (x): metering by epoch against fuel and none
+    Sandbox,
+    /// (D), (R): the SQLite store against memory; fan-out; replay; eviction
+    Durable,
+    /// (T): trades over a session, with an event
+    Messaging,
+    /// (l): the Rust, Python and JS builds of hello and sleeper
+    Languages,
+    /// (S): `--flows` parked sleepers, evicted beyond `--max-resident`
+    Scale,
+}
+
+impl Part {
+    /// Whether this `--only` includes `part`.
+    fn includes(self, part: Part) -> bool {
+        self == part
+            || (self == Part::All
+                && matches!(
+                    part,
+                    Part::Core | Part::Pools | Part::Sandbox | Part::Durable | Part::Messaging
+                ))
+    }
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     if let Some(count) = args.parked_child {
@@ -52,8 +83,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: a debug build; figures mean little (cargo run --release -- bench)");
     }
     let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
-    if args.only == "pools" || args.only == "all" {
-        let p = runtime.block_on(bench::pools(&args.guests, args.iterations))?;
+    let iterations = args.iterations as usize;
+    let starters = args.starters as usize;
+    if args.only.includes(Part::Pools) {
+        let p = runtime.block_on(bench::pools(&args.guests, iterations))?;
         println!(
             "(m) pool choice, built-in rules                   median {:>8.3} µs",
             us(p.builtin_choice)
@@ -72,8 +105,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             us(p.tx_saturated) / us(p.tx_idle)
         );
     }
-    if args.only == "sandbox" || args.only == "all" {
-        let figures = runtime.block_on(bench::sandbox(&args.guests, args.iterations))?;
+    if args.only.includes(Part::Sandbox) {
+        let figures = runtime.block_on(bench::sandbox(&args.guests, iterations))?;
         let off = figures[0];
         for f in &figures {
             println!(
@@ -88,16 +121,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if args.only == "durable" || args.only == "all" {
+    if args.only.includes(Part::Durable) {
         durable(&runtime, &args)?;
     }
-    if args.only == "messaging" || args.only == "all" {
+    if args.only.includes(Part::Messaging) {
         for (name, durable) in [("sqlite", true), ("memory", false)] {
             let f = runtime.block_on(bench::messaging::trades(
                 &args.guests,
                 durable,
-                args.iterations.min(2000),
-                args.starters,
+                iterations.min(2000),
+                starters,
             ))?;
             println!(
                 "(T) {name:<6} trades (session: 3 messages, 2 instances; 1 event) {:>7.0}/s ({} starters)   one at a time median {:>6.3} ms",
@@ -107,7 +140,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if args.only == "scale" {
+    if args.only == Part::Scale {
         let f = runtime.block_on(bench::durable::scale(
             &args.guests,
             args.flows,
@@ -126,14 +159,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if args.only == "languages" {
+    if args.only == Part::Languages {
         let root = args.guests.join("../..");
         let builds = [
             ("rust", args.guests.clone()),
             ("python", root.join("python")),
             ("js", root.join("js")),
         ];
-        let figures = runtime.block_on(bench::languages(&builds, args.iterations.min(500), 200))?;
+        let figures = runtime.block_on(bench::languages(&builds, iterations.min(500), 200))?;
         for f in figures {
             println!(
                 "(l) {:<6} size {:>6.1} MiB   compile {:>7.1} ms   cached load {:>6.1} ms   run median {:>7.1} µs   parked {:>7.1} KiB",
@@ -147,10 +180,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if args.only != "core" && args.only != "all" {
+    if !args.only.includes(Part::Core) {
         return Ok(ExitCode::SUCCESS);
     }
-    let c = runtime.block_on(bench::core(&args.guests, args.iterations, args.starters))?;
+    let c = runtime.block_on(bench::core(&args.guests, iterations, starters))?;
     println!(
         "(a) bare wasmtime: store+instantiate+run+drop   median {:>8.1} µs   p99 {:>8.1} µs",
         us(c.bare_median),
@@ -199,17 +232,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// The durability figures: the SQLite store against memory, replay and eviction.
 fn durable(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let (iterations, starters) = (args.iterations as usize, args.starters as usize);
     let disk = runtime.block_on(bench::durable::store(
         &args.guests,
         true,
-        args.iterations,
-        args.starters,
+        iterations,
+        starters,
     ))?;
     let mem = runtime.block_on(bench::durable::store(
         &args.guests,
         false,
-        args.iterations,
-        args.starters,
+        iterations,
+        starters,
     ))?;
     for (name, f) in [("sqlite", &disk), ("memory", &mem)] {
         println!(

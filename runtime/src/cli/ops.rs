@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use sluice::operator;
-use sluice::recorder::describe;
+use sluice::replay::describe;
 
 /// The data directory every operator verb acts on.
 #[derive(Debug, clap::Args)]
@@ -89,7 +89,14 @@ pub fn hospital(args: HospitalArgs) -> anyhow::Result<ExitCode> {
         HospitalAction::List { dir } => dir,
         HospitalAction::Retry { dir, .. } | HospitalAction::Kill { dir, .. } => dir,
     };
-    let store = operator::open_store(&dir.data_dir)?;
+    // Listing only reads; retry and kill write, so they hold the data dir meanwhile.
+    let (store, _lock) = match &args.action {
+        HospitalAction::List { .. } => (operator::open_store(&dir.data_dir)?, None),
+        _ => {
+            let (store, lock) = operator::open_store_to_write(&dir.data_dir)?;
+            (store, Some(lock))
+        }
+    };
     match args.action {
         HospitalAction::List { .. } => {
             let held = operator::hospital(&store)?;
@@ -161,7 +168,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn upgrade(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
-    let store = operator::open_store(&args.dir.data_dir)?;
+    let (store, _lock) = operator::open_store_to_write(&args.dir.data_dir)?;
     let bytes = read(&args.component)?;
     let hash = operator::upgrade(&store, &args.id, &args.component, &bytes)?;
     println!(

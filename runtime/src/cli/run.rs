@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use sluice::events::{EventKind, InstanceEvent};
+use sluice::observe::{EventKind, InstanceEvent};
 use sluice::{FlowError, Node, NodeConfig, StartRequest};
 use tokio::sync::broadcast;
 
@@ -85,7 +85,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(wait_for_resumed(&node));
     let elapsed = started.elapsed();
     if args.report {
-        eprint!("{}", sluice::report::pools_table(node.pools(), elapsed));
+        eprint!(
+            "{}",
+            sluice::observe::report::pools_table(node.pools(), elapsed)
+        );
     }
     if args.metrics {
         eprint!("{}", node.render_metrics());

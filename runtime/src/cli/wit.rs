@@ -7,6 +7,6 @@ use std::process::ExitCode;
 pub struct WitArgs {}
 
 pub fn run(_args: WitArgs) -> anyhow::Result<ExitCode> {
-    print!("{}", sluice::bindings::WIT);
+    print!("{}", sluice::wit::WIT);
     Ok(ExitCode::SUCCESS)
 }

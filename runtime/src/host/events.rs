@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::{HostState, unix_ms};
-use crate::journal::{Payload, StoredEvent, Write, decode, encode};
-use crate::journal_calls as calls;
+use crate::model::ids;
+use crate::replay::Call;
+use crate::store::{Payload, StoredEvent, Write};
 
 impl HostState {
     /// Journal the event (the store keeps it until it is taken), then put it on its topic.
@@ -17,20 +16,23 @@ impl HostState {
         payload: Vec<u8>,
     ) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        let args = calls::publish_args(&topic, &payload);
-        if self.recorder.replay("publish", &args)?.is_some() {
+        let call = Call::Publish {
+            topic: &topic,
+            payload: &payload,
+        };
+        if self.recorder.replay(&call)?.is_some() {
             return Ok(());
         }
-        let id = format!("{}.{}", self.info.id, self.recorder.position());
+        let id = ids::event_id(&self.info.id, self.recorder.position());
         let stored = StoredEvent {
             id: id.clone(),
             topic: topic.clone(),
             payload: Payload(payload.clone()),
         };
         self.recorder
-            .record_with("publish", args, Value::Null, vec![Write::Publish(stored)])?;
-        self.node
-            .messaging()
+            .record_with(&call, &(), vec![Write::Publish(stored)])?;
+        self.services
+            .messaging
             .topics
             .topic(&topic)
             .publish(id, payload);
@@ -44,24 +46,25 @@ impl HostState {
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
         self.meter.journaled(2)?;
-        let args = calls::wait_event_args(&topic, timeout_ms);
+        let call = Call::WaitEvent {
+            topic: &topic,
+            timeout_ms,
+        };
         // Two entries: the deadline, journaled before the wait (so it survives restarts
         // unchanged, as a sleep's does), then what the wait took.
-        let deadline: Option<u64> = match self.recorder.replay("wait-event", &args)? {
-            Some(answer) => decode(&answer)?,
+        let deadline: Option<u64> = match self.recorder.replay_as(&call)? {
+            Some(deadline) => deadline,
             None => {
                 let deadline = timeout_ms.map(|ms| unix_ms().saturating_add(ms));
-                self.recorder
-                    .record("wait-event", args, encode(&deadline))?;
+                self.recorder.record(&call, &deadline)?;
                 deadline
             }
         };
-        let args = calls::take_event_args(&topic);
-        if let Some(answer) = self.recorder.replay("take-event", &args)? {
-            let taken: Option<Payload> = decode(&answer)?;
+        let call = Call::TakeEvent { topic: &topic };
+        if let Some(taken) = self.recorder.replay_as::<Option<Payload>>(&call)? {
             return Ok(taken.map(|p| p.0));
         }
-        let events = self.node.messaging().topics.topic(&topic);
+        let events = self.services.messaging.topics.topic(&topic);
         let taken = loop {
             if let Some(event) = events.take() {
                 break Some(event);
@@ -90,8 +93,8 @@ impl HostState {
             Some((id, payload)) => (Some(Payload(payload)), vec![Write::Take { id }]),
             None => (None, Vec::new()),
         };
-        self.recorder
-            .record_with("take-event", args, encode(&journaled), effects)?;
+        let call = Call::TakeEvent { topic: &topic };
+        self.recorder.record_with(&call, &journaled, effects)?;
         Ok(journaled.map(|p| p.0))
     }
 }

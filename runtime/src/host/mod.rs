@@ -1,6 +1,7 @@
 //! The `sluice:flow/host` imports: what a running flow can ask of the node.
 //!
 //! Subflows, time and logging are here; events in [`events`], sessions in [`sessions`].
+//! What the host reaches of the node is [`Services`]; the one way up is [`Starter`].
 //! Each suspension point (`join`, `call`, `parallel`, `sleep`, `wait-event`, `receive`) goes
 //! through
 //! [`HostState::park`]: the instance's slot is released before waiting and re-taken
@@ -13,27 +14,27 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub mod completions;
 mod events;
+pub mod services;
 mod sessions;
 
-use crate::bindings::sluice::flow::host::{self, StartOptions};
-use crate::bindings::sluice::flow::types;
-use crate::bindings::{LogLevel, Priority, WitFlowError};
-use crate::error::FlowError;
-use crate::events::EventKind;
-use crate::journal::{decode, encode};
-use crate::journal_calls as calls;
-use crate::meter::Meter;
-use crate::node::{FlowHandle, Node, Outcome, StartRequest};
-use crate::recorder::Recorder;
-use crate::registry::FlowSettings;
-use crate::residency::Parking;
-use crate::sandbox::{self, GuestOutput, Stream};
-use crate::scheduler::{Pool, QueueClass, Slot};
+pub use completions::Completions;
+pub use services::{BoxFuture, Services, Starter};
+
+use crate::engine::Meter;
+use crate::engine::sandbox::{self, GuestOutput, Stream};
+use crate::model::{FlowError, FlowHandle, FlowSettings, Outcome, Priority, StartRequest, ids};
+use crate::observe::EventKind;
+use crate::replay::Recorder;
+use crate::replay::calls::{self, Call};
+use crate::sched::{Parking, Pool, QueueClass, Slot};
+use crate::store::encode;
+use crate::wit::host::{self, StartOptions};
+use crate::wit::{self, LogLevel, WitFlowError, types};
 
 /// The slot an instance holds, shared with the epoch callback that may give it up.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +70,7 @@ pub struct InstanceInfo {
     /// Registered flow name.
     pub flow: String,
     /// The instance's priority, inherited by its children.
-    pub priority: types::Priority,
+    pub priority: Priority,
     /// The party that started it, when a counterparty's session did.
     pub peer: Option<String>,
 }
@@ -79,7 +80,8 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: GuestOutput,
-    node: Node,
+    services: Arc<Services>,
+    starter: Arc<dyn Starter>,
     info: InstanceInfo,
     pool: Arc<Pool>,
     slot: SlotHolder,
@@ -103,9 +105,10 @@ pub struct Evicted;
 
 impl HostState {
     /// State for one instance of `flow` holding `slot` of `pool`: its sandbox (see
-    /// [`crate::sandbox`]) and its meter. Fails when a granted directory cannot be opened.
+    /// [`sandbox`]) and its meter. Fails when a granted directory cannot be opened.
     pub fn new(
-        node: Node,
+        services: Arc<Services>,
+        starter: Arc<dyn Starter>,
         info: InstanceInfo,
         pool: Arc<Pool>,
         slot: SlotHolder,
@@ -122,7 +125,8 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            node,
+            services,
+            starter,
             info,
             pool,
             slot,
@@ -174,7 +178,7 @@ impl HostState {
         let mut wait = Box::pin(wait);
         let waited = {
             let _parked = Parked::new(&self.pool);
-            match self.node.residency().park() {
+            match self.services.residency.park() {
                 Parking::Leave => None,
                 Parking::Stay(mut ticket) => tokio::select! {
                     out = &mut wait => Some(out),
@@ -189,7 +193,7 @@ impl HostState {
             return Err(Evicted.into());
         };
         self.slot.put(self.pool.acquire(QueueClass::Resume).await);
-        self.node.events().send(
+        self.services.events.send(
             &self.info.id,
             &self.info.flow,
             self.pool.name(),
@@ -202,11 +206,7 @@ impl HostState {
     /// for each child of a `parallel`): a re-run derives the same id, so it never
     /// starts a child twice.
     fn child_id(&self, index: Option<usize>) -> String {
-        let position = self.recorder.position();
-        match index {
-            None => format!("{}.{position}", self.info.id),
-            Some(i) => format!("{}.{position}.{i}", self.info.id),
-        }
+        ids::child_id(&self.info.id, self.recorder.position(), index)
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the
@@ -220,7 +220,8 @@ impl HostState {
         self.recorder.flush()?;
         let may_exist = !self.recorder.first_life();
         Ok(self
-            .node
+            .starter
+            .clone()
             .start_child(request, may_exist)
             .await
             .map_err(FlowError::from))
@@ -264,25 +265,33 @@ impl host::Host for HostState {
         options: StartOptions,
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
         self.meter.journaled(1)?;
-        let priority = options.priority.unwrap_or(self.info.priority);
-        let args = calls::start_args(&flow, &input, options.priority);
-        if let Some(answer) = self.recorder.replay("start", &args)? {
+        let asked = options.priority.map(Priority::from);
+        let call = Call::Start {
+            flow: &flow,
+            input: &input,
+            priority: asked,
+        };
+        if let Some(started) = self
+            .recorder
+            .replay_as::<Result<String, FlowError>>(&call)?
+        {
             self.meter.child_started()?;
-            let started = calls::started_from_json(&answer)?;
             if let Ok(id) = &started {
                 self.children.insert(id.clone(), None);
             }
             return Ok(started.map_err(Into::into));
         }
-        let id = self.child_id(None);
-        let request =
-            StartRequest::subflow(flow, input, self.info.id.clone(), priority).with_id(id);
+        let written = call.journaled();
+        let priority = asked.unwrap_or(self.info.priority);
+        let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority)
+            .with_id(self.child_id(None));
         let started = self.start_child(request).await?;
         let id = started
             .as_ref()
             .map(|h| h.id().to_string())
             .map_err(Clone::clone);
-        self.recorder.record("start", args, encode(&id))?;
+        self.recorder
+            .record_written(written, encode(&id), Vec::new())?;
         if let Ok(handle) = started {
             self.children.insert(handle.id().to_string(), Some(handle));
         }
@@ -291,10 +300,10 @@ impl host::Host for HostState {
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(1)?;
-        let args = calls::join_args(&id);
-        if let Some(answer) = self.recorder.replay("join", &args)? {
+        let call = Call::Join { id: &id };
+        if let Some(answer) = self.recorder.replay(&call)? {
             self.children.remove(&id);
-            return Ok(calls::outcome_from_json(&answer)?);
+            return Ok(wit::outcome(calls::outcome_from_json(&answer)?));
         }
         let outcome = match self.children.remove(&id) {
             None => {
@@ -303,11 +312,14 @@ impl host::Host for HostState {
                 ))));
             }
             Some(Some(handle)) => self.park(handle.outcome()).await?,
-            Some(None) => self.park(self.node.outcome_of(&id)).await?,
+            Some(None) => self.park(self.services.outcome_of(&id)).await?,
         };
-        self.recorder
-            .record("join", args, calls::outcome_to_json(&outcome))?;
-        Ok(outcome.map_err(Into::into))
+        self.recorder.record_written(
+            call.journaled(),
+            calls::outcome_to_json(&outcome),
+            Vec::new(),
+        )?;
+        Ok(wit::outcome(outcome))
     }
 
     async fn call(
@@ -316,21 +328,24 @@ impl host::Host for HostState {
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
         self.meter.journaled(2)?;
-        let args = calls::flow_args(&flow, &input);
-        if let Some(answer) = self.recorder.replay("call", &args)? {
+        let call = Call::Call {
+            flow: &flow,
+            input: &input,
+        };
+        if let Some(answer) = self.recorder.replay(&call)? {
             self.meter.child_started()?;
-            return Ok(calls::outcome_from_json(&answer)?);
+            return Ok(wit::outcome(calls::outcome_from_json(&answer)?));
         }
-        let id = self.child_id(None);
+        let written = call.journaled();
         let request = StartRequest::subflow(flow, input, self.info.id.clone(), self.info.priority)
-            .with_id(id);
+            .with_id(self.child_id(None));
         let outcome = match self.start_child(request).await? {
             Ok(handle) => self.park(handle.outcome()).await?,
             Err(e) => Err(e),
         };
         self.recorder
-            .record("call", args, calls::outcome_to_json(&outcome))?;
-        Ok(outcome.map_err(Into::into))
+            .record_written(written, calls::outcome_to_json(&outcome), Vec::new())?;
+        Ok(wit::outcome(outcome))
     }
 
     async fn parallel(
@@ -339,13 +354,18 @@ impl host::Host for HostState {
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
         self.meter.journaled(2 * inputs.len())?;
-        let args = calls::parallel_args(&flow, &inputs);
-        if let Some(answer) = self.recorder.replay("parallel", &args)? {
+        let call = Call::Parallel {
+            flow: &flow,
+            inputs: &inputs,
+        };
+        if let Some(answer) = self.recorder.replay(&call)? {
             for _ in &inputs {
                 self.meter.child_started()?;
             }
-            return Ok(calls::outcomes_from_json(&answer)?);
+            let outcomes = calls::outcomes_from_json(&answer)?;
+            return Ok(outcomes.into_iter().map(wit::outcome).collect());
         }
+        let written = call.journaled();
         let mut started = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
             let mut request = StartRequest::subflow(
@@ -369,32 +389,29 @@ impl host::Host for HostState {
             )))
             .await?;
         self.recorder
-            .record("parallel", args, calls::outcomes_to_json(&outcomes))?;
-        Ok(outcomes
-            .into_iter()
-            .map(|r| r.map_err(Into::into))
-            .collect())
+            .record_written(written, calls::outcomes_to_json(&outcomes), Vec::new())?;
+        Ok(outcomes.into_iter().map(wit::outcome).collect())
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
         self.meter.journaled(1)?;
-        if let Some(answer) = self.recorder.replay("now", &Value::Null)? {
-            return Ok(decode(&answer)?);
+        if let Some(now) = self.recorder.replay_as(&Call::Now)? {
+            return Ok(now);
         }
         let now = unix_ms();
-        self.recorder.record("now", Value::Null, json!(now))?;
+        self.recorder.record(&Call::Now, &now)?;
         Ok(now)
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        let args = calls::sleep_args(ms);
+        let call = Call::Sleep { ms };
         // The deadline is journaled before the wait, so it survives restarts unchanged.
-        let deadline: u64 = match self.recorder.replay("sleep", &args)? {
-            Some(answer) => decode(&answer)?,
+        let deadline: u64 = match self.recorder.replay_as(&call)? {
+            Some(deadline) => deadline,
             None => {
                 let deadline = unix_ms().saturating_add(ms);
-                self.recorder.record("sleep", args, json!(deadline))?;
+                self.recorder.record(&call, &deadline)?;
                 if ms == 0 {
                     // Still a real park and resume: gives the slot to whoever waits for it.
                     return self.park(tokio::task::yield_now()).await;
@@ -412,11 +429,11 @@ impl host::Host for HostState {
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
         self.meter.journaled(1)?;
-        if let Some(answer) = self.recorder.replay("random", &Value::Null)? {
-            return Ok(decode(&answer)?);
+        if let Some(value) = self.recorder.replay_as(&Call::Random)? {
+            return Ok(value);
         }
         let value: u64 = rand::random();
-        self.recorder.record("random", Value::Null, json!(value))?;
+        self.recorder.record(&Call::Random, &value)?;
         Ok(value)
     }
 
@@ -451,11 +468,11 @@ impl host::Host for HostState {
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
-        let args = calls::progress_args(&step);
-        if self.recorder.replay("progress", &args)?.is_some() {
+        let call = Call::Progress { step: &step };
+        if self.recorder.replay(&call)?.is_some() {
             return Ok(());
         }
-        self.recorder.record("progress", args, Value::Null)?;
+        self.recorder.record(&call, &())?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }
@@ -466,24 +483,4 @@ pub(crate) fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl From<FlowError> for WitFlowError {
-    fn from(e: FlowError) -> Self {
-        match e {
-            FlowError::Failed(m) => WitFlowError::Failed(m),
-            FlowError::Cancelled => WitFlowError::Cancelled,
-            FlowError::TimedOut => WitFlowError::TimedOut,
-            FlowError::Rejected(m) => WitFlowError::Rejected(m),
-        }
-    }
-}
-
-impl From<Priority> for QueueClass {
-    fn from(p: Priority) -> Self {
-        match p {
-            Priority::High => QueueClass::High,
-            Priority::Normal => QueueClass::Normal,
-        }
-    }
 }

@@ -7,19 +7,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::json;
 use wasmtime::component::Resource;
 
-use super::HostState;
-use crate::bindings::sluice::flow::sessions;
-use crate::journal::{Payload, StoreError, decode, encode};
-use crate::journal_calls::{self as calls, Exchanged, Opened};
-use crate::messaging::sessions::{
-    Boxes, end_reason, initiator_of, responder_of, session_of_responder,
-};
-use crate::messaging::{Mailbox, Next, SessionRef, Side};
-use crate::node::{Node, StartRequest};
-use crate::recovery::outcome_of_record;
+use super::{HostState, Services};
+use crate::messaging::{Boxes, Mailbox, Next};
+use crate::model::ids::{initiator_of, responder_of, session_id, session_of_responder};
+use crate::model::{SessionRef, Side, StartRequest, end_reason};
+use crate::replay::calls::{self, Call, Exchanged, Kind, Opened};
+use crate::store::{Payload, StoreError, decode};
+use crate::wit::sessions;
 
 impl HostState {
     /// The mailbox `side` of session `id` receives from, filled from the store first when
@@ -29,17 +25,17 @@ impl HostState {
         id: &str,
         side: Side,
     ) -> impl Future<Output = wasmtime::Result<Arc<Mailbox>>> + Send + 'static {
-        let boxes = self.node.messaging().sessions.boxes(id);
-        let (node, id) = (self.node.clone(), id.to_string());
+        let boxes = self.services.messaging.sessions.boxes(id);
+        let (services, id) = (self.services.clone(), id.to_string());
         async move {
-            boxes.loaded(|| rebuild(&node, &id, &boxes)).await?;
+            boxes.loaded(|| rebuild(&services, &id, &boxes)).await?;
             Ok(boxes.inbox(side))
         }
     }
 
     /// Start the responder of `session` (idempotent: its id derives from the session).
     async fn initiate(&mut self, session: &SessionRef) -> wasmtime::Result<Result<(), String>> {
-        let identity = self.node.identity().to_string();
+        let identity = self.services.identity.clone();
         if session.party != identity {
             return Ok(Err(format!(
                 "unknown party `{}`: this node is `{identity}`, and sessions reach only flows \
@@ -47,7 +43,7 @@ impl HostState {
                 session.party
             )));
         }
-        let Some(responder) = self.node.responder_for(&self.info.flow) else {
+        let Some(responder) = self.services.registry.responder_for(&self.info.flow) else {
             return Ok(Err(format!(
                 "no flow on `{identity}` responds to `{}` (register one with \
                  `initiated-by = \"{}\"`)",
@@ -75,9 +71,9 @@ impl HostState {
 /// Fill a session's mailboxes from its ends' journals: every successful `send` on it is a
 /// message, numbered in order. Each receiver takes from its own count of `receive`s, so
 /// what it took before is skipped. An end that already ended closes its direction.
-async fn rebuild(node: &Node, session: &str, boxes: &Boxes) -> Result<(), StoreError> {
-    node.journal().sync().await?;
-    let store = node.journal().store();
+async fn rebuild(services: &Services, session: &str, boxes: &Boxes) -> Result<(), StoreError> {
+    services.journal.sync().await?;
+    let store = services.journal.store();
     let ends = [
         (initiator_of(session).to_string(), Side::Responder),
         (responder_of(session), Side::Initiator),
@@ -86,19 +82,19 @@ async fn rebuild(node: &Node, session: &str, boxes: &Boxes) -> Result<(), StoreE
         let inbox = boxes.inbox(receiver);
         let mut seq = 0;
         for entry in store.journal(&sender)? {
-            if entry.call != "send" {
+            if Kind::from_name(&entry.call) != Some(Kind::Send) {
                 continue;
             }
             let Some(payload) = calls::sent_on(&entry.args, session) else {
                 continue;
             };
-            if matches!(calls::exchanged_from_json(&entry.result), Ok(Ok(_))) {
+            if matches!(decode::<Exchanged>(&entry.result), Ok(Ok(_))) {
                 inbox.deliver(seq, payload);
                 seq += 1;
             }
         }
         if let Some(record) = store.record(&sender)?
-            && let Some(outcome) = outcome_of_record(&record)
+            && let Some(outcome) = record.outcome()
         {
             inbox.close(end_reason(&sender, &outcome));
         }
@@ -109,8 +105,8 @@ async fn rebuild(node: &Node, session: &str, boxes: &Boxes) -> Result<(), StoreE
 impl sessions::Host for HostState {
     async fn initiator(&mut self) -> wasmtime::Result<Option<Resource<SessionRef>>> {
         self.meter.journaled(1)?;
-        let opened: Option<Opened> = match self.recorder.replay("initiator", &json!(null))? {
-            Some(answer) => decode(&answer)?,
+        let opened: Option<Opened> = match self.recorder.replay_as(&Call::Initiator)? {
+            Some(opened) => opened,
             None => {
                 let opened = match (&self.info.peer, session_of_responder(&self.info.id)) {
                     (Some(party), Some(session)) => Some(Opened {
@@ -119,15 +115,14 @@ impl sessions::Host for HostState {
                     }),
                     _ => None,
                 };
-                self.recorder
-                    .record("initiator", json!(null), encode(&opened))?;
+                self.recorder.record(&Call::Initiator, &opened)?;
                 opened
             }
         };
         let Some(opened) = opened else {
             return Ok(None);
         };
-        self.node.messaging().sessions.attach(
+        self.services.messaging.sessions.attach(
             &opened.session,
             &self.info.id,
             Side::Responder,
@@ -141,20 +136,20 @@ impl sessions::Host for HostState {
 impl sessions::HostSession for HostState {
     async fn new(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
         self.meter.journaled(1)?;
-        let args = calls::session_args(&party);
-        let (opened, fresh) = match self.recorder.replay("session", &args)? {
-            Some(answer) => (decode::<Opened>(&answer)?, false),
+        let call = Call::Session { party: &party };
+        let (opened, fresh) = match self.recorder.replay_as::<Opened>(&call)? {
+            Some(opened) => (opened, false),
             None => {
                 // Derived from the journal position: a re-run opens the same session.
                 let opened = Opened {
-                    session: format!("{}.{}", self.info.id, self.recorder.position()),
+                    session: session_id(&self.info.id, self.recorder.position()),
                     party: party.clone(),
                 };
-                self.recorder.record("session", args, encode(&opened))?;
+                self.recorder.record(&call, &opened)?;
                 (opened, true)
             }
         };
-        self.node.messaging().sessions.attach(
+        self.services.messaging.sessions.attach(
             &opened.session,
             &self.info.id,
             Side::Initiator,
@@ -171,9 +166,11 @@ impl sessions::HostSession for HostState {
     ) -> wasmtime::Result<Result<(), String>> {
         self.meter.journaled(1)?;
         let session = self.session(&s)?;
-        let args = calls::send_args(&session.id, &payload);
-        if let Some(answer) = self.recorder.replay("send", &args)? {
-            let sent = calls::exchanged_from_json(&answer)?;
+        let call = Call::Send {
+            session: &session.id,
+            payload: &payload,
+        };
+        if let Some(sent) = self.recorder.replay_as::<Exchanged>(&call)? {
             self.mark_initiated(&s)?;
             if sent.is_ok() {
                 self.table.get_mut(&s)?.sent += 1;
@@ -183,8 +180,7 @@ impl sessions::HostSession for HostState {
         if !session.initiated {
             if let Err(why) = self.initiate(&session).await? {
                 let failed: Exchanged = Err(why.clone());
-                self.recorder
-                    .record("send", args, calls::exchanged_to_json(&failed))?;
+                self.recorder.record(&call, &failed)?;
                 return Ok(Err(why));
             }
             self.mark_initiated(&s)?;
@@ -192,8 +188,7 @@ impl sessions::HostSession for HostState {
         // Journaled before it is delivered: a receiver's journal never holds a message
         // its sender's journal could lose.
         let sent: Exchanged = Ok(None);
-        self.recorder
-            .record("send", args, calls::exchanged_to_json(&sent))?;
+        self.recorder.record(&call, &sent)?;
         let inbox = self.inbox(&session.id, session.side.other()).await?;
         inbox.deliver(session.sent, payload);
         self.table.get_mut(&s)?.sent += 1;
@@ -206,9 +201,10 @@ impl sessions::HostSession for HostState {
     ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         self.meter.journaled(1)?;
         let session = self.session(&s)?;
-        let args = calls::receive_args(&session.id);
-        if let Some(answer) = self.recorder.replay("receive", &args)? {
-            let received = calls::exchanged_from_json(&answer)?;
+        let call = Call::Receive {
+            session: &session.id,
+        };
+        if let Some(received) = self.recorder.replay_as::<Exchanged>(&call)? {
             self.mark_initiated(&s)?;
             if received.is_ok() {
                 self.table.get_mut(&s)?.received += 1;
@@ -235,8 +231,7 @@ impl sessions::HostSession for HostState {
             }
         };
         let journaled: Exchanged = received.clone().map(|m| Some(Payload(m)));
-        self.recorder
-            .record("receive", args, calls::exchanged_to_json(&journaled))?;
+        self.recorder.record(&call, &journaled)?;
         if received.is_ok() {
             self.table.get_mut(&s)?.received += 1;
         }

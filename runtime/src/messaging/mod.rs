@@ -5,7 +5,7 @@ pub mod sessions;
 pub mod topics;
 
 pub use mailbox::{Mailbox, Next};
-pub use sessions::{SessionRef, Sessions, Side};
+pub use sessions::{Boxes, Sessions};
 pub use topics::{Topic, Topics};
 
 /// The node's sessions and topics.

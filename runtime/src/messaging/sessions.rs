@@ -15,87 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::mailbox::Mailbox;
-use crate::error::FlowError;
-
-/// Which end of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The flow that opened it.
-    Initiator,
-    /// The flow started to answer it.
-    Responder,
-}
-
-impl Side {
-    /// The other end.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Initiator => Side::Responder,
-            Side::Responder => Side::Initiator,
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Side::Initiator => 0,
-            Side::Responder => 1,
-        }
-    }
-}
-
-/// A session as a flow holds it: the host's side of a `sluice:flow/sessions.session`.
-#[derive(Debug, Clone)]
-pub struct SessionRef {
-    /// The session id.
-    pub id: String,
-    /// The party at the other end.
-    pub party: String,
-    /// This flow's end.
-    pub side: Side,
-    /// Messages sent so far: the sequence number of the next one.
-    pub sent: u64,
-    /// Messages received so far: the sequence number of the next one to take.
-    pub received: u64,
-    /// Whether the responder was started (always true on the responder's side).
-    pub initiated: bool,
-}
-
-impl SessionRef {
-    /// A session just opened by its initiator, or handed to its responder.
-    pub fn new(id: String, party: String, side: Side) -> Self {
-        SessionRef {
-            id,
-            party,
-            side,
-            sent: 0,
-            received: 0,
-            initiated: side == Side::Responder,
-        }
-    }
-}
-
-/// The id of the instance that opened session `id`.
-pub fn initiator_of(session: &str) -> &str {
-    session.rsplit_once('.').map_or(session, |(id, _)| id)
-}
-
-/// The id of the responder of session `id`.
-pub fn responder_of(session: &str) -> String {
-    format!("{session}.peer")
-}
-
-/// The session a responder instance `id` answers, if its id is a responder's.
-pub fn session_of_responder(id: &str) -> Option<&str> {
-    id.strip_suffix(".peer").filter(|s| s.contains('.'))
-}
-
-/// Why a counterparty's `receive` finds nothing more: instance `id` ended with `outcome`.
-pub fn end_reason(id: &str, outcome: &Result<Vec<u8>, FlowError>) -> String {
-    match outcome {
-        Ok(_) => format!("the counterparty's flow {id} completed"),
-        Err(e) => format!("the counterparty's flow {id} ended: {e}"),
-    }
-}
+use crate::model::Side;
 
 /// One session's mailboxes, indexed by the side that receives from them.
 #[derive(Debug, Clone)]
@@ -216,14 +136,6 @@ impl Sessions {
 mod tests {
     use super::*;
     use crate::messaging::mailbox::Next;
-
-    #[test]
-    fn ids_derive_both_ends() {
-        assert_eq!(initiator_of("01ABC.3"), "01ABC");
-        assert_eq!(responder_of("01ABC.3"), "01ABC.3.peer");
-        assert_eq!(session_of_responder("01ABC.3.peer"), Some("01ABC.3"));
-        assert_eq!(session_of_responder("peer"), None);
-    }
 
     #[test]
     fn an_end_closes_what_it_sent_and_both_ends_forget_the_session() {

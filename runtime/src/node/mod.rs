@@ -4,30 +4,20 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::bindings::sluice::flow::types::Invocation;
-use crate::completions::Completions;
-use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::config::NodeConfig;
-use crate::engine::{self, FlowEngine, Metering};
-use crate::error::{FlowError, LoadError, StartError};
-use crate::events::Events;
-use crate::journal::{Journal, JournalStore, MemoryStore, SqliteStore};
-use crate::limits::Limits;
+use crate::engine::{self, CacheOutcome, ComponentCache, FlowEngine, FlowRegistry, Metering};
+use crate::error::{LoadError, StartError};
+use crate::host::{BoxFuture, Completions, Services, Starter};
+use crate::instance::Flow;
 use crate::messaging::Messaging;
-use crate::metrics::Metrics;
-use crate::registry::{FlowRegistry, FlowSettings, RegisteredFlow};
-use crate::residency::Residency;
-use crate::scheduler::rules::{self, Placement};
-use crate::scheduler::{ComponentMapper, Fallback, Pool, Pools};
+use crate::model::{FlowHandle, FlowSettings, Invocation, Limits, StartRequest};
+use crate::observe::{Events, Metrics, NodeFigures};
+use crate::sched::rules::{self, Placement};
+use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
+use crate::store::{self, DirLock, Journal};
 
-mod ends;
-mod request;
+mod recovery;
 mod start;
-
-pub use request::{FlowHandle, StartRequest};
-
-/// What a finished instance produced.
-pub type Outcome = Result<Vec<u8>, FlowError>;
 
 /// A running Sluice node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
@@ -36,22 +26,31 @@ pub struct Node {
 }
 
 struct NodeInner {
-    engine: Arc<FlowEngine>,
-    registry: FlowRegistry,
-    pools: Pools,
+    /// What its instances share.
+    services: Arc<Services>,
     mapper: Option<ComponentMapper>,
-    metrics: Metrics,
-    events: Events,
-    identity: String,
     default_limits: Limits,
-    journal: Journal,
-    completions: Completions,
-    residency: Residency,
-    messaging: Messaging,
     /// Components of instances pinned to a build other than the registered one, by hash.
-    pinned: Mutex<HashMap<String, Arc<RegisteredFlow>>>,
+    pinned: Mutex<HashMap<String, Arc<Flow>>>,
     /// Hashes of components already kept in the store by this process.
     stored: Mutex<HashSet<String>>,
+    /// The data dir, held while the node lives (see [`DirLock`]).
+    _lock: Option<DirLock>,
+}
+
+/// Children start through the node like any other start: the host's one way up.
+impl Starter for NodeInner {
+    fn start_child(
+        self: Arc<Self>,
+        request: StartRequest,
+        may_exist: bool,
+    ) -> BoxFuture<Result<FlowHandle, StartError>> {
+        Box::pin(async move {
+            Node { inner: self }
+                .start_with(request, true, may_exist)
+                .await
+        })
+    }
 }
 
 impl Node {
@@ -75,7 +74,11 @@ impl Node {
             .map_err(|e| LoadError::Startup(format!("cannot start pool threads: {e}")))?;
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
-        let journal = open_journal(config.node.data_dir.as_deref())?;
+        let (journal, lock) = open_journal(config.node.data_dir.as_deref())?;
+        let defaults = FlowSettings {
+            limits: config.default_limits(),
+            ..FlowSettings::default()
+        };
         let mapper = match &config.mapper {
             Some(m) => {
                 let path = config.resolve(&m.component);
@@ -88,25 +91,26 @@ impl Node {
             }
             None => None,
         };
+        let services = Services {
+            engine: Arc::new(engine),
+            registry: FlowRegistry::new(defaults),
+            pools,
+            journal,
+            residency: Residency::new(config.node.max_resident),
+            messaging: Messaging::default(),
+            completions: Completions::default(),
+            events: Events::default(),
+            metrics: Metrics::default(),
+            identity: config.node.identity.clone(),
+        };
         let node = Node {
             inner: Arc::new(NodeInner {
-                engine: Arc::new(engine),
-                registry: FlowRegistry::new(FlowSettings {
-                    limits: config.default_limits(),
-                    ..FlowSettings::default()
-                }),
+                services: Arc::new(services),
                 default_limits: config.default_limits(),
-                pools,
                 mapper,
-                metrics: Metrics::default(),
-                events: Events::default(),
-                identity: config.node.identity.clone(),
-                journal,
-                completions: Completions::default(),
-                residency: Residency::new(config.node.max_resident),
-                messaging: Messaging::default(),
                 pinned: Mutex::default(),
                 stored: Mutex::default(),
+                _lock: lock,
             }),
         };
         for flow in &config.flows {
@@ -146,51 +150,55 @@ impl Node {
         settings: FlowSettings,
     ) -> Result<CacheOutcome, LoadError> {
         if let Some(tag) = &settings.pool
-            && self.inner.pools.get(tag).is_none()
+            && self.inner.services.pools.get(tag).is_none()
         {
             tracing::warn!(flow = name, pool = %tag, "flow `{name}` is tagged to pool `{tag}`, which does not exist; it runs in `default`");
         }
-        Ok(self
-            .inner
+        let services = &self.inner.services;
+        Ok(services
             .registry
-            .register(&self.inner.engine, name, path, settings)?
+            .register(&services.engine, name, path, settings)?
             .component
             .cache)
     }
 
     /// Resolve unregistered flow names as `<name>.wasm` in `dir`.
     pub fn add_search_dir(&self, dir: PathBuf) {
-        self.inner.registry.add_search_dir(dir);
+        self.inner.services.registry.add_search_dir(dir);
     }
 
     /// The node's pools.
     pub fn pools(&self) -> &Pools {
-        &self.inner.pools
+        &self.inner.services.pools
     }
 
     /// This node's identity.
     pub fn identity(&self) -> &str {
-        &self.inner.identity
+        &self.inner.services.identity
     }
 
-    /// A registered (or findable) flow, loaded.
-    pub(crate) async fn registry_flow(
-        &self,
-        name: &str,
-    ) -> Result<Arc<RegisteredFlow>, StartError> {
-        self.inner.registry.resolve(&self.inner.engine, name).await
+    /// What the node's instances share (for tools that build host state, like benchmarks).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.inner.services
     }
 
-    pub(crate) fn engine(&self) -> &FlowEngine {
-        &self.inner.engine
+    /// The node as its instances' way to start children.
+    pub fn starter(&self) -> Arc<dyn Starter> {
+        self.inner.clone()
     }
 
-    pub(crate) fn engine_arc(&self) -> Arc<FlowEngine> {
-        self.inner.engine.clone()
+    /// The flow registered (or findable) as `name`, loaded.
+    pub async fn flow(&self, name: &str) -> Result<Arc<Flow>, StartError> {
+        let services = self.services();
+        services.registry.resolve(&services.engine, name).await
+    }
+
+    fn engine_arc(&self) -> Arc<FlowEngine<crate::host::HostState>> {
+        self.services().engine.clone()
     }
 
     /// How a flow with no `[[flows]]` entry runs.
-    pub(crate) fn default_settings(&self) -> FlowSettings {
+    fn default_settings(&self) -> FlowSettings {
         FlowSettings {
             limits: self.inner.default_limits,
             ..FlowSettings::default()
@@ -199,24 +207,25 @@ impl Node {
 
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.services.metrics
     }
 
     /// The node's metrics in Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        let messaging = &self.inner.messaging;
-        let figures = crate::metrics::NodeFigures {
-            resident: u64::from(self.inner.residency.resident()),
-            evictions: self.inner.residency.evictions(),
+        let services = self.services();
+        let messaging = &services.messaging;
+        let figures = NodeFigures {
+            resident: u64::from(services.residency.resident()),
+            evictions: services.residency.evictions(),
             live_sessions: messaging.sessions.live() as u64,
             waiting_events: messaging.topics.waiting() as u64,
         };
-        self.inner.metrics.render(&self.inner.pools, figures)
+        services.metrics.render(&services.pools, figures)
     }
 
     /// The node's instance events.
     pub fn events(&self) -> &Events {
-        &self.inner.events
+        &self.inner.services.events
     }
 
     fn stored_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -234,45 +243,40 @@ impl Node {
 
     /// The node's store, through its batching writer.
     pub fn journal(&self) -> &Journal {
-        &self.inner.journal
+        &self.inner.services.journal
     }
 
     /// The node's sessions and event topics.
     pub fn messaging(&self) -> &Messaging {
-        &self.inner.messaging
+        &self.inner.services.messaging
     }
 
     /// The flow that answers sessions opened by `initiator`, if one is registered.
     pub fn responder_for(&self, initiator: &str) -> Option<String> {
-        self.inner.registry.responder_for(initiator)
+        self.inner.services.registry.responder_for(initiator)
     }
 
     /// The node's bound on resident instances.
     pub fn residency(&self) -> &Residency {
-        &self.inner.residency
+        &self.inner.services.residency
     }
 
     /// Instances with a run under way in this node (held ones excluded).
     pub fn running(&self) -> usize {
-        self.inner.completions.running()
+        self.inner.services.completions.running()
     }
 
-    pub(crate) fn completions(&self) -> &Completions {
-        &self.inner.completions
+    fn completions(&self) -> &Completions {
+        &self.inner.services.completions
     }
 
-    pub(crate) fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RegisteredFlow>>> {
+    fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flow>>> {
         self.inner.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The mapper component's choice when one is configured, else the built-in rules.
-    pub(crate) async fn choose_pool(
-        &self,
-        flow: &RegisteredFlow,
-        invocation: &Invocation,
-        fan_out: bool,
-    ) -> &Arc<Pool> {
-        let pools = &self.inner.pools;
+    async fn choose_pool(&self, flow: &Flow, invocation: &Invocation, fan_out: bool) -> &Arc<Pool> {
+        let pools = &self.inner.services.pools;
         let Some(mapper) = &self.inner.mapper else {
             let placement = Placement {
                 tag: flow.settings.pool.as_deref(),
@@ -288,7 +292,10 @@ impl Node {
             .and_then(|name| pools.get(name.as_str()).ok_or(Fallback::UnknownPool(name)));
         choice.unwrap_or_else(|fallback| {
             mapper.log_once(&fallback, &flow.name);
-            self.inner.metrics.mapper_fallback(fallback.cause());
+            self.inner
+                .services
+                .metrics
+                .mapper_fallback(fallback.cause());
             pools.default_pool()
         })
     }
@@ -306,22 +313,10 @@ fn warn_if_over_map_limit(max_resident: u32) {
     }
 }
 
-/// The store file inside a data directory.
-pub const STORE_FILE: &str = "sluice.db";
-
-/// The journal over `data_dir/sluice.db`, or over memory without a data dir.
-fn open_journal(data_dir: Option<&Path>) -> Result<Journal, LoadError> {
-    let store: Arc<dyn JournalStore> = match data_dir {
-        None => Arc::new(MemoryStore::new()),
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                LoadError::Startup(format!("cannot create data dir {}: {e}", dir.display()))
-            })?;
-            let store = SqliteStore::open(&dir.join(STORE_FILE))?;
-            tracing::info!("Durable store: {}", store.path().display());
-            Arc::new(store)
-        }
-    };
-    Journal::new(store)
-        .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))
+/// The journal over the data dir's store (held by this node), or over memory without one.
+fn open_journal(data_dir: Option<&Path>) -> Result<(Journal, Option<DirLock>), LoadError> {
+    let (store, lock) = store::open(data_dir)?;
+    let journal = Journal::new(store)
+        .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))?;
+    Ok((journal, lock))
 }

@@ -3,14 +3,14 @@
 
 use tokio::sync::oneshot;
 
-use super::{FlowHandle, Node, Outcome, StartRequest};
-use crate::bindings::sluice::flow::types::{Invocation, Origin};
-use crate::error::{FlowError, StartError};
+use super::Node;
+use crate::error::StartError;
 use crate::instance::{self, Admitted};
-use crate::journal::{InstanceRecord, Write};
-use crate::limits::LimitExceeded;
-use crate::recovery::{StartMeta, outcome_of_record};
-use crate::scheduler::QueueClass;
+use crate::model::{
+    FlowError, FlowHandle, Invocation, LimitExceeded, Origin, Outcome, StartMeta, StartRequest,
+};
+use crate::sched::QueueClass;
+use crate::store::{InstanceRecord, Write};
 
 impl Node {
     /// Admit a new instance: resolve the flow, choose its pool, take a queue place, record
@@ -20,22 +20,11 @@ impl Node {
         self.start_with(request, true, true).await
     }
 
-    /// Start a subflow of an instance. `may_exist`: the parent lived before (a crash, an
-    /// eviction, a retry), so the child's id may be known already; in a parent's first
-    /// life it cannot be, and the store is not asked.
-    pub(crate) async fn start_child(
-        &self,
-        request: StartRequest,
-        may_exist: bool,
-    ) -> Result<FlowHandle, StartError> {
-        self.start_with(request, true, may_exist).await
-    }
-
     /// [`Node::start`]; `acknowledge`: return only once the instance's record is durable.
     /// Without it (for [`Node::run`], whose caller learns nothing before the end) the record
     /// is written with the instance's first write, its end included: one commit, not two.
     /// `may_exist`: a given id may name a known instance, to attach to.
-    async fn start_with(
+    pub(super) async fn start_with(
         &self,
         request: StartRequest,
         acknowledge: bool,
@@ -47,10 +36,10 @@ impl Node {
         {
             return Ok(handle);
         }
-        let flow = self
-            .inner
+        let services = self.services();
+        let flow = services
             .registry
-            .resolve(&self.inner.engine, &request.flow)
+            .resolve(&services.engine, &request.flow)
             .await?;
         let limit = flow.settings.limits.input;
         let size = request.input.len() as u64;
@@ -69,7 +58,7 @@ impl Node {
             flow: flow.name.clone(),
             origin: request.origin,
             priority: request.priority,
-            our_identity: self.inner.identity.clone(),
+            our_identity: services.identity.clone(),
         };
         let pool = self
             .choose_pool(&flow, &invocation, request.fan_out)
@@ -78,26 +67,32 @@ impl Node {
         let admission = pool
             .admit(QueueClass::from(request.priority))
             .map_err(|full| {
-                self.inner.metrics.rejected(&full.pool);
+                services.metrics.rejected(&full.pool);
                 StartError::QueueFull {
                     pool: full.pool,
                     flow: request.flow.clone(),
                     capacity: full.capacity,
                 }
             })?;
-        let Some(outcome) = self.inner.completions.claim(&id) else {
+        let Some(outcome) = services.completions.claim(&id) else {
             // Started concurrently under the same id: that run is the one.
-            let rx = self.inner.completions.watch(&id);
+            let rx = services.completions.watch(&id);
             return Ok(FlowHandle::new(id, pool.name().to_string(), rx));
         };
-        let meta = StartMeta::new(&invocation, pool.name(), request.fan_out);
-        let record = InstanceRecord::new(
-            &id,
-            &flow.name,
-            &flow.component.hash,
-            &request.input,
-            meta.to_json(),
-        );
+        let meta = match StartMeta::new(&invocation, pool.name(), request.fan_out).to_json() {
+            Ok(meta) => meta,
+            Err(e) => {
+                let e = StartError::Meta {
+                    flow: flow.name.clone(),
+                    reason: e.to_string(),
+                };
+                let refused = Err(FlowError::Rejected(e.to_string()));
+                services.completions.finish(&id, &refused);
+                return Err(e);
+            }
+        };
+        let record =
+            InstanceRecord::new(&id, &flow.name, &flow.component.hash, &request.input, meta);
         let mut batch = Vec::with_capacity(2);
         let first_use = self.first_use(&flow.component.hash);
         if first_use {
@@ -111,9 +106,9 @@ impl Node {
         // keeps both or neither. A caller outside the node is told only once it is durable.
         let mut pending = None;
         let recorded = if matches!(invocation.origin, Origin::Subflow(_)) {
-            self.inner.journal.append(batch)
+            services.journal.append(batch)
         } else if acknowledge {
-            self.inner.journal.write(batch).await
+            services.journal.write(batch).await
         } else {
             pending = Some(batch);
             Ok(())
@@ -126,41 +121,40 @@ impl Node {
                 flow: flow.name.clone(),
                 source,
             };
-            self.inner
+            services
                 .completions
                 .finish(&id, &Err(FlowError::Rejected(e.to_string())));
             return Err(e);
         }
-        self.inner
+        services
             .metrics
             .admitted(pool.name(), admission.queued_at_insert());
-        let run = instance::run(
-            self.clone(),
-            Admitted {
-                flow,
-                admission,
-                invocation,
-                input: request.input,
-                attempts: 0,
-                fresh: true,
-                pending,
-            },
-        );
-        self.inner.pools.executor(pool.name()).spawn(run);
+        let run = instance::run(Admitted {
+            services: services.clone(),
+            starter: self.inner.clone(),
+            flow,
+            admission,
+            invocation,
+            input: request.input,
+            attempts: 0,
+            fresh: true,
+            pending,
+        });
+        services.pools.executor(pool.name()).spawn(run);
         Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
     }
 
     /// A handle on instance `id` if the node knows it (running here, or in the store).
     fn attach(&self, id: &str) -> Option<FlowHandle> {
-        let completions = &self.inner.completions;
+        let completions = self.completions();
         if let Some(rx) = completions.watch_if_known(id) {
             return Some(FlowHandle::new(id.into(), String::new(), rx));
         }
-        let record = self.inner.journal.store().record(id).ok()??;
+        let record = self.journal().store().record(id).ok()??;
         let pool = StartMeta::parse(&record.meta)
             .map(|m| m.pool)
             .unwrap_or_default();
-        let rx = match outcome_of_record(&record) {
+        let rx = match record.outcome() {
             Some(outcome) => {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(outcome);
@@ -176,7 +170,7 @@ impl Node {
     pub async fn submit(&self, request: StartRequest) -> Result<String, StartError> {
         let id = self.start_with(request, true, true).await?.id().to_string();
         // Nobody waits: the handle is gone; drop the waiter it registered.
-        self.inner.completions.unwatch(&id);
+        self.completions().unwatch(&id);
         Ok(id)
     }
 

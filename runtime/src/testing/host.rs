@@ -10,13 +10,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::calls::{HostCall, json_of};
 use super::script::{Response, Script};
-use crate::bindings::sluice::flow::host::{self, StartOptions};
-use crate::bindings::sluice::flow::sessions;
-use crate::bindings::sluice::flow::types;
-use crate::bindings::{LogLevel, WitFlowError};
-use crate::error::FlowError;
-use crate::messaging::{SessionRef, Side};
-use crate::sandbox::{self, GuestOutput, Stream};
+use crate::engine::sandbox::{self, GuestOutput, Stream};
+use crate::model::{FlowError, SessionRef, Side};
+use crate::wit::host::{self, StartOptions};
+use crate::wit::{LogLevel, WitFlowError, sessions, types};
 
 /// Host state of one test run: the `T` of its `Store<T>`.
 pub struct ScriptedState {

@@ -35,17 +35,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use wasmtime::component::Linker;
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 
 pub use calls::HostCall;
 pub use host::ScriptedState;
 pub use script::{Response, Rule, Script};
 
-use crate::bindings::{self, FlowPre, Invocation, Origin, Priority};
-use crate::component_cache::ComponentCache;
-use crate::engine::{EPOCH_TICK, Metering, engine_config, start_epoch_ticker};
+use crate::engine::{ComponentCache, FlowEngine, FlowHost, Metering};
 use crate::error::LoadError;
+use crate::model::{EPOCH_TICK, Invocation, Origin, Priority};
+use crate::wit::{self, FlowPre};
 
 /// Where a virtual clock starts by default: 2026-01-01T00:00:00Z.
 pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
@@ -53,44 +52,15 @@ pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
 /// with `sleep`) fails instead of hanging.
 pub const TEST_CPU_BUDGET: Duration = Duration::from_secs(20);
 
-/// Compile the component at `path` for test host `T`: the node's engine settings (so a
-/// component compiled for one is cached for both), WASI and the flow host.
-pub(crate) fn load_pre<T>(path: &Path) -> Result<(Engine, FlowPre<T>), LoadError>
-where
-    T: wasmtime_wasi::WasiView
-        + bindings::sluice::flow::host::Host
-        + bindings::sluice::flow::types::Host
-        + bindings::sluice::flow::sessions::Host
-        + Send
-        + 'static,
-{
-    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+/// Compile the component at `path` for test host `T` with the node's engine settings and
+/// linker setup (so a component compiled for one is cached for both).
+pub(crate) fn load_pre<T: FlowHost>(path: &Path) -> Result<FlowPre<T>, LoadError> {
+    let cache = ComponentCache::new(ComponentCache::default_dir());
+    let engine = FlowEngine::<T>::new(cache, Metering::Epoch).map_err(|e| LoadError::Invalid {
         path: path.into(),
         reason: format!("{e:#}"),
-    };
-    let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
-    start_epoch_ticker(&engine);
-    let (component, _, _) =
-        ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
-    bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
-        &mut linker,
-        |s| s,
-    )
-    .map_err(invalid)?;
-    bindings::sluice::flow::sessions::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
-        &mut linker,
-        |s| s,
-    )
-    .map_err(invalid)?;
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-        path: path.into(),
-        reason: format!("{e:#}"),
-    };
-    let pre = FlowPre::new(linker.instantiate_pre(&component).map_err(wrong_world)?)
-        .map_err(wrong_world)?;
-    Ok((engine, pre))
+    })?;
+    Ok(engine.load(path)?.pre)
 }
 
 /// A flow component under test, with its script.
@@ -98,7 +68,6 @@ where
 pub struct FlowTest {
     name: String,
     pre: FlowPre<ScriptedState>,
-    engine: Engine,
     script: Script,
     clock_ms: u64,
     seed: u64,
@@ -118,7 +87,7 @@ pub struct TestRun {
 impl FlowTest {
     /// Load the component at `path` (compiled once, cached like a node's).
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let (engine, pre) = load_pre::<ScriptedState>(path)?;
+        let pre = load_pre::<ScriptedState>(path)?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -127,7 +96,6 @@ impl FlowTest {
         Ok(FlowTest {
             name,
             pre,
-            engine,
             script: Script::default(),
             clock_ms: DEFAULT_CLOCK_MS,
             seed: 1,
@@ -186,7 +154,7 @@ impl FlowTest {
     /// Run the flow once with `input`.
     pub async fn run(&self, input: Value) -> TestRun {
         let state = ScriptedState::new(Arc::new(self.script.clone()), self.clock_ms, self.seed);
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.pre.engine(), state);
         let ticks = (TEST_CPU_BUDGET.as_millis() / EPOCH_TICK.as_millis()) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -202,7 +170,10 @@ impl FlowTest {
         };
         let input = serde_json::to_vec(&input).unwrap_or_default();
         let result = match self.pre.instantiate_async(&mut store).await {
-            Ok(flow) => flow.call_run(&mut store, &invocation, &input).await,
+            Ok(flow) => {
+                let invocation = wit::types::Invocation::from(&invocation);
+                flow.call_run(&mut store, &invocation, &input).await
+            }
             Err(e) => Err(e),
         };
         let state = store.into_data();

@@ -6,25 +6,21 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use wasmtime::Store;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::TEST_CPU_BUDGET;
-use crate::bindings::sluice::flow::host::{self, StartOptions};
-use crate::bindings::sluice::flow::sessions;
-use crate::bindings::sluice::flow::types;
-use crate::bindings::{FlowPre, LogLevel, WitFlowError};
-use crate::engine::EPOCH_TICK;
+use crate::engine::sandbox::{self, GuestOutput, Stream};
 use crate::error::LoadError;
-use crate::journal::{Journal, MemoryStore, Payload, Status, decode};
-use crate::journal_calls::{self as calls, Opened};
-use crate::messaging::{SessionRef, Side};
+use crate::model::{EPOCH_TICK, FlowError, Priority, SessionRef, Side, StartMeta};
 use crate::operator::Export;
-use crate::recorder::{Nondeterminism, Recorder};
-use crate::recovery::StartMeta;
-use crate::sandbox::{self, GuestOutput, Stream};
+use crate::replay::calls::{self, Call, Exchanged, Opened};
+use crate::replay::{Nondeterminism, Recorder};
+use crate::store::{Journal, MemoryStore, Payload, Status};
+use crate::wit::host::{self, StartOptions};
+use crate::wit::{self, FlowPre, LogLevel, WitFlowError, sessions, types};
 
 /// The new build asked the host for more than the journal holds: everything recorded matched.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +37,9 @@ pub struct ReplayState {
 }
 
 impl ReplayState {
-    fn answer(&mut self, call: &str, args: Value) -> wasmtime::Result<Value> {
-        match self.recorder.replay(call, &args)? {
+    /// The recorded answer to `call`; past the journal's end, [`Exhausted`].
+    fn answer<T: DeserializeOwned>(&mut self, call: Call<'_>) -> wasmtime::Result<T> {
+        match self.recorder.replay_as(&call)? {
             Some(answer) => Ok(answer),
             None => Err(Exhausted.into()),
         }
@@ -51,7 +48,6 @@ impl ReplayState {
 
 /// A build of a flow, ready to replay journals against.
 pub struct JournalReplay {
-    engine: Engine,
     pre: FlowPre<ReplayState>,
 }
 
@@ -68,8 +64,8 @@ pub struct ReplayReport {
 impl JournalReplay {
     /// Load the build at `path`.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let (engine, pre) = super::load_pre::<ReplayState>(path)?;
-        Ok(JournalReplay { engine, pre })
+        let pre = super::load_pre::<ReplayState>(path)?;
+        Ok(JournalReplay { pre })
     }
 
     /// Replay `export` against this build.
@@ -91,7 +87,7 @@ impl JournalReplay {
             recorder: Recorder::new(&record.id, journal, export.journal.clone()),
             children: HashSet::new(),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(self.pre.engine(), state);
         store.set_epoch_deadline((TEST_CPU_BUDGET.as_millis() / EPOCH_TICK.as_millis()) as u64);
         store.epoch_deadline_trap();
         let meta = StartMeta::parse(&record.meta);
@@ -103,6 +99,7 @@ impl JournalReplay {
             meta.identity.as_str()
         };
         let invocation = meta.invocation(&record.id, &record.flow, identity);
+        let invocation = wit::types::Invocation::from(&invocation);
         let result = match self.pre.instantiate_async(&mut store).await {
             Ok(flow) => {
                 flow.call_run(&mut store, &invocation, &record.input.0)
@@ -179,8 +176,11 @@ impl host::Host for ReplayState {
         input: Vec<u8>,
         options: StartOptions,
     ) -> wasmtime::Result<Result<String, WitFlowError>> {
-        let answer = self.answer("start", calls::start_args(&flow, &input, options.priority))?;
-        let started = calls::started_from_json(&answer)?;
+        let started: Result<String, FlowError> = self.answer(Call::Start {
+            flow: &flow,
+            input: &input,
+            priority: options.priority.map(Priority::from),
+        })?;
         if let Ok(id) = &started {
             self.children.insert(id.clone());
         }
@@ -188,9 +188,9 @@ impl host::Host for ReplayState {
     }
 
     async fn join(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-        let answer = self.answer("join", calls::join_args(&id))?;
+        let outcome: calls::Journaled = self.answer(Call::Join { id: &id })?;
         self.children.remove(&id);
-        Ok(calls::outcome_from_json(&answer)?)
+        Ok(wit::outcome(outcome.map(|p| p.0)))
     }
 
     async fn call(
@@ -198,8 +198,11 @@ impl host::Host for ReplayState {
         flow: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, WitFlowError>> {
-        let answer = self.answer("call", calls::flow_args(&flow, &input))?;
-        Ok(calls::outcome_from_json(&answer)?)
+        let outcome: calls::Journaled = self.answer(Call::Call {
+            flow: &flow,
+            input: &input,
+        })?;
+        Ok(wit::outcome(outcome.map(|p| p.0)))
     }
 
     async fn parallel(
@@ -207,28 +210,34 @@ impl host::Host for ReplayState {
         flow: String,
         inputs: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Vec<Result<Vec<u8>, WitFlowError>>> {
-        let answer = self.answer("parallel", calls::parallel_args(&flow, &inputs))?;
-        Ok(calls::outcomes_from_json(&answer)?)
+        let outcomes: Vec<calls::Journaled> = self.answer(Call::Parallel {
+            flow: &flow,
+            inputs: &inputs,
+        })?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| wit::outcome(o.map(|p| p.0)))
+            .collect())
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
-        let answer = self.answer("now", Value::Null)?;
-        Ok(decode(&answer)?)
+        self.answer(Call::Now)
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
-        self.answer("sleep", calls::sleep_args(ms))?;
+        let _deadline: u64 = self.answer(Call::Sleep { ms })?;
         Ok(())
     }
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
-        let answer = self.answer("random", Value::Null)?;
-        Ok(decode(&answer)?)
+        self.answer(Call::Random)
     }
 
     async fn publish(&mut self, topic: String, payload: Vec<u8>) -> wasmtime::Result<()> {
-        self.answer("publish", calls::publish_args(&topic, &payload))?;
-        Ok(())
+        self.answer::<()>(Call::Publish {
+            topic: &topic,
+            payload: &payload,
+        })
     }
 
     async fn wait_event(
@@ -236,9 +245,12 @@ impl host::Host for ReplayState {
         topic: String,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.answer("wait-event", calls::wait_event_args(&topic, timeout_ms))?;
-        let answer = self.answer("take-event", calls::take_event_args(&topic))?;
-        Ok(decode::<Option<Payload>>(&answer)?.map(|p| p.0))
+        let _deadline: Option<u64> = self.answer(Call::WaitEvent {
+            topic: &topic,
+            timeout_ms,
+        })?;
+        let taken: Option<Payload> = self.answer(Call::TakeEvent { topic: &topic })?;
+        Ok(taken.map(|p| p.0))
     }
 
     async fn log(&mut self, _level: LogLevel, _message: String) -> wasmtime::Result<()> {
@@ -246,15 +258,13 @@ impl host::Host for ReplayState {
     }
 
     async fn progress(&mut self, step: String) -> wasmtime::Result<()> {
-        self.answer("progress", calls::progress_args(&step))?;
-        Ok(())
+        self.answer::<()>(Call::Progress { step: &step })
     }
 }
 
 impl sessions::Host for ReplayState {
     async fn initiator(&mut self) -> wasmtime::Result<Option<Resource<SessionRef>>> {
-        let answer = self.answer("initiator", json!(null))?;
-        match decode::<Option<Opened>>(&answer)? {
+        match self.answer::<Option<Opened>>(Call::Initiator)? {
             Some(o) => Ok(Some(self.table.push(SessionRef::new(
                 o.session,
                 o.party,
@@ -267,7 +277,7 @@ impl sessions::Host for ReplayState {
 
 impl sessions::HostSession for ReplayState {
     async fn new(&mut self, party: String) -> wasmtime::Result<Resource<SessionRef>> {
-        let o: Opened = decode(&self.answer("session", calls::session_args(&party))?)?;
+        let o: Opened = self.answer(Call::Session { party: &party })?;
         Ok(self
             .table
             .push(SessionRef::new(o.session, o.party, Side::Initiator))?)
@@ -279,8 +289,11 @@ impl sessions::HostSession for ReplayState {
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
         let id = self.table.get(&s)?.id.clone();
-        let answer = self.answer("send", calls::send_args(&id, &payload))?;
-        Ok(calls::exchanged_from_json(&answer)?.map(|_| ()))
+        let sent: Exchanged = self.answer(Call::Send {
+            session: &id,
+            payload: &payload,
+        })?;
+        Ok(sent.map(|_| ()))
     }
 
     async fn receive(
@@ -288,8 +301,8 @@ impl sessions::HostSession for ReplayState {
         s: Resource<SessionRef>,
     ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         let id = self.table.get(&s)?.id.clone();
-        let answer = self.answer("receive", calls::receive_args(&id))?;
-        Ok(calls::exchanged_from_json(&answer)?.map(|p| p.unwrap_or_default().0))
+        let received: Exchanged = self.answer(Call::Receive { session: &id })?;
+        Ok(received.map(|p| p.unwrap_or_default().0))
     }
 
     async fn counterparty(&mut self, s: Resource<SessionRef>) -> wasmtime::Result<String> {

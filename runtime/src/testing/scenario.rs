@@ -31,7 +31,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::{FlowTest, Rule, Script, TestRun};
-use crate::error::FlowError;
+use crate::model::FlowError;
 
 /// A scenario file that cannot be used, with the file, line and key.
 #[derive(Debug, Error)]

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::FlowError;
+use crate::model::FlowError;
 
 /// How a scripted subflow ends.
 #[derive(Debug, Clone, PartialEq)]

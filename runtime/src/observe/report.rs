@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::scheduler::Pools;
+use crate::sched::Pools;
 
 /// Render a table of every pool's counters after a run that took `elapsed`.
 pub fn pools_table(pools: &Pools, elapsed: Duration) -> String {

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::scheduler::Pools;
+use crate::sched::Pools;
 
 /// Admitted starts waiting for a slot, all pools together.
 pub const QUEUE_SIZE_TOTAL: &str = "sluice_queue_size_total";

@@ -19,14 +19,16 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::Invocation;
+use crate::engine::component_cache::check_header;
 use crate::error::LoadError;
+use crate::model::Invocation;
+use crate::wit::types;
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "mapper",
-        with: { "sluice:flow/types": crate::bindings::sluice::flow::types },
+        with: { "sluice:flow/types": crate::wit::types },
         imports: { default: async },
         exports: { default: async },
     });
@@ -124,7 +126,7 @@ impl ComponentMapper {
             path: path.into(),
             source,
         })?;
-        crate::component_cache::check_header(&bytes, path)?;
+        check_header(&bytes, path)?;
         let component = Component::new(&engine, &bytes).map_err(invalid)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
@@ -203,13 +205,14 @@ impl ComponentMapper {
             .store
             .set_fuel(MAPPER_FUEL)
             .map_err(|e| Fallback::Trap(e.to_string()))?;
+        let asked = types::Invocation::from(invocation);
         let scheduler = current.mapper.sluice_flow_scheduler();
         let answer = scheduler
             .mapper()
             .call_choose(
                 &mut current.store,
                 current.handle,
-                invocation,
+                &asked,
                 &invocation.flow,
                 &invocation.our_identity,
             )

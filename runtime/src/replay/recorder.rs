@@ -6,10 +6,13 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::journal::{Entry, Journal, StoreError, Write};
+use super::calls::{Call, Written};
+use crate::store::{Entry, Journal, StoreError, Write, decode, encode};
 
 /// A replayed call that does not match the journal: the instance goes to the hospital.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -22,7 +25,7 @@ pub struct Nondeterminism {
 }
 
 impl Nondeterminism {
-    /// The flow made `called` where the journal has `recorded`.
+    /// The flow made `call` where the journal has `recorded`.
     pub fn differs(position: u64, recorded: &Entry, call: &str, args: &Value) -> Self {
         Nondeterminism {
             position,
@@ -140,38 +143,67 @@ impl Recorder {
         !self.recorded.is_empty()
     }
 
-    /// The recorded answer to this call while replaying; `None` once live.
-    pub fn replay(&mut self, call: &str, args: &Value) -> Result<Option<Value>, Nondeterminism> {
+    /// The recorded answer to `call` while replaying; `None` once live. A call that differs
+    /// from the recorded one is [`Nondeterminism`].
+    pub fn replay(&mut self, call: &Call<'_>) -> Result<Option<Value>, Nondeterminism> {
         let Some(entry) = self.recorded.front() else {
             return Ok(None);
         };
-        if entry.call != call || entry.args != *args {
-            return Err(Nondeterminism::differs(entry.position, entry, call, args));
+        // Arguments are built only to compare with a recorded entry: a live call pays once.
+        let args = call.args();
+        if entry.call != call.name() || entry.args != args {
+            return Err(Nondeterminism::differs(
+                entry.position,
+                entry,
+                call.name(),
+                &args,
+            ));
         }
         let entry = self.recorded.pop_front().map(|e| e.result);
         self.next += 1;
         Ok(entry)
     }
 
-    /// Append a live call and its answer to the journal, in order (see [`Journal::append`]
-    /// for when it becomes durable).
-    pub fn record(&mut self, call: &str, args: Value, result: Value) -> Result<(), StoreError> {
-        self.record_with(call, args, result, Vec::new())
+    /// [`Recorder::replay`], the answer read back as a `T`; for host calls, whose errors trap
+    /// the guest ([`Nondeterminism`] stays the error's root, so the run loop can tell it).
+    pub fn replay_as<T: DeserializeOwned>(
+        &mut self,
+        call: &Call<'_>,
+    ) -> wasmtime::Result<Option<T>> {
+        match self.replay(call)? {
+            Some(answer) => Ok(Some(decode(&answer)?)),
+            None => Ok(None),
+        }
     }
 
-    /// [`Recorder::record`], with `effects` committed in the same transaction as the entry.
-    pub fn record_with(
+    /// Append a live call and its answer to the journal, in order (see [`Journal::append`]
+    /// for when it becomes durable).
+    pub fn record<T: Serialize>(&mut self, call: &Call<'_>, answer: &T) -> Result<(), StoreError> {
+        self.record_written(call.journaled(), encode(answer), Vec::new())
+    }
+
+    /// [`Recorder::record`] with `effects` committed in the same transaction as the entry.
+    pub fn record_with<T: Serialize>(
         &mut self,
-        call: &str,
-        args: Value,
-        result: Value,
+        call: &Call<'_>,
+        answer: &T,
+        effects: Vec<Write>,
+    ) -> Result<(), StoreError> {
+        self.record_written(call.journaled(), encode(answer), effects)
+    }
+
+    /// [`Recorder::record`] of a call already in its journaled form (see [`Call::journaled`]).
+    pub fn record_written(
+        &mut self,
+        call: Written,
+        answer: Value,
         effects: Vec<Write>,
     ) -> Result<(), StoreError> {
         let entry = Entry {
             position: self.next,
-            call: call.into(),
-            args,
-            result,
+            call: call.kind.name().into(),
+            args: call.args,
+            result: answer,
         };
         let mut batch = take_pending(&self.pending).unwrap_or_default();
         batch.push(Write::Append {

@@ -12,29 +12,21 @@ use std::time::Instant;
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::Invocation;
-use crate::bindings::sluice::flow::types::Origin;
-use crate::engine::Metering;
-use crate::error::FlowError;
-use crate::events::EventKind;
-use crate::host::{EvictedWait, HostState, InstanceInfo, SlotHolder};
-use crate::journal::{Entry, StoreError, Write};
-use crate::node::Node;
-use crate::recorder::{Nondeterminism, PendingRecord, Recorder, take_pending};
-use crate::registry::RegisteredFlow;
-use crate::residency::Resident;
-use crate::scheduler::{Admission, Pool, QueueClass, Slot};
+mod end;
 
-/// How an instance's run ended.
-#[derive(Debug)]
-pub(crate) enum End {
-    /// It returned output.
-    Completed(Vec<u8>),
-    /// It failed, with no retries left to try (or no retry policy).
-    Failed(FlowError),
-    /// It is held in the flow hospital for an operator; the message says why.
-    Held(String),
-}
+pub use end::End;
+
+use crate::engine::Metering;
+use crate::host::{EvictedWait, HostState, InstanceInfo, Services, SlotHolder, Starter};
+use crate::model::{FlowError, Invocation, Origin};
+use crate::observe::EventKind;
+use crate::replay::{Nondeterminism, PendingRecord, Recorder, take_pending};
+use crate::sched::{Admission, Pool, QueueClass, Resident, Slot};
+use crate::store::{Entry, StoreError, Write};
+use crate::wit;
+
+/// A flow as the node's host runs it.
+pub type Flow = crate::engine::RegisteredFlow<HostState>;
 
 /// Why an attempt stopped without output.
 enum Stop {
@@ -50,11 +42,12 @@ enum Segment {
 
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
-pub(crate) async fn run(node: Node, start: Admitted) {
+pub async fn run(start: Admitted) {
     let life = Life {
         pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
         pool: start.admission.pool().clone(),
-        node,
+        services: start.services,
+        starter: start.starter,
         flow: start.flow,
         invocation: start.invocation,
         input: start.input,
@@ -68,9 +61,13 @@ pub(crate) async fn run(node: Node, start: Admitted) {
 }
 
 /// An instance admitted to a pool, as [`run`] takes it.
-pub(crate) struct Admitted {
+pub struct Admitted {
+    /// What every instance of the node shares.
+    pub services: Arc<Services>,
+    /// How its children are started: the node.
+    pub starter: Arc<dyn Starter>,
     /// The flow, on the build the instance is pinned to.
-    pub flow: Arc<RegisteredFlow>,
+    pub flow: Arc<Flow>,
     /// Its place in the pool's queue.
     pub admission: Admission,
     /// What the guest is told about itself.
@@ -88,8 +85,9 @@ pub(crate) struct Admitted {
 /// Everything an instance needs between its episodes: while it is evicted this (and the
 /// wait it left) is all that is kept of it.
 struct Life {
-    node: Node,
-    flow: Arc<RegisteredFlow>,
+    services: Arc<Services>,
+    starter: Arc<dyn Starter>,
+    flow: Arc<Flow>,
     invocation: Invocation,
     input: Vec<u8>,
     pool: Arc<Pool>,
@@ -130,7 +128,7 @@ impl Life {
             match episode {
                 Episode::End(end) => self.conclude(end).instrument(span).await,
                 Episode::Evicted(wait) => {
-                    let executor = self.node.pools().executor(self.pool.name()).handle();
+                    let executor = self.services.pools.executor(self.pool.name()).handle();
                     // Past its deadline the next episode times out at once. (Decided here, so
                     // the waiting task below holds one boxed future, not room for both.)
                     let wait: EvictedWait = match self.attempt_deadline {
@@ -146,7 +144,7 @@ impl Life {
                         // The place in memory first: until it has one, only this small task
                         // exists, however many evicted instances wake at once.
                         // Boxed: the waiting task holds no room for this until it wakes.
-                        let resident = Box::pin(self.node.residency().acquire()).await;
+                        let resident = Box::pin(self.services.residency.acquire()).await;
                         executor.spawn(self.episode(None, Some(resident)));
                     });
                 }
@@ -198,7 +196,7 @@ impl Life {
             let (id, attempts) = (self.invocation.id.clone(), self.attempts);
             let mut batch = take_pending(&self.pending).unwrap_or_default();
             batch.push(Write::Attempted { id, attempts });
-            if let Err(e) = self.node.journal().write(batch).await {
+            if let Err(e) = self.services.journal.write(batch).await {
                 tracing::error!("cannot record attempt {attempts}: {e}");
             }
             if attempts >= policy.attempts {
@@ -223,7 +221,7 @@ impl Life {
         admission: Option<Admission>,
         resident: Option<Resident>,
     ) -> Segment {
-        let node = self.node.clone();
+        let services = self.services.clone();
         let pool = self.pool.clone();
         // The journal to replay, read before taking a slot: the wait for earlier writes to
         // commit must not hold one.
@@ -231,7 +229,7 @@ impl Life {
         let recorded = if first_life {
             Ok(Vec::new())
         } else {
-            let journal = node.journal();
+            let journal = &services.journal;
             match journal.sync().await {
                 Ok(()) => journal.store().journal(&self.invocation.id),
                 Err(e) => Err(e),
@@ -243,19 +241,21 @@ impl Life {
         };
         // Never wait for a place in memory while holding a slot: slot holders must be able
         // to finish or park, or everyone could wait on everyone.
-        let (slot, _resident) = match resident.or_else(|| node.residency().try_acquire()) {
+        let (slot, _resident) = match resident.or_else(|| services.residency.try_acquire()) {
             Some(resident) => (slot, resident),
             None => {
                 drop(slot);
-                let resident = node.residency().acquire().await;
+                let resident = services.residency.acquire().await;
                 (pool.acquire(QueueClass::Resume).await, resident)
             }
         };
         if !self.started {
             self.started = true;
             pool.stats().started();
-            node.metrics().started(pool.name(), self.admitted.elapsed());
-            node.events().send(
+            services
+                .metrics
+                .started(pool.name(), self.admitted.elapsed());
+            services.events.send(
                 &self.invocation.id,
                 &self.flow.name,
                 pool.name(),
@@ -268,7 +268,7 @@ impl Life {
 
     /// Record the end, count it, and tell whoever waits.
     async fn conclude(self, end: End) {
-        let (node, flow, pool) = (&self.node, &self.flow, &self.pool);
+        let (services, flow, pool) = (&self.services, &self.flow, &self.pool);
         let label = match &end {
             End::Completed(_) => "completed",
             End::Failed(FlowError::TimedOut) => "timed-out",
@@ -277,7 +277,8 @@ impl Life {
             End::Held(_) => "held",
         };
         pool.stats().finished(matches!(end, End::Completed(_)));
-        node.metrics()
+        services
+            .metrics
             .finished(&flow.name, pool.name(), label, self.admitted.elapsed());
         match &end {
             End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
@@ -295,9 +296,9 @@ impl Life {
         };
         let child = matches!(self.invocation.origin, Origin::Subflow(_));
         let pending = take_pending(&self.pending).unwrap_or_default();
-        node.conclude(&self.invocation.id, end, child, pending)
-            .await;
-        node.events()
+        end::conclude(services, &self.invocation.id, end, child, pending).await;
+        services
+            .events
             .send(&self.invocation.id, &flow.name, pool.name(), kind);
     }
 
@@ -308,13 +309,13 @@ impl Life {
         recorded: Result<Vec<Entry>, StoreError>,
         first_life: bool,
     ) -> Segment {
-        let node = &self.node;
+        let services = &self.services;
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let recorded = match recorded {
             Ok(entries) => entries,
             Err(e) => return failed(e.to_string()),
         };
-        let recorder = Recorder::new(&self.invocation.id, node.journal().clone(), recorded)
+        let recorder = Recorder::new(&self.invocation.id, services.journal.clone(), recorded)
             .with_pending(self.pending.clone())
             .in_first_life(first_life);
         let info = InstanceInfo {
@@ -322,13 +323,14 @@ impl Life {
             flow: self.flow.name.clone(),
             priority: self.invocation.priority,
             peer: match &self.invocation.origin {
-                crate::bindings::Origin::Peer(party) => Some(party.clone()),
+                Origin::Peer(party) => Some(party.clone()),
                 _ => None,
             },
         };
         let holder = SlotHolder::new(slot);
         let state = match HostState::new(
-            node.clone(),
+            services.clone(),
+            self.starter.clone(),
             info,
             self.pool.clone(),
             holder,
@@ -341,7 +343,7 @@ impl Life {
         // The engine of the component's size class (see `engine::LARGE_COMPONENT_BYTES`).
         let mut store = Store::new(self.flow.component.pre.engine(), state);
         store.limiter(|state| state.meter());
-        match node.engine().metering() {
+        match services.engine.metering() {
             Metering::Epoch => {
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_callback(time_slice);
@@ -395,17 +397,18 @@ enum Failure {
 
 async fn execute(
     store: &mut Store<HostState>,
-    flow: &RegisteredFlow,
+    flow: &Flow,
     invocation: &Invocation,
     input: &[u8],
 ) -> Result<Vec<u8>, Failure> {
+    let invocation = wit::types::Invocation::from(invocation);
     let instance = flow
         .component
         .pre
         .instantiate_async(&mut *store)
         .await
         .map_err(Failure::Trapped)?;
-    match instance.call_run(&mut *store, invocation, input).await {
+    match instance.call_run(&mut *store, &invocation, input).await {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(message)) => Err(Failure::Returned(message)),
         Err(trap) => Err(Failure::Trapped(trap)),

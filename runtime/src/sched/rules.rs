@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::bindings::{Origin, Priority};
+use crate::model::{Origin, Priority};
 
 use super::{Pool, Pools};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use super::units::{EPOCH_TICK, HumanDuration};
 
 /// Limits as written in `[limits]` or a flow's `limits = { … }`: every key optional.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -109,10 +109,10 @@ impl Limits {
         if self.table_elements == 0 {
             return Err(format!("{at}.table-elements = 0: must be at least 1"));
         }
-        if self.cpu_slice < crate::engine::EPOCH_TICK {
+        if self.cpu_slice < EPOCH_TICK {
             return Err(format!(
                 "{at}.cpu-slice: must be at least {:?}, the epoch tick",
-                crate::engine::EPOCH_TICK
+                EPOCH_TICK
             ));
         }
         if self.cpu_total < self.cpu_slice {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::oneshot;
 
-use crate::node::Outcome;
+use crate::model::Outcome;
 
 #[derive(Default)]
 struct Waiting {

@@ -102,7 +102,8 @@ impl SqliteStore {
         })
     }
 
-    /// A store that lives in memory only (for `sluice run` without `--data-dir`).
+    /// A SQLite store in memory only, for tests of the SQL itself (a node without a data dir
+    /// uses [`super::MemoryStore`]).
     pub fn in_memory() -> Result<Self, StoreError> {
         let mut conn = Connection::open_in_memory().map_err(db)?;
         Self::migrate(&mut conn)?;
@@ -362,12 +363,23 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
 /// An `instances` row ([`RECORD_COLUMNS`]) as a record.
 fn to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     let status: String = r.get(4)?;
+    let id: String = r.get(0)?;
+    // A status this build does not know is an error, never a guess: guessing `running`
+    // would resume an instance that may have ended.
+    let Some(status) = Status::parse(&status) else {
+        let why = format!("instance {id} has unknown status `{status}`");
+        return Err(rusqlite::Error::FromSqlConversionFailure(
+            4,
+            rusqlite::types::Type::Text,
+            why.into(),
+        ));
+    };
     Ok(InstanceRecord {
-        id: r.get(0)?,
+        id,
         flow: r.get(1)?,
         component: r.get(2)?,
         input: Payload(r.get(3)?),
-        status: Status::parse(&status).unwrap_or(Status::Running),
+        status,
         meta: r.get(5)?,
         output: r.get::<_, Option<Vec<u8>>>(6)?.map(Payload),
         message: r.get(7)?,
@@ -399,6 +411,18 @@ mod tests {
             id: id.into(),
             entry,
         }])
+    }
+
+    #[test]
+    fn an_unknown_stored_status_is_an_error_not_running() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.write(&[Write::Create(record("a"))]).unwrap();
+        let conn = store.conn.lock().unwrap();
+        conn.execute("UPDATE instances SET status = 'paused' WHERE id = 'a'", [])
+            .unwrap();
+        drop(conn);
+        let e = store.record("a").unwrap_err().to_string();
+        assert!(e.contains("unknown status `paused`"), "{e}");
     }
 
     #[test]

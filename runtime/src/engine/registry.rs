@@ -4,93 +4,55 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::engine::{FlowEngine, LoadedComponent};
+use super::{FlowEngine, FlowHost, LoadedComponent};
 use crate::error::{LoadError, StartError};
-use crate::limits::Limits;
-use crate::sandbox::DirGrant;
-
-/// How a flow is run: its pool tag, timeout, limits and granted directories.
-#[derive(Debug, Clone, Default)]
-pub struct FlowSettings {
-    /// The pool it is tagged to, if any.
-    pub pool: Option<String>,
-    /// Wall-clock limit of each instance, overriding its pool's.
-    pub timeout: Option<Duration>,
-    /// Resource limits of each instance.
-    pub limits: Limits,
-    /// Directories its instances may use.
-    pub grants: Vec<DirGrant>,
-    /// Retries of a failed instance; `None`: a failure is final.
-    pub retry: Option<RetryPolicy>,
-    /// The initiating flow whose sessions start this one, if it is a responder.
-    pub initiated_by: Option<String>,
-}
-
-/// How often and how soon a failed instance is re-run from its journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Wait before the first retry; doubles for each further one.
-    pub backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// The wait after `failed` failed attempts (1 for the first retry), at most an hour.
-    pub fn backoff(&self, failed: u32) -> Duration {
-        let factor = 1u32 << failed.saturating_sub(1).min(20);
-        self.backoff
-            .saturating_mul(factor)
-            .min(Duration::from_secs(3600))
-    }
-}
+use crate::model::FlowSettings;
 
 /// A flow ready to start: its name, settings and loaded component.
-pub struct RegisteredFlow {
+pub struct RegisteredFlow<T: 'static> {
     /// The name it is registered under.
     pub name: String,
     /// How it is run.
     pub settings: FlowSettings,
     /// The compiled, pre-instantiated component.
-    pub component: LoadedComponent,
+    pub component: LoadedComponent<T>,
 }
 
-struct Entry {
+struct Entry<T: 'static> {
     path: PathBuf,
     settings: FlowSettings,
-    loaded: Arc<OnceCell<Arc<RegisteredFlow>>>,
+    loaded: Arc<OnceCell<Arc<RegisteredFlow<T>>>>,
 }
 
 /// The node's flows by name.
-#[derive(Default)]
-pub struct FlowRegistry {
-    entries: Mutex<HashMap<String, Entry>>,
+pub struct FlowRegistry<T: 'static> {
+    entries: Mutex<HashMap<String, Entry<T>>>,
     search_dirs: Mutex<Vec<PathBuf>>,
     /// Settings of flows found in a search directory.
     found_settings: FlowSettings,
 }
 
-impl FlowRegistry {
+impl<T: FlowHost> FlowRegistry<T> {
     /// A registry whose flows found in search directories run with `defaults`.
     pub fn new(defaults: FlowSettings) -> Self {
         FlowRegistry {
+            entries: Mutex::default(),
+            search_dirs: Mutex::default(),
             found_settings: defaults,
-            ..FlowRegistry::default()
         }
     }
 
     /// Register `name` as the component at `path`, loading it now so errors surface at startup.
     pub fn register(
         &self,
-        engine: &FlowEngine,
+        engine: &FlowEngine<T>,
         name: &str,
         path: &Path,
         settings: FlowSettings,
-    ) -> Result<Arc<RegisteredFlow>, LoadError> {
+    ) -> Result<Arc<RegisteredFlow<T>>, LoadError> {
         let component = engine.load(path)?;
         let flow = Arc::new(RegisteredFlow {
             name: name.into(),
@@ -125,16 +87,16 @@ impl FlowRegistry {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<T>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The flow named `name`, loading it on first use (compilation runs off the executor).
     pub async fn resolve(
         &self,
-        engine: &Arc<FlowEngine>,
+        engine: &Arc<FlowEngine<T>>,
         name: &str,
-    ) -> Result<Arc<RegisteredFlow>, StartError> {
+    ) -> Result<Arc<RegisteredFlow<T>>, StartError> {
         let (path, settings, cell) = {
             let mut entries = self.lock();
             if !entries.contains_key(name) {

@@ -7,9 +7,8 @@
 //! neither `..` nor a symlink can lead outside it; read-only unless the grant says `rw`.
 //! Guest stdout and stderr become log lines inside the instance's span (flow, id, pool).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -21,60 +20,14 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx};
 
+use crate::model::DirGrant;
+
 /// Longest guest output line logged; the rest of a longer line is cut.
 const MAX_LINE: usize = 4096;
 /// Guest output logged per stream and instance; beyond it output is dropped (once noted).
 const MAX_LOGGED: u64 = 1 << 20;
 /// Lines of stderr kept to explain a trap.
 const TAIL_LINES: usize = 3;
-
-/// A directory a flow may use: `guest` path → `host` directory, writable or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirGrant {
-    /// Path the guest sees, absolute (`/in`).
-    pub guest: String,
-    /// Directory on the host.
-    pub host: PathBuf,
-    /// Whether the guest may create, change and delete files in it.
-    pub write: bool,
-}
-
-impl DirGrant {
-    /// Parse one `"/in" = "data/in:ro"` entry; relative host paths resolve against `base`.
-    pub fn parse(guest: &str, spec: &str, base: &Path) -> Result<Self, String> {
-        if !guest.starts_with('/') {
-            return Err(format!(
-                "`{guest}`: the guest path must be absolute, like \"/in\""
-            ));
-        }
-        let (host, write) = match spec.rsplit_once(':') {
-            Some((host, "ro")) => (host, false),
-            Some((host, "rw")) => (host, true),
-            Some((_, mode)) => {
-                return Err(format!(
-                    "`{spec}`: unknown mode `{mode}`; use `:ro` or `:rw`"
-                ));
-            }
-            None => (spec, false),
-        };
-        let host = base.join(host);
-        if !host.is_dir() {
-            return Err(format!("`{spec}`: {} is not a directory", host.display()));
-        }
-        Ok(DirGrant {
-            guest: guest.to_string(),
-            host,
-            write,
-        })
-    }
-
-    /// Parse every entry of a flow's `dirs` table.
-    pub fn parse_all(dirs: &BTreeMap<String, String>, base: &Path) -> Result<Vec<Self>, String> {
-        dirs.iter()
-            .map(|(guest, spec)| Self::parse(guest, spec, base))
-            .collect()
-    }
-}
 
 /// A clock stopped at zero: the ambient clock a sandboxed guest gets.
 struct StoppedClock;

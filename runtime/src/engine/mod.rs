@@ -1,4 +1,10 @@
-//! The one wasmtime [`Engine`] of a node, its [`Linker`], and loading flow components.
+//! The wasmtime side of running flows: engines, their one linker setup ([`linker`]),
+//! loading and caching components ([`component_cache`]), the sandbox of each instance
+//! ([`sandbox`]), its meter ([`meter`]), and the flows known by name ([`registry`]).
+//!
+//! [`FlowEngine`] is generic over the store data `T` of the host that runs the flows: the
+//! node's host, the scripted testing host and the replay host share its settings and its
+//! linker setup.
 //!
 //! Choices, and why:
 //! - **On-demand allocator, not pooling.** What bounds how many instances can be parked is
@@ -16,21 +22,26 @@
 //! - **Epoch interruption** ticking every [`EPOCH_TICK`]: a CPU-bound guest yields to the
 //!   executor at every tick, and gives up its pool slot when others wait for one.
 
+pub mod component_cache;
+pub mod linker;
+pub mod meter;
+pub mod registry;
+pub mod sandbox;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::FlowPre;
-use crate::bindings::sluice::flow::{host, sessions};
-use crate::component_cache::{CacheOutcome, ComponentCache, ContentHash};
-use crate::error::LoadError;
-use crate::host::HostState;
+pub use component_cache::{CacheOutcome, ComponentCache, ContentHash};
+pub use linker::FlowHost;
+pub use meter::Meter;
+pub use registry::{FlowRegistry, RegisteredFlow};
 
-/// How often the engine's epoch advances: the time slice of a CPU-bound guest.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+use crate::error::LoadError;
+use crate::model::EPOCH_TICK;
+use crate::wit::FlowPre;
 /// Fiber stack of an instance; only touched pages cost RAM.
 const ASYNC_STACK_BYTES: usize = 512 << 10;
 /// Wasm may use up to this much of the fiber stack; host calls need the rest.
@@ -39,11 +50,10 @@ const MAX_WASM_STACK_BYTES: usize = 256 << 10;
 /// `sluice bench`: memory, fiber stack, stack guard page).
 pub const MAPPINGS_PER_INSTANCE: u64 = 3;
 
-/// A loaded flow component, ready to instantiate.
-#[derive(Clone)]
-pub struct LoadedComponent {
+/// A loaded flow component, ready to instantiate in a store of `T`.
+pub struct LoadedComponent<T: 'static> {
     /// Pre-instantiated: imports resolved once, instantiation per instance is cheap.
-    pub pre: FlowPre<HostState>,
+    pub pre: FlowPre<T>,
     /// SHA-256 of the component's bytes.
     pub hash: ContentHash,
     /// The component's bytes, kept in the store when an instance first runs on them so the
@@ -53,29 +63,38 @@ pub struct LoadedComponent {
     pub cache: CacheOutcome,
 }
 
-/// The node's engine: compiles components, and instantiates them into stores.
-pub struct FlowEngine {
-    small: Flavor,
-    large: Flavor,
+impl<T> Clone for LoadedComponent<T> {
+    fn clone(&self) -> Self {
+        LoadedComponent {
+            pre: self.pre.clone(),
+            hash: self.hash.clone(),
+            bytes: self.bytes.clone(),
+            cache: self.cache,
+        }
+    }
+}
+
+/// An engine pair (one per size class) with its linker: compiles components for hosts whose
+/// store data is `T`, and instantiates them.
+pub struct FlowEngine<T: 'static> {
+    small: Flavor<T>,
+    large: Flavor<T>,
     cache: ComponentCache,
     metering: Metering,
 }
 
 /// An engine and its linker, for components of one size class.
-struct Flavor {
+struct Flavor<T: 'static> {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<T>,
 }
 
-impl Flavor {
+impl<T: FlowHost> Flavor<T> {
     fn new(metering: Metering, cow: bool) -> wasmtime::Result<Self> {
         let mut config = engine_config(metering);
         config.memory_init_cow(cow);
         let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        host::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
-        sessions::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
+        let linker = linker::flow_linker(&engine)?;
         if metering == Metering::Epoch {
             start_epoch_ticker(&engine);
         }
@@ -90,7 +109,7 @@ impl Flavor {
 /// mappings per instance instead of 2.9 and so a third of the parked instances.
 pub const LARGE_COMPONENT_BYTES: u64 = 1 << 20;
 
-impl FlowEngine {
+impl<T: FlowHost> FlowEngine<T> {
     /// An engine caching compiled code in `cache`.
     pub fn new(cache: ComponentCache, metering: Metering) -> wasmtime::Result<Self> {
         Ok(FlowEngine {
@@ -108,7 +127,7 @@ impl FlowEngine {
 
     /// Load the component at `path` and check it implements the `flow` world.
     /// Its instances run on the engine of its size class; see [`LARGE_COMPONENT_BYTES`].
-    pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
+    pub fn load(&self, path: &Path) -> Result<LoadedComponent<T>, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.into(),
             source,
@@ -117,7 +136,7 @@ impl FlowEngine {
     }
 
     /// [`FlowEngine::load`] from bytes; `path` names the component in errors.
-    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<LoadedComponent, LoadError> {
+    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<LoadedComponent<T>, LoadError> {
         let flavor = if bytes.len() as u64 >= LARGE_COMPONENT_BYTES {
             &self.large
         } else {
@@ -134,10 +153,10 @@ impl FlowEngine {
     }
 
     fn prepare(
-        flavor: &Flavor,
+        flavor: &Flavor<T>,
         component: &Component,
         path: &Path,
-    ) -> Result<FlowPre<HostState>, LoadError> {
+    ) -> Result<FlowPre<T>, LoadError> {
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.into(),
             reason: format!("{e:#}"),
@@ -164,7 +183,7 @@ pub enum Metering {
     Off,
 }
 
-pub(crate) fn engine_config(metering: Metering) -> Config {
+fn engine_config(metering: Metering) -> Config {
     let mut config = Config::new();
     match metering {
         Metering::Epoch => {
@@ -188,7 +207,7 @@ pub(crate) fn engine_config(metering: Metering) -> Config {
 
 /// Advance the engine's epoch every [`EPOCH_TICK`] on a small thread of its own, until
 /// the engine is gone.
-pub(crate) fn start_epoch_ticker(engine: &Engine) {
+fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("sluice-epoch".into())

@@ -1,24 +1,34 @@
-//! Durable state of flow instances: their records and journals, behind a [`JournalStore`].
+//! Durable state of flow instances: their records, journals, kept components and untaken
+//! events, behind the [`JournalStore`] trait.
 //!
-//! Layers above talk to the store through [`Journal`], which batches writes from every
-//! instance into one transaction per commit (group commit), so fsync does not cap
-//! throughput. Two stores exist: [`SqliteStore`] (the default on disk) and [`MemoryStore`]
-//! (`sluice run` without `--data-dir`). Nothing above this module knows which one it has.
+//! Layers above write through [`Journal`], which batches writes from every instance into
+//! one transaction per commit (group commit), so fsync does not cap throughput, and read
+//! through [`Journal::store`]. Two stores exist: [`SqliteStore`] (a data dir's
+//! [`STORE_FILE`]) and [`MemoryStore`] (no data dir). Nothing above this module knows which
+//! one it has; a PostgreSQL store is one more implementation of the trait.
 
 mod codec;
+pub mod lock;
 mod memory;
 mod sqlite;
 mod writer;
 
 pub use codec::{Payload, decode, encode};
+pub use lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 pub use writer::Journal;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::model::{FlowError, Outcome};
+
+/// The store file inside a data directory.
+pub const STORE_FILE: &str = "sluice.db";
 
 /// Where an instance stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +84,7 @@ pub struct InstanceRecord {
     pub input: Payload,
     /// Where it stands.
     pub status: Status,
-    /// How it was started (origin, priority, fan-out), as JSON; see `durable::StartMeta`.
+    /// How it was started (origin, priority, fan-out), as JSON; see `model::StartMeta`.
     pub meta: String,
     /// Its output, once completed.
     pub output: Option<Payload>,
@@ -97,6 +107,24 @@ impl InstanceRecord {
             output: None,
             message: None,
             attempts: 0,
+        }
+    }
+
+    /// The outcome of an ended instance; `None` while it is running or held.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.status {
+            Status::Completed => Some(Ok(self.output.clone().unwrap_or_default().0)),
+            Status::Failed => {
+                let stored = self
+                    .output
+                    .as_ref()
+                    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.0).ok())
+                    .and_then(|v| decode::<FlowError>(&v).ok());
+                Some(Err(stored.unwrap_or_else(|| {
+                    FlowError::Failed(self.message.clone().unwrap_or_default())
+                })))
+            }
+            Status::Running | Status::Hospital => None,
         }
     }
 }
@@ -178,6 +206,11 @@ pub enum StoreError {
     /// The database failed.
     #[error("store: {0}")]
     Database(String),
+    /// Another process holds the data dir (a node, or an offline verb that writes).
+    #[error(
+        "data dir {dir} is in use by another Sluice process ({holder}); stop it first, or use another data dir"
+    )]
+    InUse { dir: PathBuf, holder: String },
     /// The writer thread is gone (the node is shutting down).
     #[error("store: the journal writer stopped")]
     Closed,
@@ -202,4 +235,18 @@ pub trait JournalStore: Send + Sync {
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether a commit survives a crash of the process (false for an in-memory store).
     fn durable(&self) -> bool;
+}
+
+/// The store of `data_dir` (its [`STORE_FILE`], the directory created if missing), held
+/// by this process until the returned lock is dropped; or a store in memory without one.
+pub fn open(
+    data_dir: Option<&Path>,
+) -> Result<(Arc<dyn JournalStore>, Option<DirLock>), StoreError> {
+    let Some(dir) = data_dir else {
+        return Ok((Arc::new(MemoryStore::new()), None));
+    };
+    let lock = DirLock::acquire(dir)?;
+    let store = SqliteStore::open(&dir.join(STORE_FILE))?;
+    tracing::info!("Durable store: {}", store.path().display());
+    Ok((Arc::new(store), Some(lock)))
 }

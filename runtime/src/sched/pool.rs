@@ -8,6 +8,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use super::stats::PoolStats;
+use crate::model::Priority;
 
 /// Order in which waiters get a freed slot: every `High` waiter before any `Resume`
 /// waiter before any `Normal` waiter; first come, first served within a class.
@@ -22,6 +23,15 @@ pub enum QueueClass {
 }
 
 const CLASSES: usize = 3;
+
+impl From<Priority> for QueueClass {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::High => QueueClass::High,
+            Priority::Normal => QueueClass::Normal,
+        }
+    }
+}
 
 /// A start was refused because the pool's queue is at capacity.
 #[derive(Debug, Error)]

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use crate::engine::EPOCH_TICK;
-use crate::limits::{LimitExceeded, Limits};
+use crate::model::{EPOCH_TICK, LimitExceeded, Limits};
 
 /// Tracks an instance against its [`Limits`]; remembers the first limit it broke.
 #[derive(Debug)]

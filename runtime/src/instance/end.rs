@@ -1,0 +1,80 @@
+//! How an instance's end reaches the store and whoever waits for it.
+
+use crate::host::Services;
+use crate::model::{FlowError, end_reason};
+use crate::store::{Status, Write, encode};
+
+/// How an instance's run ended.
+#[derive(Debug)]
+pub enum End {
+    /// It returned output.
+    Completed(Vec<u8>),
+    /// It failed, with no retries left to try (or no retry policy).
+    Failed(FlowError),
+    /// It is held in the flow hospital for an operator; the message says why.
+    Held(String),
+}
+
+/// Record how instance `id` ended (after the writes `before`), then tell whoever waits for
+/// it. A child's end is only queued: its parent, the one who learns it, queues its own
+/// writes after it, so a crash keeps both or neither. Anyone else learns an end only once
+/// it is durable.
+pub(super) async fn conclude(
+    services: &Services,
+    id: &str,
+    end: End,
+    child: bool,
+    before: Vec<Write>,
+) {
+    let (write, outcome) = match end {
+        End::Completed(output) => (
+            Write::Status {
+                id: id.into(),
+                status: Status::Completed,
+                output: Some(output.clone()),
+                message: None,
+            },
+            Some(Ok(output)),
+        ),
+        End::Failed(error) => (
+            Write::Status {
+                id: id.into(),
+                status: Status::Failed,
+                output: Some(encode(&error).to_string().into_bytes()),
+                message: Some(error.to_string()),
+            },
+            Some(Err(error)),
+        ),
+        End::Held(why) => (
+            Write::Status {
+                id: id.into(),
+                status: Status::Hospital,
+                output: None,
+                message: Some(why),
+            },
+            None,
+        ),
+    };
+    let held = outcome.is_none();
+    let mut batch = before;
+    batch.push(write);
+    let recorded = if child && !held {
+        services.journal.append(batch)
+    } else {
+        services.journal.write(batch).await
+    };
+    if let Err(e) = recorded {
+        // Waiters still learn the outcome; after a restart the instance is replayed.
+        tracing::error!("cannot record the end of instance {id}: {e}");
+    }
+    if let Some(outcome) = &outcome {
+        // Counterparties receive what it sent, then learn it ended. A held instance may
+        // still go on, so its sessions stay open.
+        let sessions = &services.messaging.sessions;
+        sessions.ended(id, || end_reason(id, outcome));
+    }
+    match outcome {
+        Some(outcome) => services.completions.finish(id, &outcome),
+        None => services.completions.hold(id),
+    }
+}

@@ -1,0 +1,19 @@
+//! Plain data and its serde forms: what the layers above pass each other. Imports nothing
+//! from the crate.
+
+pub mod ids;
+pub mod invocation;
+pub mod limits;
+pub mod outcome;
+pub mod session;
+pub mod settings;
+pub mod start;
+pub mod units;
+
+pub use invocation::{Invocation, Origin, Priority};
+pub use limits::{LimitExceeded, Limits, LimitsConfig};
+pub use outcome::{FlowError, Outcome};
+pub use session::{SessionRef, Side, end_reason};
+pub use settings::{DirGrant, FlowSettings, RetryPolicy};
+pub use start::{FlowHandle, StartMeta, StartRequest};
+pub use units::{EPOCH_TICK, HumanDuration};

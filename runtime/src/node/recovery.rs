@@ -1,0 +1,128 @@
+//! Recovery: on start, every instance the store has as running is resumed on the component
+//! it is pinned to (by content hash), replaying its journal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::Node;
+use crate::instance::{self, Admitted, Flow};
+use crate::model::StartMeta;
+use crate::store::{InstanceRecord, Status, StoreError, Write};
+
+impl Node {
+    /// Put back the events nobody took, then resume every instance the store has as
+    /// running: each is rebuilt on the component it is pinned to and replays its journal. Returns how many were resumed; one that
+    /// cannot be rebuilt (its component is gone) is held in the hospital, saying why.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        // Events nobody took go back on their topics before anyone waits again.
+        let events = self.journal().store().untaken_events()?;
+        if !events.is_empty() {
+            tracing::info!("Restored {} untaken event(s) to their topics", events.len());
+        }
+        for event in events {
+            self.messaging()
+                .topics
+                .topic(&event.topic)
+                .publish(event.id, event.payload.0);
+        }
+        let records = self.journal().store().with_status(Status::Running)?;
+        let count = records.len();
+        for record in records {
+            self.resume(record).await?;
+        }
+        if count > 0 {
+            tracing::info!("Recovered {count} unfinished flow instance(s) from the store");
+        }
+        Ok(count)
+    }
+
+    async fn resume(&self, record: InstanceRecord) -> Result<(), StoreError> {
+        let flow = match self.pinned_flow(&record.flow, &record.component).await {
+            Ok(flow) => flow,
+            Err(why) => {
+                tracing::error!("instance {} held in the flow hospital: {why}", record.id);
+                return self
+                    .journal()
+                    .write(vec![Write::Status {
+                        id: record.id.clone(),
+                        status: Status::Hospital,
+                        output: None,
+                        message: Some(why),
+                    }])
+                    .await;
+            }
+        };
+        let meta = StartMeta::parse(&record.meta).unwrap_or_else(StartMeta::new_rpc);
+        let invocation = meta.invocation(&record.id, &record.flow, self.identity());
+        let pool = match self.pools().get(&meta.pool) {
+            Some(pool) => pool.clone(),
+            None => self
+                .choose_pool(&flow, &invocation, meta.fan_out)
+                .await
+                .clone(),
+        };
+        if self.completions().claim(&record.id).is_none() {
+            return Ok(()); // already running here
+        }
+        // Resumed work is never refused for a full queue: it was admitted before.
+        let admission = pool.readmit();
+        let run = instance::run(Admitted {
+            services: self.services().clone(),
+            starter: self.inner.clone(),
+            flow,
+            admission,
+            invocation,
+            input: record.input.0,
+            attempts: record.attempts,
+            fresh: false,
+            pending: None,
+        });
+        self.pools().executor(pool.name()).spawn(run);
+        Ok(())
+    }
+
+    /// The flow `name` on the component `hash`: the registered one when it is that build,
+    /// else the build kept in the store (version pinning).
+    async fn pinned_flow(&self, name: &str, hash: &str) -> Result<Arc<Flow>, String> {
+        let current = self.flow(name).await.ok();
+        if let Some(flow) = &current
+            && flow.component.hash == hash
+        {
+            return Ok(flow.clone());
+        }
+        if let Some(flow) = self.pinned().get(hash) {
+            return Ok(flow.clone());
+        }
+        let short = &hash[..hash.len().min(12)];
+        let bytes = self
+            .journal()
+            .store()
+            .component(hash)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!("flow `{name}`: its component sha256 {short}… is not in the store")
+            })?;
+        let engine = self.engine_arc();
+        let label = PathBuf::from(format!("<store>/{name}@{short}"));
+        let component = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes, &label))
+            .await
+            .map_err(|e| format!("compiler task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let settings = match &current {
+            Some(flow) => flow.settings.clone(),
+            None => self.default_settings(),
+        };
+        tracing::info!(
+            flow = name,
+            hash = short,
+            "running a pinned build of flow `{name}`"
+        );
+        let flow = Arc::new(Flow {
+            name: name.into(),
+            settings,
+            component,
+        });
+        self.pinned().insert(hash.into(), flow.clone());
+        Ok(flow)
+    }
+}
