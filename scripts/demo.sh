@@ -1,16 +1,66 @@
 #!/usr/bin/env bash
-# The demo: a node whose pools each have one slot runs a flow that fans out to 1,000
-# children and a chain of 5,000 nested subflows at once, and reports what ran where.
+# The demo: a Sluice node as a user runs it. `sluice serve` runs the demo node (every pool
+# has ONE slot), and the `sluice` CLI drives it over its HTTP API: flows that start
+# subflows and wait (a fan-out of 1,000 and a chain of 5,000; then 20 fan-outs at once),
+# the pools table, a cancel, and a drain (SIGTERM) that stops the node cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-guests.sh --quiet
+cargo build --quiet --bin sluice
+sluice="${CARGO_TARGET_DIR:-target}/debug/sluice"
 
-echo "== Every pool has one slot. Waiting flows are parked: they hold no slot and no thread."
-echo "== demo starts fanout(1000 x hello) in pool 'fanouts' and chain(depth 5000) in pool 'chains'."
-cargo run --quiet --bin sluice -- run demo --config examples/demo/sluice.toml \
-  --input "${1:-{\"fanout\": 1000, \"chain\": 5000\}}" --report
+work=$(mktemp -d)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  rm -rf "$work" examples/demo/.node.toml
+}
+trap cleanup EXIT
+
+# A token for this demo: the node's config keeps only its hash.
+made=$("$sluice" token --name demo --permissions 'start:*,read,cancel,operate')
+token=$(sed -n 's/^token (shown once; keep it secret): //p' <<<"$made")
+{
+  cat examples/demo/sluice.toml
+  printf '\n[server]\nlisten = "127.0.0.1:0"\ngrace = "10s"\n'
+  sed -n '/^\[\[server.tokens\]\]/,$p' <<<"$made"
+} > examples/demo/.node.toml   # beside the demo config: its component paths are relative
+
+"$sluice" serve --config examples/demo/.node.toml --data-dir "$work/data" > "$work/serve.out" &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q '^sluice serving on ' "$work/serve.out" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { echo "the node did not start" >&2; exit 1; }
+  sleep 0.1
+done
+url=$(sed -n 's/^sluice serving on //p' "$work/serve.out")
+[ -n "$url" ] || { echo "the node did not listen in time" >&2; exit 1; }
+export SLUICE_NODE="$url" SLUICE_TOKEN="$token"
+echo "== A node serves on $url; every pool has one slot. Waiting flows park: no slot, no thread."
 
 echo
-echo "== A trade over a session: buyer (default pool) talks to its responder seller (Peer-Origin)."
-cargo run --quiet --bin sluice -- run buyer --config examples/trade/sluice.toml \
-  --input '{"item": "bond", "bid": 45}' --report
+echo "== sluice start demo --wait   (fanout of 1000 x hello in 'fanouts', chain of depth 5000 in 'chains')"
+"$sluice" start demo --input "${1:-{\"fanout\": 1000, \"chain\": 5000\}}" --wait
+
+echo
+echo "== 20 fan-outs of 50 started at once, each waiting for its children"
+ids=()
+for i in $(seq 1 20); do ids+=("$("$sluice" start fanout --input '{"n": 50}' --id "batch-$i")"); done
+"$sluice" start sleeper --input '{"ms": 600000}' --id napper >/dev/null
+for id in "${ids[@]}"; do "$sluice" result "$id" --wait >/dev/null; done
+"$sluice" list --flow fanout --limit 5
+
+echo
+echo "== sluice pools"
+"$sluice" pools
+
+echo
+echo "== sluice status napper   (a 10-minute sleeper, parked)"
+"$sluice" status napper
+
+echo
+echo "== drain: SIGTERM; the node stops admitting, lets running flows park, commits, exits 0"
+kill -TERM "$pid"
+wait "$pid"
+pid=
+tail -n 1 "$work/serve.out"

@@ -23,6 +23,7 @@
 //! | [`node`] | the façade: admission, recovery; implements [`host::Starter`] |
 //! | [`operator`] | offline operator verbs |
 //! | [`testing`] | flows tested in isolation; journal replay |
+//! | [`api`] | the node as a service: HTTP API, OpenAPI, auth, drain |
 //!
 //! A start goes one way: [`Node::start`] → [`sched`] (a pool, a queue place) →
 //! [`instance`] → [`host`] calls → [`replay`]/[`store`]; a child's start goes back up only
@@ -52,7 +53,10 @@ pub mod instance;
 pub mod node;
 
 pub mod operator;
+
 pub mod testing;
+
+pub mod api;
 
 pub use config::NodeConfig;
 pub use error::{LoadError, StartError};

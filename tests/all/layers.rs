@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["node"],
     &["operator"],
     &["testing"],
+    &["api"],
 ];
 
 /// Files of the binary, which sits above every layer.

@@ -1,7 +1,10 @@
 //! Integration tests: each one runs real guest components (built by
 //! `scripts/build-guests.sh`) through a real node.
 
+mod api;
 mod cli;
+mod client;
+mod drain;
 mod durability;
 mod durable_node;
 mod engine;
@@ -16,6 +19,7 @@ mod polyglot;
 mod pools;
 mod sandbox;
 mod scheduling;
+mod served;
 mod sessions;
 mod store_lock;
 mod support;

@@ -9,20 +9,42 @@ use std::time::{Duration, Instant};
 use crate::durable_node::{config, crash, show, sluice, sluice_output, wait_for_journal};
 use crate::support::guest;
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn a_data_dir_in_use_refuses_a_second_node_and_writing_verbs_until_its_holder_dies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cache = format!("[node]\ncache-dir = \"{}\"\n", dir.path().join("cache").display());
-    let cfg = config(dir.path(), "node.toml", &[("sleeper", guest("sleeper"))], &cache);
+    let cache = format!(
+        "[node]\ncache-dir = \"{}\"\n",
+        dir.path().join("cache").display()
+    );
+    let cfg = config(
+        dir.path(),
+        "node.toml",
+        &[("sleeper", guest("sleeper"))],
+        &cache,
+    );
     let (cfg, data_s) = (cfg.to_str().unwrap(), data.to_str().unwrap());
     let run = |id: &str, ms: u64| -> Vec<String> {
         let input = format!("{{\"ms\": {ms}}}");
-        ["run", "sleeper", "--config", cfg, "--data-dir", data_s, "--id", id, "--input", &input]
-            .map(String::from)
-            .to_vec()
+        [
+            "run",
+            "sleeper",
+            "--config",
+            cfg,
+            "--data-dir",
+            data_s,
+            "--id",
+            id,
+            "--input",
+            &input,
+        ]
+        .map(String::from)
+        .to_vec()
     };
-    let refs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>();
     let first = run("long", 600_000);
     let mut holder = sluice(&refs(&first))
         .stdout(Stdio::null())
@@ -35,15 +57,27 @@ fn a_data_dir_in_use_refuses_a_second_node_and_writing_verbs_until_its_holder_di
     let out = sluice_output(&refs(&run("other", 1)));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second node ran\n{}", show(&out));
-    assert!(err.contains("in use") && err.contains(&pid), "{}", show(&out));
+    assert!(
+        err.contains("in use") && err.contains(&pid),
+        "{}",
+        show(&out)
+    );
 
     let out = sluice_output(&["hospital", "kill", "--data-dir", data_s, "long"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", show(&out));
-    assert!(err.contains("in use") && err.contains(&pid), "{}", show(&out));
+    assert!(
+        err.contains("in use") && err.contains(&pid),
+        "{}",
+        show(&out)
+    );
 
     let out = sluice_output(&["status", "--data-dir", data_s, "long"]);
-    assert!(out.status.success(), "reading verbs still read\n{}", show(&out));
+    assert!(
+        out.status.success(),
+        "reading verbs still read\n{}",
+        show(&out)
+    );
 
     assert!(crash(&mut holder), "the holder ended before it was killed");
     // A new node takes the store at once and resumes the killed node's instance.
@@ -66,7 +100,10 @@ fn a_data_dir_in_use_refuses_a_second_node_and_writing_verbs_until_its_holder_di
         match rx.recv_timeout(left) {
             Ok(line) if line.contains("resumed 1 unfinished instance") => break,
             Ok(line) => seen.push(line),
-            Err(_) => panic!("the new node never resumed the instance; stderr:\n{}", seen.join("\n")),
+            Err(_) => panic!(
+                "the new node never resumed the instance; stderr:\n{}",
+                seen.join("\n")
+            ),
         }
     }
     crash(&mut next);

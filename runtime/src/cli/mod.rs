@@ -5,10 +5,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod client;
 mod ops;
+mod output;
+mod remote;
 mod replay;
 mod run;
+mod serve;
+mod start;
 mod test;
+mod token;
 mod wit;
 
 /// Sluice runs business flows as WebAssembly components, in named bounded pools,
@@ -26,6 +32,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
+    Start(start::StartArgs),
+    Result(remote::ResultArgs),
+    List(remote::ListArgs),
+    Pools(remote::PoolsArgs),
+    Flows(remote::FlowsArgs),
+    Token(token::TokenArgs),
     Test(test::TestArgs),
     Replay(replay::ReplayArgs),
     Hospital(ops::HospitalArgs),
@@ -58,6 +71,13 @@ pub fn init_logging(verbose: u8) {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Start(args) => start::run(args),
+        Command::Result(args) => remote::result(args),
+        Command::List(args) => remote::list(args),
+        Command::Pools(args) => remote::pools(args),
+        Command::Flows(args) => remote::flows(args),
+        Command::Token(args) => token::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Hospital(args) => ops::hospital(args),

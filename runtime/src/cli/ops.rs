@@ -1,4 +1,5 @@
-//! Operator verbs against a node's data directory: `hospital`, `status`, `export`, `upgrade`.
+//! Operator verbs: `hospital` and `status` against a served node (`--node`) or, offline,
+//! a data directory (`--data-dir`); `export` and `upgrade` against a data directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,12 +8,25 @@ use anyhow::Context;
 use sluice::operator;
 use sluice::replay::describe;
 
+use super::client::NodeArgs;
+use super::remote::Hospital;
+
 /// The data directory every operator verb acts on.
 #[derive(Debug, clap::Args)]
 pub struct DataDir {
     /// The node's durable store directory (its `--data-dir`).
     #[arg(long)]
     data_dir: PathBuf,
+}
+
+/// Where `hospital` and `status` act: a data dir offline, else the node.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Act offline on this data directory instead of a served node.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// Instances held for an operator: list them, run them again, or end them.
@@ -27,22 +41,22 @@ enum HospitalAction {
     /// List held instances and why they are held.
     List {
         #[command(flatten)]
-        dir: DataDir,
+        dir: Target,
     },
-    /// Run a held instance again from its journal when the node next starts.
+    /// Run a held instance again from its journal (offline: when the node next starts).
     Retry {
         #[command(flatten)]
-        dir: DataDir,
+        dir: Target,
         /// Instance id.
         id: String,
         /// Run it on this build of its flow from now on.
         #[arg(long)]
         component: Option<PathBuf>,
     },
-    /// End a held (or running) instance as failed.
+    /// End a held instance as failed.
     Kill {
         #[command(flatten)]
-        dir: DataDir,
+        dir: Target,
         /// Instance id.
         id: String,
     },
@@ -52,7 +66,7 @@ enum HospitalAction {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    dir: DataDir,
+    dir: Target,
     /// Instance id.
     id: String,
 }
@@ -89,11 +103,21 @@ pub fn hospital(args: HospitalArgs) -> anyhow::Result<ExitCode> {
         HospitalAction::List { dir } => dir,
         HospitalAction::Retry { dir, .. } | HospitalAction::Kill { dir, .. } => dir,
     };
+    let Some(data_dir) = &dir.data_dir else {
+        let action = match &args.action {
+            HospitalAction::List { .. } => Hospital::List,
+            HospitalAction::Retry { id, component, .. } => {
+                Hospital::Retry(id, component.as_deref().and_then(|p| p.to_str()))
+            }
+            HospitalAction::Kill { id, .. } => Hospital::Kill(id),
+        };
+        return super::remote::hospital(&dir.node, action);
+    };
     // Listing only reads; retry and kill write, so they hold the data dir meanwhile.
     let (store, _lock) = match &args.action {
-        HospitalAction::List { .. } => (operator::open_store(&dir.data_dir)?, None),
+        HospitalAction::List { .. } => (operator::open_store(data_dir)?, None),
         _ => {
-            let (store, lock) = operator::open_store_to_write(&dir.data_dir)?;
+            let (store, lock) = operator::open_store_to_write(data_dir)?;
             (store, Some(lock))
         }
     };
@@ -127,7 +151,10 @@ pub fn hospital(args: HospitalArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let store = operator::open_store(&args.dir.data_dir)?;
+    let Some(data_dir) = &args.dir.data_dir else {
+        return super::remote::status(&args.dir.node, &args.id);
+    };
+    let store = operator::open_store(data_dir)?;
     let export = operator::export(&store, &args.id)?;
     let r = &export.record;
     println!("instance  {}", r.id);

@@ -37,7 +37,7 @@ use wasmtime::{Config, Engine};
 pub use component_cache::{CacheOutcome, ComponentCache, ContentHash};
 pub use linker::FlowHost;
 pub use meter::Meter;
-pub use registry::{FlowRegistry, RegisteredFlow};
+pub use registry::{FlowRegistry, Listed, RegisteredFlow};
 
 use crate::error::LoadError;
 use crate::model::EPOCH_TICK;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -19,6 +20,30 @@ pub struct RegisteredFlow<T: 'static> {
     pub settings: FlowSettings,
     /// The compiled, pre-instantiated component.
     pub component: LoadedComponent<T>,
+    /// Instances of this build running in the node now (parked and evicted included).
+    pub in_flight: AtomicUsize,
+}
+
+impl<T> RegisteredFlow<T> {
+    /// Flow `name`, run with `settings`, on `component`.
+    pub fn new(name: &str, settings: FlowSettings, component: LoadedComponent<T>) -> Self {
+        RegisteredFlow {
+            name: name.into(),
+            settings,
+            component,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A registered flow as listed: its name, pool tag, and its build once loaded.
+pub struct Listed<T: 'static> {
+    /// The name it is registered under.
+    pub name: String,
+    /// The pool it is tagged to.
+    pub pool: Option<String>,
+    /// The loaded flow, if it was loaded (registered ones are; found ones on first use).
+    pub flow: Option<Arc<RegisteredFlow<T>>>,
 }
 
 struct Entry<T: 'static> {
@@ -54,11 +79,7 @@ impl<T: FlowHost> FlowRegistry<T> {
         settings: FlowSettings,
     ) -> Result<Arc<RegisteredFlow<T>>, LoadError> {
         let component = engine.load(path)?;
-        let flow = Arc::new(RegisteredFlow {
-            name: name.into(),
-            settings: settings.clone(),
-            component,
-        });
+        let flow = Arc::new(RegisteredFlow::new(name, settings.clone(), component));
         let loaded = Arc::new(OnceCell::new_with(Some(flow.clone())));
         self.lock().insert(
             name.into(),
@@ -77,6 +98,21 @@ impl<T: FlowHost> FlowRegistry<T> {
             .iter()
             .find(|(_, e)| e.settings.initiated_by.as_deref() == Some(initiator))
             .map(|(name, _)| name.clone())
+    }
+
+    /// Every flow known by name, sorted by name.
+    pub fn list(&self) -> Vec<Listed<T>> {
+        let mut listed: Vec<Listed<T>> = self
+            .lock()
+            .iter()
+            .map(|(name, e)| Listed {
+                name: name.clone(),
+                pool: e.settings.pool.clone(),
+                flow: e.loaded.get().cloned(),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        listed
     }
 
     /// Also look for unregistered flows as `<name>.wasm` in `dir`.
@@ -129,7 +165,7 @@ impl<T: FlowHost> FlowRegistry<T> {
                     .await
                     .map_err(|e| LoadError::Invalid { path: path.clone(), reason: format!("compiler task failed: {e}") })??;
                 tracing::info!(flow = name, path = %path.display(), hash = %&component.hash[..12], "loaded flow");
-                Ok::<_, LoadError>(Arc::new(RegisteredFlow { name: name.into(), settings, component }))
+                Ok::<_, LoadError>(Arc::new(RegisteredFlow::new(name, settings, component)))
             })
             .await
             .map_err(|source| StartError::Load { flow: name.into(), source })?;

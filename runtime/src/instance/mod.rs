@@ -43,6 +43,7 @@ enum Segment {
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
 pub async fn run(start: Admitted) {
+    start.flow.in_flight.fetch_add(1, Ordering::Relaxed);
     let life = Life {
         pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
         pool: start.admission.pool().clone(),
@@ -277,6 +278,7 @@ impl Life {
             End::Held(_) => "held",
         };
         pool.stats().finished(matches!(end, End::Completed(_)));
+        flow.in_flight.fetch_sub(1, Ordering::Relaxed);
         services
             .metrics
             .finished(&flow.name, pool.name(), label, self.admitted.elapsed());

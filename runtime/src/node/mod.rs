@@ -16,8 +16,11 @@ use crate::sched::rules::{self, Placement};
 use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
 use crate::store::{self, DirLock, Journal};
 
+mod hospital;
 mod recovery;
 mod start;
+
+pub use hospital::HospitalError;
 
 /// A running Sluice node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]

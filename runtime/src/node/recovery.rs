@@ -36,7 +36,7 @@ impl Node {
         Ok(count)
     }
 
-    async fn resume(&self, record: InstanceRecord) -> Result<(), StoreError> {
+    pub(super) async fn resume(&self, record: InstanceRecord) -> Result<(), StoreError> {
         let flow = match self.pinned_flow(&record.flow, &record.component).await {
             Ok(flow) => flow,
             Err(why) => {
@@ -117,11 +117,7 @@ impl Node {
             hash = short,
             "running a pinned build of flow `{name}`"
         );
-        let flow = Arc::new(Flow {
-            name: name.into(),
-            settings,
-            component,
-        });
+        let flow = Arc::new(Flow::new(name, settings, component));
         self.pinned().insert(hash.into(), flow.clone());
         Ok(flow)
     }

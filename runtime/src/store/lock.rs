@@ -24,7 +24,10 @@ impl DirLock {
     /// Take the lock of `data_dir` (created if missing), or say who holds it.
     pub fn acquire(data_dir: &Path) -> Result<DirLock, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Database(format!("cannot create data dir {}: {e}", data_dir.display()))
+            StoreError::Database(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join(LOCK_FILE);
         let io = |e: std::io::Error| {

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, StoredEvent, Write};
+use super::{
+    Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
+};
 
 /// A [`JournalStore`] in process memory.
 #[derive(Default)]
@@ -158,6 +160,17 @@ impl JournalStore for MemoryStore {
 
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().components.get(hash).cloned())
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
+        let state = self.lock();
+        let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
+        for (n, r) in state.records.values() {
+            if query.after.is_none_or(|after| *n > after) && query.matches(r) {
+                found.insert(*n, r.clone());
+            }
+        }
+        Ok(found.into_iter().take(query.limit).collect())
     }
 
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -216,6 +216,49 @@ pub enum StoreError {
     Closed,
 }
 
+/// Which instances [`JournalStore::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Of this flow.
+    pub flow: Option<String>,
+    /// In this state.
+    pub status: Option<Status>,
+    /// Admitted to this pool.
+    pub pool: Option<String>,
+    /// Started by this instance.
+    pub parent: Option<String>,
+    /// This instance and everything it started, at any depth.
+    pub root: Option<String>,
+    /// Recorded after the instance with this sequence number.
+    pub after: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl ListQuery {
+    /// Whether `record` matches every filter but the cursor.
+    pub fn matches(&self, record: &InstanceRecord) -> bool {
+        let meta = crate::model::StartMeta::parse(&record.meta);
+        self.flow.as_ref().is_none_or(|f| *f == record.flow)
+            && self.status.is_none_or(|s| s == record.status)
+            && self
+                .pool
+                .as_ref()
+                .is_none_or(|p| meta.as_ref().is_some_and(|m| m.pool == *p))
+            && self.parent.as_ref().is_none_or(|p| {
+                meta.as_ref()
+                    .is_some_and(|m| m.origin.parent() == Some(p.as_str()))
+            })
+            && self.root.as_ref().is_none_or(|r| {
+                record.id == *r
+                    || record
+                        .id
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+    }
+}
+
 /// Durable records and journals of flow instances. Layers above use only this trait, so a
 /// PostgreSQL implementation can replace SQLite without changing them.
 pub trait JournalStore: Send + Sync {
@@ -231,6 +274,9 @@ pub trait JournalStore: Send + Sync {
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Events published and not yet taken, in the order they were published.
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Instances matching `query`, in the order they were recorded, each with its sequence
+    /// number (a cursor: pass the last one as `query.after` for the next page).
+    fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError>;
     /// How many instances of each flow are recorded (for operators and tests).
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether a commit survives a crash of the process (false for an in-memory store).

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Entry, InstanceRecord, JournalStore, Payload, Status, StoreError, StoredEvent, Write};
+use super::{
+    Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
+};
 
 /// Schema migrations, in order; `user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -244,6 +246,45 @@ impl JournalStore for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
+    fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
+        // The flow, status and cursor narrow in SQL; pool, parent and root (kept in the
+        // start meta and the id) are checked on each row, page by page.
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT rowid, {RECORD_COLUMNS} FROM instances
+                 WHERE rowid > ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR status = ?3)
+                 ORDER BY rowid LIMIT ?4"
+            ))
+            .map_err(db)?;
+        let mut found = Vec::new();
+        let mut after = query.after.map_or(0, |a| a as i64);
+        let status = query.status.map(Status::as_str);
+        const PAGE: i64 = 512;
+        while found.len() < query.limit {
+            let rows = stmt
+                .query_map(params![after, query.flow, status, PAGE], |r| {
+                    let seq: i64 = r.get(0)?;
+                    Ok((seq, to_record_at(r, 1)?))
+                })
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = *last;
+            let full = rows.len() as i64 == PAGE;
+            for (seq, record) in rows {
+                if found.len() < query.limit && query.matches(&record) {
+                    found.push((seq as u64, record));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
@@ -362,28 +403,33 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
 
 /// An `instances` row ([`RECORD_COLUMNS`]) as a record.
 fn to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
-    let status: String = r.get(4)?;
-    let id: String = r.get(0)?;
+    to_record_at(r, 0)
+}
+
+/// [`to_record`] of a row whose record columns start at column `at`.
+fn to_record_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<InstanceRecord> {
+    let status: String = r.get(at + 4)?;
+    let id: String = r.get(at)?;
     // A status this build does not know is an error, never a guess: guessing `running`
     // would resume an instance that may have ended.
     let Some(status) = Status::parse(&status) else {
         let why = format!("instance {id} has unknown status `{status}`");
         return Err(rusqlite::Error::FromSqlConversionFailure(
-            4,
+            at + 4,
             rusqlite::types::Type::Text,
             why.into(),
         ));
     };
     Ok(InstanceRecord {
         id,
-        flow: r.get(1)?,
-        component: r.get(2)?,
-        input: Payload(r.get(3)?),
+        flow: r.get(at + 1)?,
+        component: r.get(at + 2)?,
+        input: Payload(r.get(at + 3)?),
         status,
-        meta: r.get(5)?,
-        output: r.get::<_, Option<Vec<u8>>>(6)?.map(Payload),
-        message: r.get(7)?,
-        attempts: r.get(8)?,
+        meta: r.get(at + 5)?,
+        output: r.get::<_, Option<Vec<u8>>>(at + 6)?.map(Payload),
+        message: r.get(at + 7)?,
+        attempts: r.get(at + 8)?,
     })
 }
 

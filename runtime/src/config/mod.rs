@@ -25,6 +25,10 @@ use thiserror::Error;
 
 use crate::model::{DirGrant, FlowSettings, HumanDuration, Limits, LimitsConfig, RetryPolicy};
 
+mod server;
+
+pub use server::{DEFAULT_LISTEN, ServerSection, TokenConfig};
+
 /// Name of the pool that always exists and takes every flow no rule places elsewhere.
 pub const DEFAULT_POOL: &str = "default";
 /// Queue capacity of a pool that does not set one.
@@ -61,6 +65,9 @@ pub struct NodeConfig {
     /// Node-wide default limits of every flow.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `sluice serve`: listen address, drain grace, API tokens.
+    #[serde(default)]
+    pub server: ServerSection,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -249,6 +256,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.server.validate()?;
         if self.node.max_resident < 1 {
             return Err("node.max-resident = 0: must be at least 1".into());
         }

@@ -1,0 +1,202 @@
+//! The node as a service: its HTTP API under `/v1` (axum), the OpenAPI document generated
+//! from the handlers (utoipa), bearer-token auth, and a graceful drain. Everything here
+//! uses only [`Node`]'s public methods.
+
+pub mod auth;
+mod error;
+mod health;
+mod instances;
+mod operate;
+pub mod views;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{Tokens, new_token};
+pub use error::{ApiError, ErrorBody};
+
+use crate::config::ServerSection;
+use crate::node::Node;
+
+/// Largest request body; a flow's `[limits] input` refuses larger inputs with 413 itself.
+const BODY_LIMIT: usize = 16 << 20;
+
+/// What every request handler shares.
+pub struct ApiState {
+    node: Node,
+    tokens: Tokens,
+    draining: AtomicBool,
+    drain_requested: Notify,
+    openapi: OnceLock<String>,
+}
+
+impl ApiState {
+    /// State serving `node` to holders of `tokens`.
+    pub fn new(node: Node, tokens: Tokens) -> Self {
+        ApiState {
+            node,
+            tokens,
+            draining: AtomicBool::new(false),
+            drain_requested: Notify::new(),
+            openapi: OnceLock::new(),
+        }
+    }
+
+    /// Whether the node refuses new work because it drains.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stop admitting work now; [`serve`] then finishes the drain and returns.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.drain_requested.notify_one();
+    }
+
+    /// Wait until running instances have parked (or `grace` is over), then commit
+    /// everything queued. Parked and queued instances stay in the store as running; the
+    /// next start resumes them. Returns whether all parked in time.
+    pub async fn finish_drain(&self, grace: Duration) -> bool {
+        self.start_drain();
+        let deadline = Instant::now() + grace;
+        let parked = loop {
+            let running: usize = self
+                .node
+                .pools()
+                .iter()
+                .map(|p| p.stats().snapshot().running)
+                .sum();
+            if running == 0 {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    "drain: {running} instance(s) still running after the grace period; their journals are kept"
+                );
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Err(e) = self.node.journal().sync().await {
+            tracing::error!("drain: cannot commit the journal: {e}");
+        }
+        parked
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice node API",
+        description = "Start, follow, cancel and operate flow instances of one Sluice node. Errors are JSON bodies with a stable `code`."
+    ),
+    modifiers(&BearerToken),
+    tags(
+        (name = "instances", description = "Start and read flow instances"),
+        (name = "hospital", description = "Instances held for an operator"),
+        (name = "node", description = "Pools, flows, health, metrics, drain"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes and the OpenAPI document describing exactly them.
+pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(instances::start))
+        .routes(routes!(instances::list))
+        .routes(routes!(instances::get))
+        .routes(routes!(instances::result))
+        .routes(routes!(instances::journal))
+        .routes(routes!(instances::children))
+        .routes(routes!(operate::hospital))
+        .routes(routes!(operate::retry))
+        .routes(routes!(operate::kill))
+        .routes(routes!(operate::pools))
+        .routes(routes!(operate::flows))
+        .routes(routes!(operate::drain))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi))
+        .with_state(state.clone())
+        .split_for_parts();
+    if let Ok(text) = serde_json::to_string_pretty(&doc) {
+        let _ = state.openapi.set(text);
+    }
+    let router = router
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A body that never finishes times out; every other request is served meanwhile.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(30),
+        ));
+    (router, doc)
+}
+
+/// Serve `node` on `listener` until `stop` resolves or a drain is requested over the
+/// API; then drain (see [`ApiState::finish_drain`]) and return.
+pub async fn serve(
+    node: Node,
+    server: &ServerSection,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Arc::new(ApiState::new(node, Tokens::from_config(&server.tokens)));
+    let (router, _) = router(state.clone());
+    let grace = server.grace.0;
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = {
+        let state = state.clone();
+        async move {
+            tokio::select! {
+                () = stop => state.start_drain(),
+                () = state.drain_requested.notified() => {}
+            }
+            tracing::info!("draining: new work is refused");
+            let parked = state.finish_drain(grace).await;
+            tracing::info!(
+                "drained ({}); stopping",
+                if parked {
+                    "every running instance parked"
+                } else {
+                    "grace period over"
+                }
+            );
+            let _ = drained_tx.send(());
+        }
+    };
+    let serving = axum::serve(listener, router).with_graceful_shutdown(draining);
+    // Long-polls still open once the node has drained are cut after a moment.
+    let cut = async {
+        let _ = drained_rx.await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    tokio::select! {
+        served = serving => served,
+        () = cut => Ok(()),
+    }
+}

@@ -1,0 +1,256 @@
+//! Client verbs that read a served node: `result`, `list`, `pools`, `flows`; and the
+//! node side of `status` and `hospital`.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::client::{Client, NodeArgs, encode};
+use super::output::{cell, table};
+
+/// An instance's outcome, waiting for it with `--wait`.
+#[derive(Debug, clap::Args)]
+pub struct ResultArgs {
+    /// Instance id.
+    id: String,
+    /// Wait for the outcome.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.node)?;
+    super::runtime()?.block_on(async {
+        let view = if args.wait {
+            super::start::follow(&client, &args.id).await?
+        } else {
+            let answer = client
+                .get(&format!("/v1/instances/{}/result", encode(&args.id)))
+                .await?;
+            if answer.status == 202 {
+                if args.node.json {
+                    println!("{}", answer.body);
+                } else {
+                    println!("{} is {}", args.id, cell(&answer.body, "status"));
+                }
+                return Ok(ExitCode::from(2));
+            }
+            answer.body
+        };
+        super::output::outcome(&view, args.node.json)
+    })
+}
+
+/// List a node's instances.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only this flow.
+    #[arg(long)]
+    flow: Option<String>,
+    /// Only this state: running, completed, failed, held.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this pool.
+    #[arg(long)]
+    pool: Option<String>,
+    /// Only children of this instance.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Only this instance and its descendants.
+    #[arg(long)]
+    root: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this cursor (printed under the table).
+    #[arg(long)]
+    cursor: Option<u64>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![format!("limit={}", args.limit)];
+    for (key, value) in [
+        ("flow", &args.flow),
+        ("status", &args.status),
+        ("pool", &args.pool),
+        ("parent", &args.parent),
+        ("root", &args.root),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", encode(v)));
+        }
+    }
+    if let Some(c) = args.cursor {
+        query.push(format!("cursor={c}"));
+    }
+    let client = Client::new(&args.node)?;
+    let page = super::runtime()?
+        .block_on(client.get(&format!("/v1/instances?{}", query.join("&"))))?
+        .body;
+    if args.node.json {
+        println!("{page}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&["id", "flow", "status", "pool", "origin", "progress"]);
+    for i in page["instances"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            cell(i, "id"),
+            cell(i, "flow"),
+            cell(i, "status"),
+            cell(i, "pool"),
+            format!("{} {}", cell(i, "origin"), cell(i, "by")),
+            cell(i, "progress"),
+        ]);
+    }
+    println!("{t}");
+    if let Some(next) = page["next_cursor"].as_u64() {
+        println!("more: --cursor {next}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Show a node's pools with their live figures.
+#[derive(Debug, clap::Args)]
+pub struct PoolsArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn pools(args: PoolsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.node)?;
+    let pools = super::runtime()?.block_on(client.get("/v1/pools"))?.body;
+    if args.node.json {
+        println!("{pools}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keys = [
+        "name",
+        "size",
+        "queue_capacity",
+        "running",
+        "queued",
+        "parked",
+        "started",
+        "completed",
+        "failed",
+        "rejected",
+    ];
+    let mut t = table(&[
+        "pool",
+        "size",
+        "queue",
+        "running",
+        "queued",
+        "parked",
+        "started",
+        "completed",
+        "failed",
+        "rejected",
+    ]);
+    for p in pools.as_array().into_iter().flatten() {
+        t.add_row(keys.iter().map(|k| cell(p, k)).collect::<Vec<_>>());
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Show the flows a node knows.
+#[derive(Debug, clap::Args)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.node)?;
+    let flows = super::runtime()?.block_on(client.get("/v1/flows"))?.body;
+    if args.node.json {
+        println!("{flows}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&["flow", "component", "pool", "in flight"]);
+    for f in flows.as_array().into_iter().flatten() {
+        let hash = cell(f, "component");
+        t.add_row(vec![
+            cell(f, "name"),
+            hash.chars().take(12).collect(),
+            cell(f, "pool"),
+            cell(f, "in_flight"),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice status ID` against a node.
+pub fn status(node: &NodeArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let client = Client::new(node)?;
+    let view = super::runtime()?
+        .block_on(client.get(&format!("/v1/instances/{}", encode(id))))?
+        .body;
+    if node.json {
+        println!("{view}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&["field", "value"]);
+    for key in [
+        "id", "flow", "status", "pool", "origin", "by", "parent", "attempts", "progress", "output",
+        "message",
+    ] {
+        if !view[key].is_null() {
+            t.add_row(vec![key.to_string(), cell(&view, key)]);
+        }
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hospital verbs against a node.
+pub enum Hospital<'a> {
+    /// List held instances.
+    List,
+    /// Retry one, optionally on another build.
+    Retry(&'a str, Option<&'a str>),
+    /// Kill one.
+    Kill(&'a str),
+}
+
+/// `sluice hospital …` against a node.
+pub fn hospital(node: &NodeArgs, action: Hospital<'_>) -> anyhow::Result<ExitCode> {
+    let client = Client::new(node)?;
+    let runtime = super::runtime()?;
+    let answer = match action {
+        Hospital::List => runtime.block_on(client.get("/v1/hospital"))?,
+        Hospital::Retry(id, component) => {
+            let body = serde_json::to_vec(&json!({ "component": component }))?;
+            runtime
+                .block_on(client.post(&format!("/v1/hospital/{}/retry", encode(id)), Some(body)))?
+        }
+        Hospital::Kill(id) => {
+            runtime.block_on(client.post(&format!("/v1/hospital/{}/kill", encode(id)), None))?
+        }
+    };
+    if node.json {
+        println!("{}", answer.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &answer.body {
+        Value::Array(held) => {
+            if held.is_empty() {
+                println!("the flow hospital is empty");
+            } else {
+                let mut t = table(&["id", "flow", "why"]);
+                for h in held {
+                    t.add_row(vec![cell(h, "id"), cell(h, "flow"), cell(h, "message")]);
+                }
+                println!("{t}");
+            }
+        }
+        done => println!("{}", cell(done, "message")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
