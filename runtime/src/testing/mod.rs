@@ -44,7 +44,9 @@ pub use script::{Response, Rule, Script};
 
 use crate::bindings::{self, FlowPre, Invocation, Origin, Priority};
 use crate::component_cache::ComponentCache;
-use crate::engine::{EPOCH_TICK, Metering, engine_config, start_epoch_ticker};
+use crate::engine::{
+    EPOCH_TICK, LARGE_COMPONENT_BYTES, Metering, engine_config, start_epoch_ticker,
+};
 use crate::error::LoadError;
 
 /// Where a virtual clock starts by default: 2026-01-01T00:00:00Z.
@@ -68,7 +70,11 @@ where
         path: path.into(),
         reason: format!("{e:#}"),
     };
-    let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
+    // As the node does (see `LARGE_COMPONENT_BYTES`), so that both share the compiled code.
+    let large = std::fs::metadata(path).is_ok_and(|m| m.len() >= LARGE_COMPONENT_BYTES);
+    let mut config = engine_config(Metering::Epoch);
+    config.memory_init_cow(large);
+    let engine = Engine::new(&config).map_err(invalid)?;
     start_epoch_ticker(&engine);
     let (component, _, _) =
         ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
