@@ -28,6 +28,7 @@ pub mod meter;
 pub mod metrics;
 pub mod node;
 pub mod operator;
+pub mod project;
 pub mod recorder;
 pub mod recovery;
 pub mod registry;
