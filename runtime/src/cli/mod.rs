@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod build;
+mod new;
 mod ops;
 mod replay;
 mod run;
@@ -25,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    New(new::NewArgs),
+    Build(build::BuildArgs),
     Run(run::RunArgs),
     Test(test::TestArgs),
     Replay(replay::ReplayArgs),
@@ -57,6 +61,8 @@ pub fn init_logging(verbose: u8) {
 /// Run the chosen command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::New(args) => new::run(args),
+        Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),
