@@ -7,6 +7,7 @@ mod durable_node;
 mod engine;
 mod eviction;
 mod failures;
+mod first_flow;
 mod hospital;
 mod mapping;
 mod metrics;
