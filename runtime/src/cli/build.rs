@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use sluice::project::{self, Project, Tools};
 
-/// Build the flow project in DIR into a component named after the flow: cargo for Rust,
-/// componentize-py for Python, componentize-js for JavaScript (the pinned version, installed
-/// on first use into $SLUICE_TOOLS_DIR, default ~/.cache/sluice/tools).
+/// Build the flow project in DIR into a component named after the flow.
+///
+/// Rust: cargo build --target wasm32-wasip2 --release. Python: componentize-py. JavaScript:
+/// componentize-js. The componentizers are the pinned versions, installed on first use into
+/// $SLUICE_TOOLS_DIR (default ~/.cache/sluice/tools).
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     /// The project directory.

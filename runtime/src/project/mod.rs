@@ -162,7 +162,7 @@ const RESERVED: &[&str] = &[
     "and", "assert", "class", "def", "del", "elif", "except", "finally", "from", "global",
     "import", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "with",
     // What the generated flows and their SDKs import.
-    "sluice_flow", "serde", "serde_json", "wit_bindgen", "json", "wit_world",
+    "flow", "sluice_flow", "serde", "serde_json", "wit_bindgen", "json", "wit_world",
     "componentize_py_types", "componentize_py_runtime",
 ];
 
@@ -295,6 +295,7 @@ mod tests {
             "fn",
             "import",
             "json",
+            "flow",
             "sluice_flow",
         ] {
             assert!(check_name(bad).is_err(), "{bad}");

@@ -106,7 +106,10 @@ pub fn create(dir: &Path, lang: Lang, sdk: &RustSdk) -> Result<Created, ProjectE
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(ProjectError::NotEmpty(dir.to_path_buf()));
+            return Err(ProjectError::io(dir)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a directory; nothing was written",
+            )));
         }
         Err(e) => return Err(ProjectError::io(dir)(e)),
     };
