@@ -43,9 +43,16 @@ pub enum LoadError {
 /// Why a start request was refused. Nothing of the instance exists when this is returned.
 #[derive(Debug, Error)]
 pub enum StartError {
-    /// No flow is registered under that name.
-    #[error("unknown flow `{0}`")]
-    UnknownFlow(String),
+    /// No flow is registered under that name, nor found as `<name>.wasm` where the node
+    /// looks. Says which flows the node knows and where it looked.
+    #[error("unknown flow `{flow}`: {}", unknown_flow_hint(.flow, .known, .searched))]
+    UnknownFlow {
+        flow: String,
+        /// Flows registered, or found in the search directories, by name.
+        known: Vec<String>,
+        /// The directories searched for `<flow>.wasm`.
+        searched: Vec<PathBuf>,
+    },
     /// The flow's component failed to load.
     #[error("flow `{flow}`: {source}")]
     Load { flow: String, source: LoadError },
@@ -80,4 +87,25 @@ impl From<StartError> for FlowError {
     fn from(e: StartError) -> Self {
         FlowError::Rejected(e.to_string())
     }
+}
+
+/// The rest of an unknown-flow message: what the node knows and where it looked.
+fn unknown_flow_hint(flow: &str, known: &[String], searched: &[PathBuf]) -> String {
+    const SHOWN: usize = 12;
+    let mut names: Vec<String> = known.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
+    if known.len() > SHOWN {
+        names.push(format!("{} more", known.len() - SHOWN));
+    }
+    let known = match names.is_empty() {
+        true => "no flows".to_string(),
+        false => names.join(", "),
+    };
+    let looked = match searched {
+        [] => "has no directory to look in".to_string(),
+        dirs => {
+            let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            format!("found no {flow}.wasm in {}", dirs.join(", "))
+        }
+    };
+    format!("the node knows {known} and {looked} (a flow's name is its component's file stem)")
 }

@@ -22,7 +22,7 @@
 //! | [`instance`] | one instance's life: attempts, segments, its end |
 //! | [`node`] | the façade: admission, recovery; implements [`host::Starter`] |
 //! | [`operator`] | offline operator verbs |
-//! | [`testing`] | flows tested in isolation; journal replay |
+//! | [`testing`], [`project`] | flows tested in isolation, journal replay; new flow projects and their builds |
 //! | [`api`] | the node as a service: HTTP API, OpenAPI, auth, drain |
 //!
 //! A start goes one way: [`Node::start`] → [`sched`] (a pool, a queue place) →
@@ -54,6 +54,7 @@ pub mod node;
 
 pub mod operator;
 
+pub mod project;
 pub mod testing;
 
 pub mod api;

@@ -15,7 +15,7 @@ fn sluice(args: &[&str]) -> Output {
 }
 
 /// Assert a failed run whose single `error:` line contains every needle.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
+pub(crate) fn assert_one_line_error(out: &Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -111,7 +111,17 @@ fn an_unknown_flow_name() {
         "--input",
         r#"{"n":1,"child":"nope"}"#,
     ]);
-    assert_one_line_error(&out, &["flow `fanout`", "unknown flow `nope`"]);
+    // It says which flows the node knows and where it looked.
+    let searched = guest("fanout").parent().unwrap().display().to_string();
+    assert_one_line_error(
+        &out,
+        &[
+            "flow `fanout`",
+            "unknown flow `nope`: the node knows `",
+            &format!("found no nope.wasm in {searched}"),
+            "a flow's name is its component's file stem",
+        ],
+    );
 }
 
 #[test]

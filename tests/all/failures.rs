@@ -57,9 +57,12 @@ async fn a_returned_error_and_an_unknown_child_reach_the_parent_as_data() {
     let out = run(&node, "supervisor", json!({ "child": "no-such-flow" }))
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        json!({ "outcome": "rejected", "message": "unknown flow `no-such-flow`" })
+    assert_eq!(out["outcome"], "rejected");
+    let message = out["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("unknown flow `no-such-flow`: the node knows `")
+            && message.contains("found no no-such-flow.wasm in "),
+        "{message}"
     );
 }
 

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["instance"],
     &["node"],
     &["operator"],
-    &["testing"],
+    &["testing", "project"],
     &["api"],
 ];
 

@@ -10,6 +10,7 @@ mod durable_node;
 mod engine;
 mod eviction;
 mod failures;
+mod first_flow;
 mod hospital;
 mod layers;
 mod mapping;

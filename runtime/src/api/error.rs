@@ -92,7 +92,7 @@ impl IntoResponse for ApiError {
 impl From<StartError> for ApiError {
     fn from(e: StartError) -> Self {
         let (status, code) = match &e {
-            StartError::UnknownFlow(_) => (StatusCode::NOT_FOUND, "unknown-flow"),
+            StartError::UnknownFlow { .. } => (StatusCode::NOT_FOUND, "unknown-flow"),
             StartError::Load { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "flow-not-loadable"),
             StartError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue-full"),
             StartError::Limit { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod build;
 mod client;
+mod new;
 mod ops;
 mod output;
 mod remote;
@@ -31,6 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    New(new::NewArgs),
+    Build(build::BuildArgs),
     Run(run::RunArgs),
     Serve(serve::ServeArgs),
     Start(start::StartArgs),
@@ -70,6 +74,8 @@ pub fn init_logging(verbose: u8) {
 /// Run the chosen command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::New(args) => new::run(args),
+        Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Start(args) => start::run(args),

@@ -194,18 +194,35 @@ fn read_batch(file: &Path) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
-/// Make the flow argument runnable; returns the name to start.
+/// Make the flow argument (a component, a flow project's directory, or a `[[flows]]` name)
+/// runnable; returns the name to start.
 fn register_target(node: &Node, config: &NodeConfig, flow: &str) -> anyhow::Result<String> {
-    let path = Path::new(flow);
+    let project;
+    let mut path = Path::new(flow);
+    if path.is_dir() {
+        project = super::build::built(path)?;
+        path = &project.component;
+    }
     let is_file = path.extension().is_some_and(|e| e == "wasm") || path.is_file();
     if !is_file {
         if config.flows.iter().any(|f| f.name == flow) {
             return Ok(flow.to_string());
         }
-        bail!("unknown flow `{flow}`: not a .wasm file and not a [[flows]] name in the config");
+        let names: Vec<String> = config
+            .flows
+            .iter()
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        let known = match names.is_empty() {
+            true => "it has none".to_string(),
+            false => format!("it has {}", names.join(", ")),
+        };
+        bail!(
+            "unknown flow `{flow}`: not a .wasm file, a flow project's directory or a [[flows]] name in the config ({known})"
+        );
     }
     if !path.exists() {
-        bail!("{flow}: no such file");
+        bail!("{}: no such file", path.display());
     }
     let name = path
         .file_stem()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use sluice::testing::FlowTest;
 use sluice::testing::scenario::{Scenario, ScenarioResult};
@@ -11,17 +11,29 @@ use sluice::testing::scenario::{Scenario, ScenarioResult};
 /// Run scenario files against a flow component: scripted subflows, virtual time.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// The flow component (`.wasm`).
+    /// The flow component (`.wasm`), or a flow project's directory (its built component).
+    #[arg(default_value = ".")]
     flow: PathBuf,
-    /// Scenario files (TOML).
-    #[arg(required = true)]
+    /// Scenario files (TOML); for a project, its `scenarios/*.toml` by default.
     scenarios: Vec<PathBuf>,
     /// Also write the results as JUnit XML to this file.
     #[arg(long)]
     junit: Option<PathBuf>,
 }
 
-pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: TestArgs) -> anyhow::Result<ExitCode> {
+    if args.flow.is_dir() {
+        let project = super::build::built(&args.flow)?;
+        if args.scenarios.is_empty() {
+            args.scenarios = project.scenarios()?;
+        }
+        args.flow = project.component;
+    } else if args.scenarios.is_empty() {
+        bail!(
+            "no scenario files given to run against {}",
+            args.flow.display()
+        );
+    }
     // Every file is checked before anything runs: a bad file is an error, not a failed test.
     let scenarios = args
         .scenarios

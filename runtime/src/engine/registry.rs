@@ -138,7 +138,7 @@ impl<T: FlowHost> FlowRegistry<T> {
             if !entries.contains_key(name) {
                 let path = self
                     .find_in_search_dirs(name)
-                    .ok_or_else(|| StartError::UnknownFlow(name.into()))?;
+                    .ok_or_else(|| self.unknown(name, entries.keys()))?;
                 let entry = Entry {
                     path,
                     settings: self.found_settings.clone(),
@@ -170,6 +170,34 @@ impl<T: FlowHost> FlowRegistry<T> {
             .await
             .map_err(|source| StartError::Load { flow: name.into(), source })?;
         Ok(flow.clone())
+    }
+
+    /// The error for `name`, listing the flows registered (`registered`) or found in the
+    /// search directories, and those directories.
+    fn unknown<'a>(&self, name: &str, registered: impl Iterator<Item = &'a String>) -> StartError {
+        let searched = self
+            .search_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut known: Vec<String> = registered.cloned().collect();
+        for dir in &searched {
+            let Ok(files) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            known.extend(files.filter_map(|f| {
+                let path = f.ok()?.path();
+                let stem = path.file_stem()?.to_str()?;
+                (path.extension()? == "wasm").then(|| stem.to_string())
+            }));
+        }
+        known.sort();
+        known.dedup();
+        StartError::UnknownFlow {
+            flow: name.into(),
+            known,
+            searched,
+        }
     }
 
     fn find_in_search_dirs(&self, name: &str) -> Option<PathBuf> {
