@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use sluice::journal::{Entry, InstanceRecord, JournalStore, SqliteStore};
 
-/// The `sluice` binary with `args`, logs quiet unless a test asks.
+/// The `sluice` binary with `args`, logs quiet unless a test asks, compiled components
+/// cached in the tests' cache directory.
 pub fn sluice(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args).env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env("XDG_CACHE_HOME", crate::support::cache_home());
     cmd
 }
 

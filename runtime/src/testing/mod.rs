@@ -30,7 +30,7 @@ pub mod replay;
 pub mod scenario;
 mod script;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,9 +53,13 @@ pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
 /// with `sleep`) fails instead of hanging.
 pub const TEST_CPU_BUDGET: Duration = Duration::from_secs(20);
 
-/// Compile the component at `path` for test host `T`: the node's engine settings (so a
-/// component compiled for one is cached for both), WASI and the flow host.
-pub(crate) fn load_pre<T>(path: &Path) -> Result<(Engine, FlowPre<T>), LoadError>
+/// Compile the component at `path` (or fetch it from `cache`) for test host `T`: the node's
+/// engine settings (so a component compiled for one is cached for both), WASI and the flow
+/// host.
+pub(crate) fn load_pre<T>(
+    path: &Path,
+    cache: &ComponentCache,
+) -> Result<(Engine, FlowPre<T>), LoadError>
 where
     T: wasmtime_wasi::WasiView
         + bindings::sluice::flow::host::Host
@@ -70,8 +74,7 @@ where
     };
     let engine = Engine::new(&engine_config(Metering::Epoch)).map_err(invalid)?;
     start_epoch_ticker(&engine);
-    let (component, _, _) =
-        ComponentCache::new(ComponentCache::default_dir()).load(&engine, path)?;
+    let (component, _, _) = cache.load(&engine, path)?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(invalid)?;
     bindings::sluice::flow::host::add_to_linker::<_, wasmtime::component::HasSelf<T>>(
@@ -116,9 +119,16 @@ pub struct TestRun {
 }
 
 impl FlowTest {
-    /// Load the component at `path` (compiled once, cached like a node's).
+    /// Load the component at `path` (compiled once, cached like a node's in the user's
+    /// cache directory).
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let (engine, pre) = load_pre::<ScriptedState>(path)?;
+        Self::load_with_cache(path, ComponentCache::default_dir())
+    }
+
+    /// [`FlowTest::load`], caching compiled code in `cache_dir` instead (`None`: compile
+    /// every time); test suites use it to keep out of the user's cache.
+    pub fn load_with_cache(path: &Path, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let (engine, pre) = load_pre::<ScriptedState>(path, &ComponentCache::new(cache_dir))?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())

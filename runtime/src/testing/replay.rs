@@ -16,6 +16,7 @@ use crate::bindings::sluice::flow::host::{self, StartOptions};
 use crate::bindings::sluice::flow::sessions;
 use crate::bindings::sluice::flow::types;
 use crate::bindings::{FlowPre, LogLevel, WitFlowError};
+use crate::component_cache::ComponentCache;
 use crate::engine::EPOCH_TICK;
 use crate::error::LoadError;
 use crate::journal::{Journal, MemoryStore, Payload, Status, decode};
@@ -68,7 +69,8 @@ pub struct ReplayReport {
 impl JournalReplay {
     /// Load the build at `path`.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let (engine, pre) = super::load_pre::<ReplayState>(path)?;
+        let cache = ComponentCache::new(ComponentCache::default_dir());
+        let (engine, pre) = super::load_pre::<ReplayState>(path, &cache)?;
         Ok(JournalReplay { engine, pre })
     }
 
