@@ -92,6 +92,13 @@ pub async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool)
     }
 }
 
+/// `future`'s output; fails naming `what` when it takes longer than a generous minute.
+pub async fn within<F: std::future::IntoFuture>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 /// A Python or JavaScript build (`lang` = "python" | "js") of example flow `name`.
 pub fn polyglot(lang: &str, name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
