@@ -2,16 +2,12 @@
 //! non-zero exit, and never a panic.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::guest;
 
 fn sluice(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("sluice runs")
+    crate::durable_node::sluice_output(args)
 }
 
 /// Assert a failed run whose single `error:` line contains every needle.

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use sluice::store::{Entry, InstanceRecord, JournalStore, SqliteStore};
 
-/// The `sluice` binary with `args`, logs quiet unless a test asks.
+/// The `sluice` binary with `args`, logs quiet unless a test asks, compiled components
+/// cached in the tests' cache directory.
 pub fn sluice(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args).env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env("XDG_CACHE_HOME", crate::support::cache_home());
     cmd
 }
 
@@ -65,6 +68,52 @@ pub fn wait_for_journal(data_dir: &Path, id: &str, entries: usize) -> Vec<Entry>
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The wall clock in unix milliseconds, as the node's `now` reads it.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_millis() as u64
+}
+
+/// Wait until the wall clock has passed `deadline` (unix ms, as a journal records it).
+pub fn wait_until_past(deadline: u64) {
+    let limit = Instant::now() + Duration::from_secs(60);
+    while unix_ms() <= deadline {
+        assert!(
+            Instant::now() < limit,
+            "the deadline {deadline} is more than a minute away"
+        );
+        let left = (deadline + 1).saturating_sub(unix_ms());
+        std::thread::sleep(Duration::from_millis(left.min(50)));
+    }
+}
+
+/// The most instances parked at once in any pool, from the `--report` table a run printed.
+pub fn peak_parked(out: &Output) -> u64 {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stderr.lines().skip_while(|l| !l.starts_with("pool "));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no --report table\n{}", show(out)))
+        .split_whitespace()
+        .collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "peak-parked")
+        .expect("a peak-parked column");
+    lines
+        .take_while(|l| !l.starts_with("elapsed:"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(column)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("bad report line `{l}`"))
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// A config file in `dir` registering `flows` (name → guest component).

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use serde_json::json;
 use sluice::FlowError;
-use sluice::testing::FlowTest;
 use sluice::testing::scenario::Scenario;
 
-use crate::support::{guest, node, polyglot, run};
+use crate::support::{flow_test, guest, node, polyglot, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_builds_pass_the_rust_scenarios() {
@@ -16,7 +15,7 @@ async fn python_and_js_builds_pass_the_rust_scenarios() {
     let mut ran = 0;
     for lang in ["python", "js"] {
         for flow in ["hello", "fanout", "chain", "seller", "watcher"] {
-            let test = FlowTest::load(&polyglot(lang, flow)).unwrap();
+            let test = flow_test(&polyglot(lang, flow));
             for file in std::fs::read_dir(scenarios.join(flow)).unwrap() {
                 let scenario = Scenario::load(&file.unwrap().path()).unwrap();
                 let result = scenario.run(&test).await;

@@ -1,14 +1,16 @@
-//! Queue discipline, the seed scenario, and timeouts, observed on real instances.
+//! Queue discipline, the seed scenario, and timeouts, observed on real instances. Where
+//! an order depends on who holds a pool's slot, the test holds it itself.
 
 use std::time::Duration;
 
 use serde_json::json;
 use sluice::model::Priority;
 use sluice::observe::{EventKind, InstanceEvent};
+use sluice::sched::QueueClass;
 use sluice::{FlowError, StartRequest};
 use tokio::sync::broadcast;
 
-use crate::support::{flow_entry, node, occupy, run, until};
+use crate::support::{flow_entry, node, occupy, run, until, within};
 
 fn request(flow: &str, input: serde_json::Value) -> StartRequest {
     StartRequest::rpc(flow, serde_json::to_vec(&input).unwrap(), "test")
@@ -30,13 +32,10 @@ const STRICT_POOL: &str = "[pools.one]\nsize = 1\npreempt = false\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn high_priority_starts_first_then_fifo() {
-    let node = node(&format!(
-        "{STRICT_POOL}{}{}",
-        flow_entry("spin", "one"),
-        flow_entry("hello", "one")
-    ))
-    .await;
-    let [spin] = occupy(&node, "one", 1, 300, 1).await.try_into().unwrap();
+    let node = node(&format!("{STRICT_POOL}{}", flow_entry("hello", "one"))).await;
+    let one = node.pools().get("one").unwrap().clone();
+    // The test holds the pool's only slot: every start below waits in line for it.
+    let held = within("the free slot", one.acquire(QueueClass::Normal)).await;
     let mut events = node.events().subscribe();
     let a = node
         .start(request("hello", json!({ "name": "a" })))
@@ -50,10 +49,11 @@ async fn high_priority_starts_first_then_fifo() {
         .start(request("hello", json!({ "name": "h" })).with_priority(Priority::High))
         .await
         .unwrap();
+    assert_eq!(one.waiting(), 3, "the starts wait for the held slot");
     let ids = [h.id().to_string(), a.id().to_string(), b.id().to_string()];
-    spin.outcome().await.unwrap();
+    drop(held);
     for handle in [a, b, h] {
-        handle.outcome().await.unwrap();
+        within("the starts to end", handle.outcome()).await.unwrap();
     }
     let events = drain(&mut events);
     let order: Vec<usize> = ids
@@ -69,24 +69,24 @@ async fn high_priority_starts_first_then_fifo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resuming_instance_goes_before_new_starts() {
     let config = format!(
-        "{STRICT_POOL}{}{}{}",
-        flow_entry("spin", "one"),
+        "{STRICT_POOL}{}{}",
         flow_entry("hello", "one"),
-        flow_entry("sleeper", "one")
+        flow_entry("watcher", "one")
     );
     let node = node(&config).await;
     let one = node.pools().get("one").unwrap().clone();
     let mut events = node.events().subscribe();
-    let sleeper = node
-        .start(request("sleeper", json!({ "ms": 150 })))
+    // A watcher waits for an event, parked: it holds no slot.
+    let watcher = node
+        .start(request("watcher", json!({ "topic": "wake", "count": 1 })))
         .await
         .unwrap();
-    until("sleeper parked", Duration::from_secs(30), || {
+    until("the watcher parked", Duration::from_secs(30), || {
         one.stats().snapshot().parked == 1
     })
     .await;
-    let [spin] = occupy(&node, "one", 1, 1000, 1).await.try_into().unwrap();
-    // New starts queue first; the sleeper wakes later, while the spin still holds the slot.
+    // The test takes the pool's only slot; new starts queue for it.
+    let held = within("the free slot", one.acquire(QueueClass::Normal)).await;
     let news = [
         node.start(request("hello", json!({ "name": "n1" })))
             .await
@@ -95,15 +95,29 @@ async fn a_resuming_instance_goes_before_new_starts() {
             .await
             .unwrap(),
     ];
+    assert_eq!(one.waiting(), 2, "the new starts wait for the held slot");
+    // The watcher wakes after them, while the slot is still held, and queues to resume.
+    node.messaging()
+        .topics
+        .topic("wake")
+        .publish("test.0".into(), b"{}".to_vec());
+    until(
+        "the watcher waiting to resume",
+        Duration::from_secs(30),
+        || one.waiting() == 3,
+    )
+    .await;
     let ids: Vec<String> = news.iter().map(|h| h.id().to_string()).collect();
-    let sleeper_id = sleeper.id().to_string();
-    spin.outcome().await.unwrap();
-    sleeper.outcome().await.unwrap();
+    let watcher_id = watcher.id().to_string();
+    drop(held);
+    within("the watcher to end", watcher.outcome())
+        .await
+        .unwrap();
     for h in news {
-        h.outcome().await.unwrap();
+        within("the new starts to end", h.outcome()).await.unwrap();
     }
     let events = drain(&mut events);
-    let resumed = position(&events, &sleeper_id, EventKind::Resumed);
+    let resumed = position(&events, &watcher_id, EventKind::Resumed);
     for id in &ids {
         assert!(
             resumed < position(&events, id, EventKind::Started),

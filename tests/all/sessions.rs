@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::store::Status;
+use sluice::store::{JournalStore, Status};
 use sluice::{Node, StartRequest};
 
-use crate::durable_node::{config, crash, record, show, sluice_output, spawn, wait_for_journal};
+use crate::durable_node::{
+    config, crash, peak_parked, record, show, sluice_output, spawn, wait_for_journal,
+    wait_until_past,
+};
 use crate::support::{guest, node, run, until};
 
 fn trading_config(extra: &str) -> String {
@@ -44,9 +47,7 @@ fn output_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(out)))
 }
 
-/// A data directory and a trading config for `sluice run` nodes, with the trading flows
-/// compiled into the shared component cache first: a node's start is then quick even on a
-/// cold cache and a busy machine, and the waits in the tests measure the flows.
+/// A data directory and a trading config for `sluice run` nodes.
 struct TradingDir {
     dir: tempfile::TempDir,
     data: std::path::PathBuf,
@@ -59,9 +60,6 @@ impl TradingDir {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let cfg = config(dir.path(), "trade.toml", &[], &trading_config(""));
-        for flow in ["buyer", "seller", "watcher"] {
-            sluice::testing::FlowTest::load(&guest(flow)).unwrap();
-        }
         let (cfg, data_s) = (cfg.display().to_string(), data.display().to_string());
         TradingDir {
             dir,
@@ -373,20 +371,25 @@ fn an_untaken_event_outlives_its_node_and_a_wait_keeps_its_deadline() {
         .result
         .as_u64()
         .expect("the deadline is journaled");
-    std::thread::sleep(Duration::from_millis(800));
     assert!(crash(&mut node), "the wait ended before the crash");
-    let out = sluice_output(&argv);
-    let woke = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    // Restart once the journaled deadline has passed: a wait that keeps it times out at
+    // once, where a wait started again at recovery would park for 3 s more.
+    wait_until_past(deadline);
+    let out = sluice_output(&[&argv[..], &["--report"]].concat());
     assert_eq!(
         output_json(&out),
         json!({ "events": [], "timed_out": true })
     );
-    // A wait restarted at recovery would end at least 800 ms after the original deadline.
-    assert!(
-        woke < deadline + 700,
-        "ended at {woke}: the original deadline {deadline} was not kept"
+    assert_eq!(
+        peak_parked(&out),
+        0,
+        "the restarted wait waited again: the original deadline {deadline} was not kept\n{}",
+        show(&out)
+    );
+    let journal = crate::durable_node::store(data).journal("w-3").unwrap();
+    assert_eq!(
+        journal[0].result.as_u64(),
+        Some(deadline),
+        "the journaled deadline changed"
     );
 }

@@ -35,10 +35,33 @@ pub fn flow_entry(name: &str, pool: &str) -> String {
     )
 }
 
-/// A node from config text; untagged flows resolve from the guests directory.
+/// Where the tests keep compiled components: a directory of the test suite's own under
+/// cargo's target directory, never the user's `~/.cache/sluice`. Tests share it (artifacts
+/// are named by content hash and engine, and written atomically), so the large Python and
+/// JavaScript components compile once, not once per test; tests about the cache itself use
+/// a directory of their own.
+pub fn cache_dir() -> PathBuf {
+    cache_home().join("sluice")
+}
+
+/// The `XDG_CACHE_HOME` of `sluice` processes started by tests: their default cache is then
+/// [`cache_dir`].
+pub fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("sluice-tests-cache")
+}
+
+/// Load guest component `path` for a test in isolation, cached in [`cache_dir`].
+pub fn flow_test(path: &Path) -> sluice::testing::FlowTest {
+    sluice::testing::FlowTest::load_with_cache(path, Some(cache_dir()))
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()))
+}
+
+/// A node from config text; untagged flows resolve from the guests directory, and compiled
+/// components are cached in [`cache_dir`] unless the config names another directory.
 pub async fn node(config: &str) -> Node {
-    let config = NodeConfig::parse(config, Path::new("test.toml"), Path::new("."))
+    let mut config = NodeConfig::parse(config, Path::new("test.toml"), Path::new("."))
         .expect("test config is valid");
+    config.node.cache_dir.get_or_insert_with(cache_dir);
     let node = Node::new(&config).await.expect("node starts");
     node.add_search_dir(guests_dir());
     node
@@ -67,6 +90,13 @@ pub async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `future`'s output; fails naming `what` when it takes longer than a generous minute.
+pub async fn within<F: std::future::IntoFuture>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// A Python or JavaScript build (`lang` = "python" | "js") of example flow `name`.

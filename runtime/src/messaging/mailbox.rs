@@ -86,8 +86,9 @@ impl Mailbox {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn messages_come_in_sequence_once_each() {
@@ -102,22 +103,40 @@ mod tests {
         assert_eq!(b.take(2), Next::Closed("ended".into()));
     }
 
+    /// Fail with `what` unless `future` ends within a generous deadline.
+    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
     #[tokio::test]
     async fn a_waiter_wakes_on_delivery_and_on_close() {
-        let b = Arc::new(Mailbox::default());
-        let waiter = tokio::spawn({
-            let b = b.clone();
-            async move { b.ready(0).await }
-        });
-        tokio::task::yield_now().await;
+        let b = Mailbox::default();
+        let ready = b.ready(0);
+        tokio::pin!(ready);
+        assert!(
+            futures::poll!(&mut ready).is_pending(),
+            "ready before a delivery"
+        );
+        b.deliver(1, vec![2]);
+        assert!(
+            futures::poll!(&mut ready).is_pending(),
+            "ready on a later message"
+        );
         b.deliver(0, vec![1]);
-        waiter.await.unwrap();
-        let waiter = tokio::spawn({
-            let b = b.clone();
-            async move { b.ready(1).await }
-        });
-        tokio::task::yield_now().await;
+        within("the delivery to wake the waiter", ready).await;
+        assert_eq!(b.take(0), Next::Message(vec![1]));
+        assert_eq!(b.take(1), Next::Message(vec![2]));
+
+        let ready = b.ready(2);
+        tokio::pin!(ready);
+        assert!(
+            futures::poll!(&mut ready).is_pending(),
+            "ready before the close"
+        );
         b.close("gone".into());
-        waiter.await.unwrap();
+        within("the close to wake the waiter", ready).await;
+        assert_eq!(b.take(2), Next::Closed("gone".into()));
     }
 }

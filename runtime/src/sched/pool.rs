@@ -206,6 +206,12 @@ impl Pool {
         self.lock().has_waiters()
     }
 
+    /// Waiters for a slot now, of every class: admitted starts, resumptions, preempted
+    /// instances. (A waiter that gave up is counted until a freed slot passes it by.)
+    pub fn waiting(&self) -> usize {
+        self.lock().waiters.iter().map(VecDeque::len).sum()
+    }
+
     fn grant(self: &Arc<Self>) -> Slot {
         self.stats.slot_granted();
         Slot {
@@ -333,25 +339,39 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    /// Spawn a waiter that records its label when it gets a slot, then holds it until told.
-    fn waiter(
+    /// Fail with `what` unless `future` ends within a generous deadline.
+    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Spawn a waiter that records its label when it gets a slot, then frees the slot.
+    /// Returns once the waiter is in line (its first poll found no free slot).
+    async fn waiter(
         pool: &Arc<Pool>,
         class: QueueClass,
         label: &'static str,
         order: &Arc<Mutex<Vec<&'static str>>>,
     ) -> tokio::task::JoinHandle<()> {
         let (pool, order) = (pool.clone(), order.clone());
-        tokio::spawn(async move {
-            let slot = pool.acquire(class).await;
+        let (in_line, queued) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let slot = pool.acquire(class);
+            tokio::pin!(slot);
+            assert!(
+                futures::poll!(&mut slot).is_pending(),
+                "{label} got a held slot"
+            );
+            in_line.send(()).unwrap();
+            let slot = slot.await;
             order.lock().unwrap().push(label);
             drop(slot);
-        })
-    }
-
-    async fn until_waiting(pool: &Pool, n: usize) {
-        while pool.lock().waiters.iter().map(VecDeque::len).sum::<usize>() < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        });
+        within(&format!("{label} in line"), queued)
+            .await
+            .expect("the waiter ended before getting in line");
+        task
     }
 
     #[tokio::test]
@@ -367,12 +387,12 @@ mod tests {
             (QueueClass::High, "h1"),
             (QueueClass::Resume, "r2"),
         ] {
-            tasks.push(waiter(&pool, class, label, &order));
-            until_waiting(&pool, tasks.len()).await;
+            tasks.push(waiter(&pool, class, label, &order).await);
         }
+        assert_eq!(pool.waiting(), 5);
         drop(held);
         for t in tasks {
-            t.await.unwrap();
+            within("every waiter served", t).await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["h1", "r1", "r2", "n1", "n2"]);
         assert_eq!(pool.stats().snapshot().peak_running, 1);
@@ -403,18 +423,14 @@ mod tests {
     async fn abandoned_waiter_does_not_leak_the_slot() {
         let pool = Pool::new("p", 1, 10);
         let held = pool.acquire(QueueClass::Normal).await;
-        let gone = tokio::spawn({
-            let pool = pool.clone();
-            async move { pool.acquire(QueueClass::Normal).await }
-        });
-        until_waiting(&pool, 1).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let gone = waiter(&pool, QueueClass::Normal, "gone", &order).await;
         gone.abort();
-        let _ = gone.await;
+        assert!(within("the waiter aborted", gone).await.is_err());
         drop(held);
         // The only slot must be free again.
-        let again =
-            tokio::time::timeout(Duration::from_secs(5), pool.acquire(QueueClass::Normal)).await;
-        assert!(again.is_ok());
+        let _again = within("the freed slot", pool.acquire(QueueClass::Normal)).await;
         assert_eq!(pool.stats().snapshot().running, 1);
+        assert!(order.lock().unwrap().is_empty(), "the aborted waiter ran");
     }
 }

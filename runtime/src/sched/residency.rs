@@ -158,7 +158,16 @@ impl Residency {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// Fail with `what` unless `future` ends within a generous deadline.
+    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
 
     #[tokio::test]
     async fn a_start_beyond_the_bound_evicts_the_longest_parked() {
@@ -174,10 +183,15 @@ mod tests {
         let third = residency.acquire();
         tokio::pin!(third);
         assert!(futures::poll!(&mut third).is_pending());
-        assert!((&mut first.leave).await.is_ok(), "oldest asked to leave");
+        assert!(
+            within("the oldest asked to leave", &mut first.leave)
+                .await
+                .is_ok(),
+            "oldest asked to leave"
+        );
         assert!(second.leave.try_recv().is_err(), "the other stays");
         drop(a); // the evicted one's place
-        let _c = third.await;
+        let _c = within("the evicted one's place", third).await;
         assert_eq!(residency.resident(), 2);
         assert_eq!(residency.peak(), 2);
         drop(b);
@@ -185,17 +199,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_eviction_asked_while_nobody_is_parked_goes_to_the_next_to_park() {
-        let residency = Arc::new(Residency::new(1));
+        let residency = Residency::new(1);
         let held = residency.acquire().await;
-        let r = residency.clone();
-        let waiter = tokio::spawn(async move { r.acquire().await });
-        tokio::task::yield_now().await;
-        while residency.lock().wanted == 0 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = residency.acquire();
+        tokio::pin!(waiter);
+        // Its first poll finds no free place and nobody parked: the eviction is left pending.
+        assert!(futures::poll!(&mut waiter).is_pending());
         assert!(matches!(residency.park(), Parking::Leave));
         drop(held);
-        let _got = waiter.await.unwrap();
+        let _got = within("the freed place", waiter).await;
         assert!(matches!(residency.park(), Parking::Stay(_)));
     }
 }

@@ -30,7 +30,7 @@ pub mod replay;
 pub mod scenario;
 mod script;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +52,13 @@ pub const DEFAULT_CLOCK_MS: u64 = 1_767_225_600_000;
 /// with `sleep`) fails instead of hanging.
 pub const TEST_CPU_BUDGET: Duration = Duration::from_secs(20);
 
-/// Compile the component at `path` for test host `T` with the node's engine settings and
-/// linker setup (so a component compiled for one is cached for both).
-pub(crate) fn load_pre<T: FlowHost>(path: &Path) -> Result<FlowPre<T>, LoadError> {
-    let cache = ComponentCache::new(ComponentCache::default_dir());
+/// Compile the component at `path` (or fetch it from `cache`) for test host `T`, with the
+/// node's engine settings and linker setup (so a component compiled for one is cached for
+/// both).
+pub(crate) fn load_pre<T: FlowHost>(
+    path: &Path,
+    cache: ComponentCache,
+) -> Result<FlowPre<T>, LoadError> {
     let engine = FlowEngine::<T>::new(cache, Metering::Epoch).map_err(|e| LoadError::Invalid {
         path: path.into(),
         reason: format!("{e:#}"),
@@ -85,9 +88,16 @@ pub struct TestRun {
 }
 
 impl FlowTest {
-    /// Load the component at `path` (compiled once, cached like a node's).
+    /// Load the component at `path` (compiled once, cached like a node's in the user's
+    /// cache directory).
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let pre = load_pre::<ScriptedState>(path)?;
+        Self::load_with_cache(path, ComponentCache::default_dir())
+    }
+
+    /// [`FlowTest::load`], caching compiled code in `cache_dir` instead (`None`: compile
+    /// every time); test suites use it to keep out of the user's cache.
+    pub fn load_with_cache(path: &Path, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let pre = load_pre::<ScriptedState>(path, ComponentCache::new(cache_dir))?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())

@@ -12,6 +12,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::TEST_CPU_BUDGET;
+use crate::engine::ComponentCache;
 use crate::engine::sandbox::{self, GuestOutput, Stream};
 use crate::error::LoadError;
 use crate::model::{EPOCH_TICK, FlowError, Priority, SessionRef, Side, StartMeta};
@@ -64,7 +65,8 @@ pub struct ReplayReport {
 impl JournalReplay {
     /// Load the build at `path`.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let pre = super::load_pre::<ReplayState>(path)?;
+        let cache = ComponentCache::new(ComponentCache::default_dir());
+        let pre = super::load_pre::<ReplayState>(path, cache)?;
         Ok(JournalReplay { pre })
     }
 
