@@ -141,24 +141,16 @@ pub async fn start(
 /// The record of `id`, once anything queued of it is committed.
 async fn record_of(state: &ApiState, id: &str) -> Result<InstanceRecord, ApiError> {
     check_id(id)?;
-    let read = |s: &ApiState| {
-        s.node
-            .journal()
-            .store()
-            .record(id)
-            .map_err(|e| ApiError::unavailable(e.to_string()))
-    };
-    if let Some(record) = read(state)? {
+    let journal = state.node.journal();
+    if let Some(record) = journal.store().record(id)? {
         return Ok(record);
     }
     // A child's record may still be queued: once committed, the store has it.
-    state
-        .node
-        .journal()
-        .sync()
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    read(state)?.ok_or_else(|| ApiError::unknown_instance(id))
+    journal.sync().await?;
+    journal
+        .store()
+        .record(id)?
+        .ok_or_else(|| ApiError::unknown_instance(id))
 }
 
 /// An instance: status, flow, pool, origin, parent, progress step and outcome.
@@ -182,12 +174,7 @@ pub async fn get(
     caller.require(Permission::Read)?;
     let id = path_of(id)?;
     let record = record_of(&state, &id).await?;
-    let journal = state
-        .node
-        .journal()
-        .store()
-        .journal(&id)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let journal = state.node.journal().store().journal(&id)?;
     Ok(Json(InstanceView::of(&record, latest_progress(&journal))))
 }
 
@@ -263,12 +250,7 @@ pub async fn journal(
     caller.require(Permission::Read)?;
     let id = path_of(id)?;
     record_of(&state, &id).await?;
-    let entries = state
-        .node
-        .journal()
-        .store()
-        .journal(&id)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let entries = state.node.journal().store().journal(&id)?;
     Ok(Json(entries.into_iter().map(EntryView::from).collect()))
 }
 
@@ -298,12 +280,7 @@ pub async fn children(
         limit: 100_000,
         ..ListQuery::default()
     };
-    let found = state
-        .node
-        .journal()
-        .store()
-        .list(&query)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let found = state.node.journal().store().list(&query)?;
     Ok(Json(
         found
             .iter()
@@ -361,12 +338,7 @@ pub async fn list(
         after: params.cursor,
         limit: limit + 1,
     };
-    let mut found = state
-        .node
-        .journal()
-        .store()
-        .list(&query)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut found = state.node.journal().store().list(&query)?;
     let more = found.len() > limit;
     found.truncate(limit);
     Ok(Json(InstancePage {

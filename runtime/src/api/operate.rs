@@ -45,10 +45,7 @@ pub async fn hospital(
     caller: Caller,
 ) -> Result<Json<Vec<InstanceView>>, ApiError> {
     caller.require(Permission::Read)?;
-    let held = state
-        .node
-        .held()
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let held = state.node.held()?;
     Ok(Json(
         held.iter().map(|r| InstanceView::of(r, None)).collect(),
     ))
