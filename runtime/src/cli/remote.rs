@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 use super::client::{Client, NodeArgs, encode};
 use super::output::{cell, table};
 
+/// `GET path` on the node; with `--json` the answer is printed as it came and `None`
+/// returned, else it is returned for a table.
+fn fetch(node: &NodeArgs, path: &str) -> anyhow::Result<Option<Value>> {
+    let client = Client::new(node)?;
+    let body = super::runtime()?.block_on(client.get(path))?.body;
+    if node.json {
+        println!("{body}");
+        return Ok(None);
+    }
+    Ok(Some(body))
+}
+
 /// An instance's outcome, waiting for it with `--wait`.
 #[derive(Debug, clap::Args)]
 pub struct ResultArgs {
@@ -87,14 +99,9 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = args.cursor {
         query.push(format!("cursor={c}"));
     }
-    let client = Client::new(&args.node)?;
-    let page = super::runtime()?
-        .block_on(client.get(&format!("/v1/instances?{}", query.join("&"))))?
-        .body;
-    if args.node.json {
-        println!("{page}");
+    let Some(page) = fetch(&args.node, &format!("/v1/instances?{}", query.join("&")))? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let mut t = table(&["id", "flow", "status", "pool", "origin", "progress"]);
     for i in page["instances"].as_array().into_iter().flatten() {
         t.add_row(vec![
@@ -121,12 +128,9 @@ pub struct PoolsArgs {
 }
 
 pub fn pools(args: PoolsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.node)?;
-    let pools = super::runtime()?.block_on(client.get("/v1/pools"))?.body;
-    if args.node.json {
-        println!("{pools}");
+    let Some(pools) = fetch(&args.node, "/v1/pools")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let keys = [
         "name",
         "size",
@@ -166,12 +170,9 @@ pub struct FlowsArgs {
 }
 
 pub fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.node)?;
-    let flows = super::runtime()?.block_on(client.get("/v1/flows"))?.body;
-    if args.node.json {
-        println!("{flows}");
+    let Some(flows) = fetch(&args.node, "/v1/flows")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let mut t = table(&["flow", "component", "pool", "in flight"]);
     for f in flows.as_array().into_iter().flatten() {
         let hash = cell(f, "component");
@@ -188,14 +189,9 @@ pub fn flows(args: FlowsArgs) -> anyhow::Result<ExitCode> {
 
 /// `sluice status ID` against a node.
 pub fn status(node: &NodeArgs, id: &str) -> anyhow::Result<ExitCode> {
-    let client = Client::new(node)?;
-    let view = super::runtime()?
-        .block_on(client.get(&format!("/v1/instances/{}", encode(id))))?
-        .body;
-    if node.json {
-        println!("{view}");
+    let Some(view) = fetch(node, &format!("/v1/instances/{}", encode(id)))? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let mut t = table(&["field", "value"]);
     for key in [
         "id", "flow", "status", "pool", "origin", "by", "parent", "attempts", "progress", "output",
