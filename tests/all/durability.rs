@@ -1,8 +1,10 @@
-//! Durable flows: crashes at random moments lose and duplicate nothing, replay gives the
-//! values read before a crash, instances stay on the build they started with, and a bad
-//! store file is refused untouched.
+//! Durable flows: crashes at random points of progress lose and duplicate nothing, replay
+//! gives the values read before a crash and keeps a sleep's deadline, instances stay on the
+//! build they started with, and a bad store file is refused untouched.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -34,6 +36,48 @@ fn outputs(stdout: &[u8]) -> BTreeMap<String, Value> {
     map
 }
 
+/// Instances the store of `data_dir` has as completed (0 before it exists).
+fn completed(data_dir: &Path) -> usize {
+    if !data_dir.join("sluice.db").exists() {
+        return 0;
+    }
+    store(data_dir)
+        .with_status(Status::Completed)
+        .unwrap()
+        .len()
+}
+
+/// Wait until the store of `data_dir` has `target` completed instances while `node` runs;
+/// fails when the node ends first or makes no such progress in a generous while.
+fn wait_for_completed(data_dir: &Path, node: &mut Child, target: usize, kill: usize) {
+    let limit = Instant::now() + Duration::from_secs(300);
+    let db = data_dir.join("sluice.db");
+    let mut reader = None;
+    loop {
+        if reader.is_none() && db.exists() {
+            reader = Some(store(data_dir));
+        }
+        let done = match &reader {
+            Some(s) => s.with_status(Status::Completed).unwrap().len(),
+            None => 0,
+        };
+        if done >= target {
+            eprintln!("crash {kill} at {done} completed instances");
+            return;
+        }
+        if let Some(status) = node.try_wait().expect("child status") {
+            panic!(
+                "the node ended ({status}) before crash {kill}, at {done} of {target} completed instances"
+            );
+        }
+        assert!(
+            Instant::now() < limit,
+            "no crash {kill}: {done} of {target} completed instances after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_node_killed_five_times_completes_every_flow_once_with_the_uncrashed_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,24 +99,16 @@ fn a_node_killed_five_times_completes_every_flow_once_with_the_uncrashed_output(
     let crashed_args = args(&crashed_dir);
     let argv: Vec<&str> = crashed_args.iter().map(String::as_str).collect();
 
+    // Each node is killed once it has completed a random share of the work, 5 to 10% of
+    // the instances: at most half of them before the last crash, however fast the build.
+    let total = ROOTS * (1 + CHILDREN_PER_ROOT);
     let mut rng = rand::rng();
-    let mut kills = 0;
-    while kills < 5 {
+    for kill in 1..=5 {
+        let before = completed(&crashed_dir);
         let mut node = spawn(&argv);
-        // Kill only once the node has made progress, at a random moment after that.
-        let started = Instant::now();
-        while record(&crashed_dir, "jobs-1").is_none()
-            && started.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..800)));
-        assert!(
-            crash(&mut node),
-            "the node finished before crash {}",
-            kills + 1
-        );
-        kills += 1;
+        let target = before + rng.random_range(total / 20..=total / 10);
+        wait_for_completed(&crashed_dir, &mut node, target, kill);
+        assert!(crash(&mut node), "the node finished before crash {kill}");
     }
     let after = sluice_output(&argv);
     assert!(after.status.success(), "{}", show(&after));

@@ -154,14 +154,21 @@ impl Node {
         let pool = StartMeta::parse(&record.meta)
             .map(|m| m.pool)
             .unwrap_or_default();
-        let rx = match record.outcome() {
+        let (tx, rx) = oneshot::channel();
+        match record.outcome() {
             Some(outcome) => {
-                let (tx, rx) = oneshot::channel();
                 let _ = tx.send(outcome);
-                rx
             }
-            None => completions.watch(id),
-        };
+            None => {
+                // Not ended in the store: it may have ended with its end still queued (a
+                // child's end is only appended), and then nobody will run it again. The
+                // store's answer after a sync is the one to wait on, not a bare watch.
+                let outcome = self.services().outcome_of(id);
+                tokio::spawn(async move {
+                    let _ = tx.send(outcome.await);
+                });
+            }
+        }
         Some(FlowHandle::new(id.into(), pool, rx))
     }
 
