@@ -271,6 +271,167 @@ async fn bad_requests_get_a_4xx_with_a_json_error_and_start_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_resized_live_runs_more_at_once_and_bad_resizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = served_config(
+        dir.path(),
+        &["hostile"],
+        "[pools.default]\nsize = 1\nqueue = 100\npreempt = false\n\
+         [limits]\ncpu-slice = \"10m\"\ncpu-total = \"10m\"\n",
+    );
+    let node = serve(&config, &dir.path().join("data"), tokens);
+    let ops = node.tokens.all.clone();
+    // Two CPU-bound instances (they never return) on a pool of one: one runs, one waits.
+    for i in 0..2 {
+        let (status, answer) = node
+            .post(
+                &format!("/v1/flows/hostile/start?id=loop-{i}"),
+                r#"{"attack":"loop"}"#,
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let running = || async {
+        let (_, pools) = node.get("/v1/pools").await;
+        let default = pools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "default")
+            .cloned()
+            .expect("the default pool");
+        default
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pool = running().await;
+        if pool["running"] == 1 && pool["queued"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never 1 running and 1 queued: {pool}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, pool) = node
+        .call(
+            Method::PATCH,
+            "/v1/pools/default",
+            Some(&ops),
+            Some(r#"{"size":2,"queue":7}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{pool}");
+    assert_eq!(
+        (pool["size"].clone(), pool["queue_capacity"].clone()),
+        (json!(2), json!(7))
+    );
+    // The waiting one gets the new slot at once, with nobody giving one back.
+    loop {
+        let pool = running().await;
+        if pool["running"] == 2 && pool["queued"] == 0 && pool["started"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resize ran nothing more: {pool}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (body, status, code) in [
+        (r#"{"size":0}"#, 400, "bad-request"),
+        (r#"{"size":5000}"#, 400, "bad-request"),
+        (r#"{"queue":0}"#, 400, "bad-request"),
+        (r#"{}"#, 400, "bad-request"),
+        (r#"{"size":"big"}"#, 400, "bad-request"),
+        (r#"{"threads":2}"#, 400, "bad-request"),
+    ] {
+        let (got, answer) = node
+            .call(Method::PATCH, "/v1/pools/default", Some(&ops), Some(body))
+            .await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let (got, answer) = node
+        .call(
+            Method::PATCH,
+            "/v1/pools/nope",
+            Some(&ops),
+            Some(r#"{"size":2}"#),
+        )
+        .await;
+    assert_eq!(
+        (got, answer["code"].as_str()),
+        (404, Some("unknown-pool")),
+        "{answer}"
+    );
+    let read = node.tokens.read.clone();
+    let (got, answer) = node
+        .call(
+            Method::PATCH,
+            "/v1/pools/default",
+            Some(&read),
+            Some(r#"{"size":9}"#),
+        )
+        .await;
+    assert_eq!(got, 403, "{answer}");
+    assert_eq!(
+        running().await["size"],
+        2,
+        "a refused resize changed the pool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_gets_a_4xx_while_everyone_else_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, node) = node("");
+    let addr = node.url.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/flows/hello/start HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na",
+        node.tokens.all
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // Others are served while that body hangs.
+    for i in 0..5 {
+        let (status, answer) = node
+            .post(
+                "/v1/flows/hello/start?wait=30s",
+                &format!(r#"{{"name":"n{i}"}}"#),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // The stalled request is answered once its body times out ([server] body-timeout).
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        stalled.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the stalled request was never answered")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status: u16 = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    assert!((400..500).contains(&status), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(body["code"], "request-timeout", "{answer}");
+    let (_, page) = node.get("/v1/instances").await;
+    assert_eq!(page["instances"].as_array().unwrap().len(), 5, "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_unknown_and_insufficient_tokens_are_refused_with_nothing_started() {
     let (_dir, node) = node("");
     let start = "/v1/flows/hello/start?wait=10s";
@@ -344,7 +505,8 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
             documented.push(format!("{} {path}", method.to_uppercase()));
             let concrete = path
                 .replace("{flow}", "hello")
-                .replace("{id}", "no-such-id");
+                .replace("{id}", "no-such-id")
+                .replace("{name}", "no-such-pool");
             let method: Method = method.to_uppercase().parse().unwrap();
             if concrete == "/v1/drain" {
                 continue; // it would stop the node under test
@@ -371,6 +533,7 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "POST /v1/hospital/{id}/retry",
         "POST /v1/hospital/{id}/kill",
         "GET /v1/pools",
+        "PATCH /v1/pools/{name}",
         "GET /v1/flows",
         "POST /v1/drain",
         "GET /healthz",

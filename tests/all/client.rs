@@ -73,6 +73,27 @@ fn the_cli_drives_a_served_node() {
         "{}",
         show(&out)
     );
+    let out = cli(
+        &node,
+        &["pools", "resize", "default", "--size", "3", "--queue", "42"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let out = cli(&node, &["pools", "--json"]);
+    let pools: Value = serde_json::from_str(&stdout(&out)).expect("pools --json is JSON");
+    let default = pools
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "default"))
+        .unwrap_or_else(|| panic!("no default pool: {pools}"));
+    assert_eq!(
+        (default["size"].as_u64(), default["queue_capacity"].as_u64()),
+        (Some(3), Some(42))
+    );
+    let out = cli(&node, &["pools", "resize", "default"]);
+    assert!(
+        !out.status.success(),
+        "a resize of nothing passed: {}",
+        show(&out)
+    );
     let out = cli(&node, &["flows"]);
     assert!(
         stdout(&out).contains("hello") && stdout(&out).contains("flaky"),

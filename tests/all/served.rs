@@ -40,7 +40,7 @@ pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestT
     let (read, read_hash) = sluice::api::new_token();
     let (hello, hello_hash) = sluice::api::new_token();
     let mut text = format!(
-        "{extra}\n[node]\ncache-dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\ngrace = \"20s\"\n",
+        "{extra}\n[node]\ncache-dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\ngrace = \"20s\"\nbody-timeout = \"5s\"\n",
         dir.join("cache").display()
     );
     for (name, hash, perms) in [

@@ -63,6 +63,41 @@ fn a_data_dir_in_use_refuses_a_second_node_and_writing_verbs_until_its_holder_di
         show(&out)
     );
 
+    // A served node on the same data dir is refused the same way.
+    let mut second = sluice(&[
+        "serve",
+        "--config",
+        cfg,
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("sluice starts");
+    let limit = Instant::now() + Duration::from_secs(120);
+    while second.try_wait().expect("child status").is_none() {
+        if Instant::now() > limit {
+            let _ = second.kill();
+            panic!("a second node kept serving on a data dir in use");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().expect("its output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second node served\n{}",
+        show(&out)
+    );
+    assert!(
+        err.contains("in use") && err.contains(&pid),
+        "{}",
+        show(&out)
+    );
+
     let out = sluice_output(&["hospital", "kill", "--data-dir", data_s, "long"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", show(&out));

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 pub struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `bad-request`, `not-found`,
     /// `unknown-flow`, `unknown-instance`, `method-not-allowed`, `payload-too-large`,
-    /// `queue-full`, `conflict`, `draining`, `unavailable`.
+    /// `unknown-pool`, `queue-full`, `conflict`, `draining`, `unavailable`.
     pub code: String,
     /// What was wrong, for people.
     pub message: String,
@@ -109,6 +109,23 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::unavailable(e.to_string())
     }
+}
+
+/// A request body that could not be read: 408 when it did not arrive within the server's
+/// `body-timeout`, else as the extractor says (413 too large, 400 otherwise).
+pub fn body_rejected(rejection: &axum::extract::rejection::BytesRejection) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "the request body did not arrive within the server's body-timeout",
+            );
+        }
+        cause = e.source();
+    }
+    rejected(rejection, rejection.status())
 }
 
 /// What an axum extractor refused (a bad path, query or body), as an API error.

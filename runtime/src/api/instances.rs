@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorBody, rejected};
+use super::error::{ApiError, ErrorBody, body_rejected, rejected};
 use super::views::{
     EntryView, InstancePage, InstanceView, ListParams, OutcomeView, StartParams, WaitParams,
     latest_progress,
@@ -113,7 +113,7 @@ pub async fn start(
             )));
         }
     };
-    let body = body.map_err(|e| rejected(&e, e.status()))?;
+    let body = body.map_err(|e| body_rejected(&e))?;
     let input = if body.is_empty() {
         b"null".to_vec()
     } else {

@@ -39,6 +39,7 @@ pub struct ApiState {
     draining: AtomicBool,
     drain_requested: Notify,
     openapi: OnceLock<String>,
+    body_timeout: Duration,
 }
 
 impl ApiState {
@@ -50,7 +51,14 @@ impl ApiState {
             draining: AtomicBool::new(false),
             drain_requested: Notify::new(),
             openapi: OnceLock::new(),
+            body_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// How long a request may take to send its body (default 30 s).
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Whether the node refuses new work because it drains.
@@ -135,6 +143,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::retry))
         .routes(routes!(operate::kill))
         .routes(routes!(operate::pools))
+        .routes(routes!(operate::resize_pool))
         .routes(routes!(operate::flows))
         .routes(routes!(operate::drain))
         .routes(routes!(health::healthz))
@@ -152,7 +161,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A body that never finishes times out; every other request is served meanwhile.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            Duration::from_secs(30),
+            state.body_timeout,
         ));
     (router, doc)
 }
@@ -165,7 +174,10 @@ pub async fn serve(
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(ApiState::new(node, Tokens::from_config(&server.tokens)));
+    let state = Arc::new(
+        ApiState::new(node, Tokens::from_config(&server.tokens))
+            .with_body_timeout(server.body_timeout.0),
+    );
     let (router, _) = router(state.clone());
     let grace = server.grace.0;
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();

@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorBody, rejected};
+use super::error::{ApiError, ErrorBody, body_rejected, rejected};
 use super::instances::check_id;
-use super::views::{Done, FlowView, InstanceView, PoolView, RetryBody};
+use super::views::{Done, FlowView, InstanceView, PoolResize, PoolView, RetryBody};
 use crate::model::Permission;
 use crate::node::HospitalError;
 
@@ -75,7 +75,7 @@ pub async fn retry(
     caller.require(Permission::Operate)?;
     let Path(id) = id.map_err(|e| rejected(&e, e.status()))?;
     check_id(&id)?;
-    let body = body.map_err(|e| rejected(&e, e.status()))?;
+    let body = body.map_err(|e| body_rejected(&e))?;
     let retry: RetryBody = if body.is_empty() {
         RetryBody::default()
     } else {
@@ -137,6 +137,62 @@ pub async fn pools(
     Ok(Json(
         state.node.pools().iter().map(|p| PoolView::of(p)).collect(),
     ))
+}
+
+/// Change a pool's size and queue capacity live.
+#[utoipa::path(
+    patch, path = "/v1/pools/{name}", tag = "node",
+    params(("name" = String, Path, description = "Pool name")),
+    request_body(content = PoolResize, description = "The new size and/or queue capacity", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The pool with its new figures", body = PoolView),
+        (status = 400, description = "Malformed body, or a size or queue out of range", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token may not operate", body = ErrorBody),
+        (status = 404, description = "Unknown pool", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn resize_pool(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PoolView>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let Path(name) = name.map_err(|e| rejected(&e, e.status()))?;
+    let body = body.map_err(|e| body_rejected(&e))?;
+    let resize: PoolResize = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a pool resize: {e}")))?;
+    let Some(pool) = state.node.pools().get(&name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-pool",
+            format!("no pool is named `{name}`"),
+        ));
+    };
+    let size = match resize.size {
+        Some(n @ 1..=4096) => Some(n as usize),
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "size = {n}: must be 1 to 4096"
+            )));
+        }
+        None => None,
+    };
+    let queue = match resize.queue {
+        Some(0) => return Err(ApiError::bad_request("queue = 0: must be at least 1")),
+        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        None => None,
+    };
+    if size.is_none() && queue.is_none() {
+        return Err(ApiError::bad_request(
+            "the body names neither `size` nor `queue`",
+        ));
+    }
+    pool.resize(size, queue);
+    tracing::info!(caller = %caller.name, pool = %name, ?size, ?queue, "pool resized");
+    Ok(Json(PoolView::of(pool)))
 }
 
 /// Every flow the node knows by name.

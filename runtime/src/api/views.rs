@@ -211,6 +211,17 @@ impl PoolView {
     }
 }
 
+/// A live change to a pool: either field, or both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolResize {
+    /// New size: most instances executing guest code at once (1 to 4096). A smaller size
+    /// stops nothing; it takes slots back as their holders give them up.
+    pub size: Option<u64>,
+    /// New queue capacity (at least 1). A smaller one drops nothing already queued.
+    pub queue: Option<u64>,
+}
+
 /// One registered flow.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FlowView {

@@ -61,6 +61,16 @@ impl Client {
         self.send(request).await
     }
 
+    /// `PATCH path` with `body` as JSON.
+    pub async fn patch(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Answer> {
+        let request = self
+            .http
+            .patch(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(request).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -120,14 +120,51 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Show a node's pools with their live figures.
+/// Show a node's pools with their live figures, or resize one.
 #[derive(Debug, clap::Args)]
 pub struct PoolsArgs {
+    #[command(subcommand)]
+    action: Option<PoolsAction>,
     #[command(flatten)]
     node: NodeArgs,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum PoolsAction {
+    /// Change a pool's size and/or queue capacity, live.
+    Resize {
+        /// Pool name.
+        name: String,
+        /// New size (1 to 4096).
+        #[arg(long)]
+        size: Option<u64>,
+        /// New queue capacity (at least 1).
+        #[arg(long)]
+        queue: Option<u64>,
+    },
+}
+
 pub fn pools(args: PoolsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(PoolsAction::Resize { name, size, queue }) = args.action {
+        anyhow::ensure!(
+            size.is_some() || queue.is_some(),
+            "pools resize {name}: give --size, --queue or both"
+        );
+        let client = Client::new(&args.node)?;
+        let body = serde_json::to_vec(&json!({ "size": size, "queue": queue }))?;
+        let path = format!("/v1/pools/{}", encode(&name));
+        let pool = super::runtime()?.block_on(client.patch(&path, body))?.body;
+        if args.node.json {
+            println!("{pool}");
+        } else {
+            println!(
+                "pool {name}: size {}, queue {}",
+                cell(&pool, "size"),
+                cell(&pool, "queue_capacity")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(pools) = fetch(&args.node, "/v1/pools")? else {
         return Ok(ExitCode::SUCCESS);
     };

@@ -19,6 +19,10 @@ pub struct ServerSection {
     /// How long a drain (SIGTERM, or the API) waits for running instances to park.
     #[serde(default = "default_grace")]
     pub grace: HumanDuration,
+    /// How long a request may take to send its body; a body that never finishes is
+    /// answered 408 then, and every other request is served meanwhile.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
     /// API tokens, stored as SHA-256 hashes (make one with `sluice token`).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -29,6 +33,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             grace: default_grace(),
+            body_timeout: default_body_timeout(),
             tokens: Vec::new(),
         }
     }
@@ -39,6 +44,10 @@ fn default_listen() -> String {
 }
 
 fn default_grace() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_body_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30))
 }
 

@@ -47,8 +47,6 @@ pub struct QueueFull {
 #[derive(Debug)]
 pub struct Pool {
     name: String,
-    size: usize,
-    queue_capacity: usize,
     timeout: Option<Duration>,
     preempt: bool,
     state: Mutex<PoolState>,
@@ -57,7 +55,12 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct PoolState {
-    free: usize,
+    /// Most slots held at once; an operator may change it live.
+    size: usize,
+    /// Most admitted starts waiting; an operator may change it live.
+    queue_capacity: usize,
+    /// Slots held now. Above `size` after a shrink, until enough are given back.
+    held: usize,
     waiters: [VecDeque<oneshot::Sender<Slot>>; CLASSES],
     /// Admitted new starts that have not had their first slot yet.
     queued: usize,
@@ -66,6 +69,10 @@ struct PoolState {
 impl PoolState {
     fn has_waiters(&self) -> bool {
         self.waiters.iter().any(|q| !q.is_empty())
+    }
+
+    fn slot_free(&self) -> bool {
+        self.held < self.size
     }
 }
 
@@ -85,12 +92,12 @@ impl Pool {
     ) -> Arc<Self> {
         Arc::new(Pool {
             name: name.into(),
-            size,
-            queue_capacity,
             timeout,
             preempt,
             state: Mutex::new(PoolState {
-                free: size,
+                size,
+                queue_capacity,
+                held: 0,
                 waiters: Default::default(),
                 queued: 0,
             }),
@@ -105,12 +112,27 @@ impl Pool {
 
     /// Most instances executing guest code at once.
     pub fn size(&self) -> usize {
-        self.size
+        self.lock().size
     }
 
     /// Most admitted starts waiting for a slot.
     pub fn queue_capacity(&self) -> usize {
-        self.queue_capacity
+        self.lock().queue_capacity
+    }
+
+    /// Change the pool's size and queue capacity now. A larger size hands the new slots to
+    /// waiters at once; a smaller one takes slots back as their holders give them up
+    /// (nothing running is stopped). A smaller queue refuses new starts until it has room
+    /// (nothing queued is dropped).
+    pub fn resize(self: &Arc<Self>, size: Option<usize>, queue_capacity: Option<usize>) {
+        let mut state = self.lock();
+        if let Some(size) = size {
+            state.size = size;
+        }
+        if let Some(capacity) = queue_capacity {
+            state.queue_capacity = capacity;
+        }
+        self.hand_out(&mut state);
     }
 
     /// Wall-clock limit of this pool's instances, from admission.
@@ -142,13 +164,14 @@ impl Pool {
     /// The returned [`Admission`] holds the queue place until it gets a slot or is dropped.
     pub fn admit(self: &Arc<Self>, class: QueueClass) -> Result<Admission, QueueFull> {
         let mut state = self.lock();
-        let slot_free = state.free > 0 && !state.has_waiters();
-        if !slot_free && state.queued >= self.queue_capacity {
+        let slot_free = state.slot_free() && !state.has_waiters();
+        if !slot_free && state.queued >= state.queue_capacity {
+            let capacity = state.queue_capacity;
             drop(state);
             self.stats.rejected();
             return Err(QueueFull {
                 pool: self.name.clone(),
-                capacity: self.queue_capacity,
+                capacity,
             });
         }
         // Take the place in line now, so waiters are served in admission order.
@@ -192,8 +215,8 @@ impl Pool {
 
     /// A free slot now, or a place at the back of `class`'s line.
     fn ticket(self: &Arc<Self>, state: &mut PoolState, class: QueueClass) -> Ticket {
-        if state.free > 0 && !state.has_waiters() {
-            state.free -= 1;
+        if state.slot_free() && !state.has_waiters() {
+            state.held += 1;
             return Ticket::Ready(self.grant());
         }
         let (tx, rx) = oneshot::channel();
@@ -220,14 +243,23 @@ impl Pool {
         }
     }
 
-    /// Hand a freed slot to the first live waiter, or return it to the free count.
+    /// A slot was given back: hand it to the first live waiter if the size allows.
     fn release(self: &Arc<Self>) {
         self.stats.slot_released();
         let mut state = self.lock();
+        state.held -= 1;
+        self.hand_out(&mut state);
+    }
+
+    /// Grant free slots to live waiters, by class, while the size allows.
+    fn hand_out(self: &Arc<Self>, state: &mut PoolState) {
         for class in 0..CLASSES {
-            while let Some(tx) = state.waiters[class].pop_front() {
+            while state.slot_free() {
+                let Some(tx) = state.waiters[class].pop_front() else {
+                    break;
+                };
                 match tx.send(self.grant()) {
-                    Ok(()) => return,
+                    Ok(()) => state.held += 1,
                     Err(mut unwanted) => {
                         // The waiter gave up (its instance was dropped): this slot was never
                         // held, so it must not release again on drop.
@@ -237,7 +269,6 @@ impl Pool {
                 }
             }
         }
-        state.free += 1;
     }
 
     pub(crate) fn note_preempted(&self) {
@@ -417,6 +448,43 @@ mod tests {
         let _slot = b.wait().await;
         assert_eq!(pool.queued(), 1);
         assert!(pool.admit(QueueClass::Normal).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_resize_hands_out_new_slots_at_once_and_takes_slots_back_as_they_free() {
+        let pool = Pool::new("p", 1, 1);
+        let first = pool.acquire(QueueClass::Normal).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut a = Box::pin(pool.acquire(QueueClass::Normal));
+        let mut b = Box::pin(pool.acquire(QueueClass::Normal));
+        assert!(futures::poll!(&mut a).is_pending() && futures::poll!(&mut b).is_pending());
+        // Growing to 3 serves both waiters without anyone giving a slot back.
+        pool.resize(Some(3), Some(5));
+        let (a, b) = (within("a", a).await, within("b", b).await);
+        assert_eq!((pool.size(), pool.queue_capacity()), (3, 5));
+        assert_eq!(pool.stats().snapshot().running, 3);
+        // Shrinking to 1 stops nothing; the slots freed meanwhile are not handed on.
+        pool.resize(Some(1), None);
+        let c = waiter(&pool, QueueClass::Normal, "c", &order).await;
+        drop(a);
+        drop(b);
+        assert_eq!(pool.stats().snapshot().running, 1);
+        assert_eq!(pool.waiting(), 1, "c got a slot while 1 of 1 was held");
+        drop(first);
+        within("c served once the size allows", c).await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["c"]);
+    }
+
+    #[tokio::test]
+    async fn a_smaller_queue_refuses_new_starts_and_keeps_the_queued() {
+        let pool = Pool::new("p", 1, 3);
+        let _running = pool.admit(QueueClass::Normal).unwrap().wait().await;
+        let _b = pool.admit(QueueClass::Normal).unwrap();
+        let _c = pool.admit(QueueClass::Normal).unwrap();
+        pool.resize(None, Some(1));
+        assert_eq!(pool.queued(), 2);
+        let err = pool.admit(QueueClass::Normal).unwrap_err();
+        assert_eq!(err.capacity, 1);
     }
 
     #[tokio::test]
