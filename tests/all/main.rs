@@ -20,6 +20,7 @@ mod polyglot;
 mod pools;
 mod sandbox;
 mod scheduling;
+mod schemathesis;
 mod served;
 mod sessions;
 mod store_lock;
