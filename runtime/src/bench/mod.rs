@@ -6,6 +6,7 @@
 //!     mappings per parked instance (measured in a child process per count, so each count
 //!     starts from a clean heap). Durability figures are in [`durable`].
 
+pub mod api;
 pub mod durable;
 pub mod messaging;
 

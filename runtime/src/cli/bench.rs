@@ -58,6 +58,9 @@ enum Part {
     Languages,
     /// (S): `--flows` parked sleepers, evicted beyond `--max-resident`
     Scale,
+    /// (W): W1 and W2 through the HTTP API of a node served in its own process, beside the
+    /// same figures in process
+    Api,
 }
 
 impl Part {
@@ -139,6 +142,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 f.trade_median.as_secs_f64() * 1e3
             );
         }
+    }
+    if args.only == Part::Api {
+        api(&runtime, &args)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if args.only == Part::Scale {
         let f = runtime.block_on(bench::durable::scale(
@@ -227,6 +234,54 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// (W): the served node from a separate process, then the same workloads in process (the
+/// SQLite store figures of (D)), for the API's cost as a ratio.
+fn api(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let (iterations, starters) = (args.iterations as usize, args.starters as usize);
+    let exe = std::env::current_exe()?;
+    let w = runtime.block_on(bench::api::api(&exe, &args.guests, iterations, starters))?;
+    let local = runtime.block_on(bench::durable::store(
+        &args.guests,
+        true,
+        iterations,
+        starters,
+    ))?;
+    println!(
+        "(W) W1 trivial flow over HTTP      one at a time median {:>7.3} ms  p99 {:>7.3} ms   {:>7.0} flows/s ({} clients)",
+        ms(w.w1_median),
+        ms(w.w1_p99),
+        w.w1_per_sec,
+        args.starters
+    );
+    println!(
+        "    W2 parent of 100 over HTTP     one {:>7.1} ms   ten at once {:>7.1} ms",
+        ms(w.w2_one),
+        ms(w.w2_ten)
+    );
+    println!(
+        "    node RSS at rest {:>6.1} MiB   peak {:>6.1} MiB",
+        mib(w.rss_rest),
+        mib(w.rss_peak)
+    );
+    println!(
+        "    in process (sqlite)            one at a time median {:>7.3} ms   {:>7.0} flows/s   W2 one {:>6.1} ms   ten {:>6.1} ms",
+        ms(local.sequential_median),
+        local.flows_per_sec,
+        ms(local.fan_out_100),
+        ms(local.ten_fan_outs)
+    );
+    println!(
+        "    API / in process: W1 median {:.2}x   W1 throughput {:.2}x   W2 one {:.2}x   W2 ten {:.2}x",
+        ms(w.w1_median) / ms(local.sequential_median),
+        local.flows_per_sec / w.w1_per_sec,
+        ms(w.w2_one) / ms(local.fan_out_100),
+        ms(w.w2_ten) / ms(local.ten_fan_outs)
+    );
+    Ok(())
 }
 
 /// The durability figures: the SQLite store against memory, replay and eviction.
