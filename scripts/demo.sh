@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a Sluice node as a user runs it. `sluice serve` runs the demo node (every pool
 # has ONE slot), and the `sluice` CLI drives it over its HTTP API: flows that start
-# subflows and wait (a fan-out of 1,000 and a chain of 5,000; then 20 fan-outs at once),
-# the pools table, a cancel, and a drain (SIGTERM) that stops the node cleanly.
+# subflows and wait (a fan-out of 1,000 and a chain of 5,000; then, after a live pool
+# resize, 20 fan-outs at once), the pools table, and a drain (SIGTERM) that stops the node cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-guests.sh --quiet
@@ -41,6 +41,10 @@ echo "== A node serves on $url; every pool has one slot. Waiting flows park: no 
 echo
 echo "== sluice start demo --wait   (fanout of 1000 x hello in 'fanouts', chain of depth 5000 in 'chains')"
 "$sluice" start demo --input "${1:-{\"fanout\": 1000, \"chain\": 5000\}}" --wait
+
+echo
+echo "== sluice pools resize fanouts --size 2   (live: the next work gets two slots)"
+"$sluice" pools resize fanouts --size 2
 
 echo
 echo "== 20 fan-outs of 50 started at once, each waiting for its children"
