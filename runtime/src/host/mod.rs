@@ -17,11 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub mod cancel;
 pub mod completions;
 mod events;
 pub mod services;
 mod sessions;
 
+pub use cancel::{CancelError, CancelSignal, Cancellations};
 pub use completions::Completions;
 pub use services::{BoxFuture, Services, Starter};
 
