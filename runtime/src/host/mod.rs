@@ -395,6 +395,36 @@ impl host::Host for HostState {
         Ok(outcomes.into_iter().map(wit::outcome).collect())
     }
 
+    async fn cancel(&mut self, id: String) -> wasmtime::Result<Result<(), WitFlowError>> {
+        self.meter.journaled(1)?;
+        let call = Call::Cancel { id: &id };
+        if let Some(answer) = self.recorder.replay_as::<Result<(), FlowError>>(&call)? {
+            return Ok(answer.map_err(Into::into));
+        }
+        // The child stays unjoined: a later `join` learns how it ended.
+        let answer = if !self.children.contains_key(&id) {
+            Err(FlowError::Rejected(format!(
+                "cancel: `{id}` is not an unjoined child of this instance"
+            )))
+        } else {
+            match self.services.cancel(&id).await {
+                Ok(count) => {
+                    tracing::info!("cancelled child {id}: {count} instance(s)");
+                    Ok(())
+                }
+                // It ended first: nothing to cancel, and `join` gives its outcome.
+                Err(CancelError::Ended { .. }) => Ok(()),
+                Err(CancelError::Unknown(_)) => Err(FlowError::Rejected(format!(
+                    "cancel: no instance `{id}` on this node"
+                ))),
+                // Not journaled: a store that failed once may not fail on the next run.
+                Err(CancelError::Store(e)) => return Err(e.into()),
+            }
+        };
+        self.recorder.record(&call, &answer)?;
+        Ok(answer.map_err(Into::into))
+    }
+
     async fn now(&mut self) -> wasmtime::Result<u64> {
         self.meter.journaled(1)?;
         if let Some(now) = self.recorder.replay_as(&Call::Now)? {
