@@ -110,8 +110,8 @@ pub struct InstanceRecord {
 impl InstanceRecord {
     /// A new running instance, created now. Its parent is read from `meta`.
     pub fn new(id: &str, flow: &str, component: &str, input: &[u8], meta: String) -> Self {
-        let parent = crate::model::StartMeta::parse(&meta)
-            .and_then(|m| m.origin.parent().map(String::from));
+        let parent =
+            crate::model::StartMeta::parse(&meta).and_then(|m| m.origin.parent().map(String::from));
         InstanceRecord {
             id: id.into(),
             flow: flow.into(),

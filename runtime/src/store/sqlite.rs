@@ -275,10 +275,13 @@ impl JournalStore for SqliteStore {
         const PAGE: i64 = 512;
         while found.len() < query.limit {
             let rows = stmt
-                .query_map(params![after, query.flow, status, PAGE, query.parent], |r| {
-                    let seq: i64 = r.get(0)?;
-                    Ok((seq, to_record_at(r, 1)?))
-                })
+                .query_map(
+                    params![after, query.flow, status, PAGE, query.parent],
+                    |r| {
+                        let seq: i64 = r.get(0)?;
+                        Ok((seq, to_record_at(r, 1)?))
+                    },
+                )
                 .map_err(db)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?;
@@ -310,7 +313,9 @@ impl JournalStore for SqliteStore {
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(db)?;
         let mut found = Vec::new();
         for row in rows {
@@ -339,8 +344,7 @@ impl JournalStore for SqliteStore {
     }
 }
 
-const RECORD_COLUMNS: &str =
-    "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
+const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
 
 /// One write inside an open transaction.
 fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError> {
@@ -405,9 +409,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
                     "UPDATE instances SET status = ?2, output = ?3, message = ?4, ended_ms = ?5 \
                      WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![id, status.as_str(), output, message, ended])
-                })
+                .and_then(|mut s| s.execute(params![id, status.as_str(), output, message, ended]))
                 .map_err(db)?;
             if changed == 0 {
                 let known = tx
@@ -729,9 +731,21 @@ mod tests {
             conn.execute_batch(&format!("{}; PRAGMA user_version = 3;", v3.join(";\n")))
                 .unwrap();
             for (id, meta, status) in [
-                ("root", r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#, "running"),
-                ("root.0", r#"{"origin":"subflow","by":"root","priority":"normal","pool":"default"}"#, "running"),
-                ("root.0.1", r#"{"origin":"subflow","by":"root.0","priority":"normal","pool":"default"}"#, "completed"),
+                (
+                    "root",
+                    r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#,
+                    "running",
+                ),
+                (
+                    "root.0",
+                    r#"{"origin":"subflow","by":"root","priority":"normal","pool":"default"}"#,
+                    "running",
+                ),
+                (
+                    "root.0.1",
+                    r#"{"origin":"subflow","by":"root.0","priority":"normal","pool":"default"}"#,
+                    "completed",
+                ),
                 ("other", "not json", "running"),
             ] {
                 conn.execute(
@@ -744,7 +758,10 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let child = store.record("root.0").unwrap().unwrap();
         assert_eq!(child.parent.as_deref(), Some("root"), "parent backfilled");
-        assert!(child.created_ms.is_some_and(|ms| ms > 0), "created_ms from created");
+        assert!(
+            child.created_ms.is_some_and(|ms| ms > 0),
+            "created_ms from created"
+        );
         assert_eq!(child.ended_ms, None);
         assert_eq!(store.record("other").unwrap().unwrap().parent, None);
         let mut found = store.descendants("root").unwrap();
@@ -773,7 +790,10 @@ mod tests {
         store
             .write(&[Write::Create(record("a")), Write::Create(child("a.0", "a"))])
             .unwrap();
-        assert_eq!(store.record("a.0").unwrap().unwrap().parent.as_deref(), Some("a"));
+        assert_eq!(
+            store.record("a.0").unwrap().unwrap().parent.as_deref(),
+            Some("a")
+        );
         store.write(&[status("a", Status::Hospital)]).unwrap();
         assert_eq!(store.record("a").unwrap().unwrap().ended_ms, None);
         store.write(&[status("a", Status::Cancelled)]).unwrap();
