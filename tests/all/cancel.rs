@@ -124,6 +124,8 @@ async fn cancelling_a_parent_ends_its_parked_and_running_children_and_their_code
     );
     let mut everyone: Vec<String> = descendants.keys().cloned().collect();
     everyone.push(root.clone());
+    // What they journaled before the cancel returned, committed.
+    node.journal().sync().await.unwrap();
     let after_cancel = journal_lengths(&*store, &everyone);
 
     // The burners give their slots back when their guest is dropped: they are stopped.

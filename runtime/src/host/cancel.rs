@@ -54,7 +54,14 @@ pub struct CancelSignal(Arc<Signal>);
 struct Signal {
     fired: AtomicBool,
     notify: Notify,
+    /// Set when the instance's task is over (its guest dropped): see [`CancelSignal::stopped`].
+    stopped: AtomicBool,
+    stop_notify: Notify,
 }
+
+/// How long a cancellation waits for the instances it stopped to let go of their guests
+/// (a running guest yields at every epoch tick, so this is only ever reached by a bug).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl CancelSignal {
     /// Fire it: everyone awaiting [`CancelSignal::fired`] wakes, now or later.
@@ -70,16 +77,32 @@ impl CancelSignal {
 
     /// Wait until it fires (at once if it has).
     pub async fn fired(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a fire between the two is not missed.
-            notified.as_mut().enable();
-            if self.is_fired() {
-                return;
-            }
-            notified.await;
+        wait_for(&self.0.fired, &self.0.notify).await;
+    }
+
+    /// The instance's task is over: nothing of its guest runs any more.
+    fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.stop_notify.notify_waiters();
+    }
+
+    /// Wait until the instance's task is over.
+    async fn stopped(&self) {
+        wait_for(&self.0.stopped, &self.0.stop_notify).await;
+    }
+}
+
+/// Wait until `flag` is set; whoever sets it notifies `notify` after.
+async fn wait_for(flag: &AtomicBool, notify: &Notify) {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a set between the two is not missed.
+        notified.as_mut().enable();
+        if flag.load(Ordering::SeqCst) {
+            return;
         }
+        notified.await;
     }
 }
 
@@ -125,9 +148,12 @@ impl Cancellations {
             .clone()
     }
 
-    /// The task of `id` is over.
+    /// The task of `id` is over: nothing of its guest runs any more.
     pub fn forget(&self, id: &str) {
-        self.lock().remove(id);
+        let entry = self.lock().remove(id);
+        if let Some(entry) = entry {
+            entry.signal.stop();
+        }
     }
 
     /// Instance `id` is about to queue its own end; false when a cancellation marked it
@@ -189,8 +215,15 @@ pub fn cancelled_write(id: &str) -> Write {
 
 impl Services {
     /// Cancel instance `id` and all its unfinished descendants: they end as `cancelled`,
-    /// durably, before anything is told or stopped. Returns how many were cancelled.
+    /// durably, before anything is told or stopped. Returns how many were cancelled, once
+    /// none of their guests runs any more (within a generous bound).
     pub async fn cancel(&self, id: &str) -> Result<usize, CancelError> {
+        self.cancel_with(id, true).await
+    }
+
+    /// [`Services::cancel`]; `wait`: return only once their tasks are over (an instance
+    /// cancelling itself must not wait for itself).
+    pub async fn cancel_with(&self, id: &str, wait: bool) -> Result<usize, CancelError> {
         let journal = &self.journal;
         // Its record, or its end, may still be queued.
         journal.sync().await?;
@@ -228,7 +261,14 @@ impl Services {
             self.cancels.unmark(&marked);
             return Err(e.into());
         }
+        let signals: Vec<CancelSignal> = marked.iter().filter_map(|(_, s)| s.clone()).collect();
         let count = self.tell_cancelled(marked);
+        if wait {
+            let stopped = futures::future::join_all(signals.iter().map(CancelSignal::stopped));
+            if tokio::time::timeout(STOP_WAIT, stopped).await.is_err() {
+                tracing::warn!("instance {id} cancelled; some of its tree still winds down");
+            }
+        }
         tracing::debug!("instance {id} cancelled, with its descendants: {count} in all");
         Ok(count)
     }

@@ -55,7 +55,7 @@ pub async fn run(start: Admitted) {
         && services.is_cancelled(parent)
     {
         tracing::info!(flow = %start.flow.name, id = %id, "parent {parent} was cancelled; so is {id}");
-        if let Err(e) = services.cancel(id).await {
+        if let Err(e) = services.cancel_with(id, false).await {
             tracing::warn!(flow = %start.flow.name, id = %id, "cannot cancel {id} with its parent: {e}");
         }
     }
