@@ -2,7 +2,7 @@
 # The demo: a Sluice node as a user runs it. `sluice serve` runs the demo node (every pool
 # has ONE slot), and the `sluice` CLI drives it over its HTTP API: flows that start
 # subflows and wait (a fan-out of 1,000 and a chain of 5,000; then, after a live pool
-# resize, 20 fan-outs at once), the pools table, and a drain (SIGTERM) that stops the node cleanly.
+# resize, 20 fan-outs at once), the pools table, a cancel that cascades, and a drain (SIGTERM) that stops the node cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-guests.sh --quiet
@@ -61,6 +61,16 @@ echo "== sluice pools"
 echo
 echo "== sluice status napper   (a 10-minute sleeper, parked)"
 "$sluice" status napper
+
+echo
+echo "== sluice cancel sleepy-fan   (a fan-out of 30 ten-minute sleepers: it and its 30 parked children end as cancelled)"
+"$sluice" start fanout --input '{"n": 30, "child": "sleeper", "input": {"ms": 600000}}' --id sleepy-fan >/dev/null
+for _ in $(seq 1 600); do
+  [ "$("$sluice" list --parent sleepy-fan --status running --json | grep -o '"id"' | wc -l)" -ge 30 ] && break
+  sleep 0.1
+done
+"$sluice" cancel sleepy-fan
+"$sluice" list --parent sleepy-fan --status cancelled --limit 3
 
 echo
 echo "== drain: SIGTERM; the node stops admitting, lets running flows park, commits, exits 0"

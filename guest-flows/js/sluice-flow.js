@@ -80,6 +80,8 @@ export class Ctx {
   start(flow, value) { return { flow, id: subflow(flow, () => host.start(flow, encode(value), { priority: undefined })) }; }
   /** Wait for a child started with start (a suspension point). */
   join(child) { return subflow(child.flow, () => decode(host.join(child.id))); }
+  /** Cancel a child started with start, with all its descendants; join then throws (cancelled). */
+  cancel(child) { subflow(child.flow, () => host.cancel(child.id)); }
   /** Run `flow` once per value, concurrently; results in order. Throws on the first failure. */
   parallel(flow, values) {
     return host.parallel(flow, values.map(encode)).map((r) => {

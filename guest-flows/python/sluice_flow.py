@@ -117,6 +117,14 @@ class Ctx:
         except Err as e:
             raise SubflowError(child.flow, e.value) from None
 
+    def cancel(self, child):
+        """Cancel a child started with start, with all its descendants; join then raises
+        SubflowError (cancelled), or returns its output when it ended first."""
+        try:
+            host.cancel(child.id)
+        except Err as e:
+            raise SubflowError(child.flow, e.value) from None
+
     def parallel(self, flow, values):
         """Run `flow` once per value, concurrently; results in order. Raises on the first failure."""
         results = host.parallel(flow, [_encode(v) for v in values])

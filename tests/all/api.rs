@@ -529,6 +529,7 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "GET /v1/instances/{id}/result",
         "GET /v1/instances/{id}/journal",
         "GET /v1/instances/{id}/children",
+        "POST /v1/instances/{id}/cancel",
         "GET /v1/hospital",
         "POST /v1/hospital/{id}/retry",
         "POST /v1/hospital/{id}/kill",

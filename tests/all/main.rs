@@ -2,6 +2,7 @@
 //! `scripts/build-guests.sh`) through a real node.
 
 mod api;
+mod cancel;
 mod cli;
 mod client;
 mod drain;

@@ -183,6 +183,13 @@ impl Ctx {
         Ok(serde_json::from_slice(&out)?)
     }
 
+    /// Cancel a child started with [`Ctx::start`], with all its descendants. It stays
+    /// joinable: [`Ctx::join`] then fails with [`FlowError::Cancelled`] (or gives its
+    /// output, when it ended first). Journaled like every host call.
+    pub fn cancel(&self, child: &Child) -> Result<()> {
+        host::cancel(&child.id).map_err(|error| Error::Subflow { flow: child.flow.clone(), error })
+    }
+
     /// Run `flow` once per input, concurrently, and wait for all (a suspension point).
     /// Results come back in input order.
     pub fn parallel<I: Serialize, O: DeserializeOwned>(&self, flow: &str, inputs: &[I]) -> Result<Vec<Result<O>>> {

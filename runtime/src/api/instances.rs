@@ -1,4 +1,5 @@
-//! Starting instances, and reading them: status, result (long-poll), journal, children, list.
+//! Starting instances, reading them (status, result long-poll, journal, children, list), and
+//! cancelling them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,11 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, body_rejected, rejected};
 use super::views::{
-    EntryView, InstancePage, InstanceView, ListParams, OutcomeView, StartParams, WaitParams,
-    latest_progress,
+    CancelView, EntryView, InstancePage, InstanceView, ListParams, OutcomeView, StartParams,
+    WaitParams, latest_progress,
 };
 use crate::model::{Permission, Priority, StartRequest};
+use crate::node::CancelError;
 use crate::store::{InstanceRecord, ListQuery, Status};
 
 /// The longest a request may wait for an outcome.
@@ -314,9 +316,10 @@ pub async fn list(
         Some("completed") => Some(Status::Completed),
         Some("failed") => Some(Status::Failed),
         Some("held") => Some(Status::Hospital),
+        Some("cancelled") => Some(Status::Cancelled),
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "status = `{other}`: use running, completed, failed or held"
+                "status = `{other}`: use running, completed, failed, held or cancelled"
             )));
         }
     };
@@ -352,4 +355,44 @@ pub async fn list(
             .map(|(_, r)| InstanceView::of(r, None))
             .collect(),
     }))
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        let (status, code) = match &e {
+            CancelError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown-instance"),
+            CancelError::Ended { .. } => (StatusCode::CONFLICT, "conflict"),
+            CancelError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// Cancel an instance and all its unfinished descendants: each ends as `cancelled`, durably,
+/// before anything of them is stopped; waiting parents see `flow-error.cancelled`.
+#[utoipa::path(
+    post, path = "/v1/instances/{id}/cancel", tag = "instances",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Cancelled, with how many instances", body = CancelView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token may not cancel", body = ErrorBody),
+        (status = 404, description = "Unknown instance", body = ErrorBody),
+        (status = 409, description = "It has already ended", body = ErrorBody),
+        (status = 503, description = "The store failed; nothing was cancelled", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+pub async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<CancelView>, ApiError> {
+    caller.require(Permission::Cancel)?;
+    let id = path_of(id)?;
+    check_id(&id)?;
+    let cancelled = state.node.cancel(&id).await?;
+    tracing::info!(caller = %caller.name, "cancelled {id}: {cancelled} instance(s)");
+    Ok(Json(CancelView { id, cancelled }))
 }

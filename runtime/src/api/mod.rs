@@ -111,7 +111,7 @@ impl ApiState {
     ),
     modifiers(&BearerToken),
     tags(
-        (name = "instances", description = "Start and read flow instances"),
+        (name = "instances", description = "Start, read and cancel flow instances"),
         (name = "hospital", description = "Instances held for an operator"),
         (name = "node", description = "Pools, flows, health, metrics, drain"),
     )
@@ -139,6 +139,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(instances::result))
         .routes(routes!(instances::journal))
         .routes(routes!(instances::children))
+        .routes(routes!(instances::cancel))
         .routes(routes!(operate::hospital))
         .routes(routes!(operate::retry))
         .routes(routes!(operate::kill))

@@ -93,6 +93,20 @@ pub struct InstanceView {
     /// Why it failed or is held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When it was recorded: RFC 3339, UTC, in milliseconds (absent for records older
+    /// than the store's timestamps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it ended (completed, failed, timed out or cancelled): RFC 3339, UTC, in
+    /// milliseconds; absent while it has not ended, and for ends older than the timestamps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+/// Unix milliseconds as RFC 3339, UTC, in milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 impl InstanceView {
@@ -120,6 +134,8 @@ impl InstanceView {
                 _ => None,
             },
             message: record.message.clone(),
+            created: record.created_ms.map(rfc3339),
+            ended: record.ended_ms.map(rfc3339),
         }
     }
 }
@@ -243,7 +259,8 @@ pub struct FlowView {
 pub struct ListParams {
     /// Only instances of this flow.
     pub flow: Option<String>,
-    /// Only instances in this state: `running`, `completed`, `failed`, `held`.
+    /// Only instances in this state: `running`, `completed`, `failed` (timed out
+    /// included), `held`, `cancelled`.
     pub status: Option<String>,
     /// Only instances admitted to this pool.
     pub pool: Option<String>,
@@ -283,6 +300,16 @@ pub struct WaitParams {
 pub struct RetryBody {
     /// Run it on this build instead (a component path on the node's machine).
     pub component: Option<String>,
+}
+
+/// What `POST /v1/instances/{id}/cancel` did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancelView {
+    /// The instance asked for.
+    pub id: String,
+    /// How many instances ended as cancelled: it and its unfinished descendants (one
+    /// that ended by itself meanwhile is not counted).
+    pub cancelled: usize,
 }
 
 /// A plain acknowledgement.

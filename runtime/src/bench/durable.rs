@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{percentile, rss_bytes, sequential, throughput};
-use sluice::store::{Status, Write};
+use sluice::store::{InstanceRecord, Status, Write};
 use sluice::{Node, NodeConfig, StartRequest};
 
 /// Store-dependent figures, durable and in memory.
@@ -131,15 +131,23 @@ pub async fn replay(guests: &Path, entries: usize) -> anyhow::Result<ReplayFigur
     let handle = node.start(long).await?;
     let id = handle.id().to_string();
     handle.outcome().await?;
-    // Mark it unfinished again, as a crash before its end would have left it, and resume it.
-    node.journal()
-        .write(vec![Write::Status {
+    // An unfinished copy of it, as a crash before its end would have left it (an ended
+    // instance's status is final), to resume.
+    let store = node.journal().store().clone();
+    let done = store
+        .record(&id)?
+        .ok_or_else(|| anyhow::anyhow!("instance {id} not recorded"))?;
+    let id = format!("{id}-unfinished");
+    let mut copy = InstanceRecord::new(&id, &done.flow, &done.component, &done.input.0, done.meta);
+    copy.attempts = done.attempts;
+    let mut batch = vec![Write::Create(copy)];
+    for entry in store.journal(&done.id)? {
+        batch.push(Write::Append {
             id: id.clone(),
-            status: Status::Running,
-            output: None,
-            message: None,
-        }])
-        .await?;
+            entry,
+        });
+    }
+    node.journal().write(batch).await?;
     let t = Instant::now();
     node.recover().await?;
     while node

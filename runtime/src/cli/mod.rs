@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+mod cancel;
 mod client;
 mod new;
 mod ops;
@@ -39,6 +40,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Start(start::StartArgs),
     Result(remote::ResultArgs),
+    Cancel(cancel::CancelArgs),
     List(remote::ListArgs),
     Pools(remote::PoolsArgs),
     Flows(remote::FlowsArgs),
@@ -80,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Start(args) => start::run(args),
         Command::Result(args) => remote::result(args),
+        Command::Cancel(args) => cancel::run(args),
         Command::List(args) => remote::list(args),
         Command::Pools(args) => remote::pools(args),
         Command::Flows(args) => remote::flows(args),

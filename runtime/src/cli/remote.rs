@@ -61,7 +61,7 @@ pub struct ListArgs {
     /// Only this flow.
     #[arg(long)]
     flow: Option<String>,
-    /// Only this state: running, completed, failed, held.
+    /// Only this state: running, completed, failed, held, cancelled.
     #[arg(long)]
     status: Option<String>,
     /// Only this pool.

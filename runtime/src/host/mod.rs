@@ -17,11 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub mod cancel;
 pub mod completions;
 mod events;
 pub mod services;
 mod sessions;
 
+pub use cancel::{CancelError, CancelSignal, Cancellations};
 pub use completions::Completions;
 pub use services::{BoxFuture, Services, Starter};
 
@@ -391,6 +393,36 @@ impl host::Host for HostState {
         self.recorder
             .record_written(written, calls::outcomes_to_json(&outcomes), Vec::new())?;
         Ok(outcomes.into_iter().map(wit::outcome).collect())
+    }
+
+    async fn cancel(&mut self, id: String) -> wasmtime::Result<Result<(), WitFlowError>> {
+        self.meter.journaled(1)?;
+        let call = Call::Cancel { id: &id };
+        if let Some(answer) = self.recorder.replay_as::<Result<(), FlowError>>(&call)? {
+            return Ok(answer.map_err(Into::into));
+        }
+        // The child stays unjoined: a later `join` learns how it ended.
+        let answer = if !self.children.contains_key(&id) {
+            Err(FlowError::Rejected(format!(
+                "cancel: `{id}` is not an unjoined child of this instance"
+            )))
+        } else {
+            match self.services.cancel(&id).await {
+                Ok(count) => {
+                    tracing::info!("cancelled child {id}: {count} instance(s)");
+                    Ok(())
+                }
+                // It ended first: nothing to cancel, and `join` gives its outcome.
+                Err(CancelError::Ended { .. }) => Ok(()),
+                Err(CancelError::Unknown(_)) => Err(FlowError::Rejected(format!(
+                    "cancel: no instance `{id}` on this node"
+                ))),
+                // Not journaled: a store that failed once may not fail on the next run.
+                Err(CancelError::Store(e)) => return Err(e.into()),
+            }
+        };
+        self.recorder.record(&call, &answer)?;
+        Ok(answer.map_err(Into::into))
     }
 
     async fn now(&mut self) -> wasmtime::Result<u64> {

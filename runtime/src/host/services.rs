@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::HostState;
+use super::cancel::Cancellations;
 use super::completions::Completions;
 use crate::engine::{FlowEngine, FlowRegistry};
 use crate::error::StartError;
@@ -48,6 +49,8 @@ pub struct Services {
     pub messaging: Messaging,
     /// Who waits for which instance's outcome.
     pub completions: Completions,
+    /// The instances with a task here, and how to cancel each.
+    pub cancels: Cancellations,
     /// The stream of instance events.
     pub events: Events,
     /// The node's metrics.

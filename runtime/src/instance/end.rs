@@ -1,6 +1,7 @@
 //! How an instance's end reaches the store and whoever waits for it.
 
 use crate::host::Services;
+use crate::host::cancel::cancelled_write;
 use crate::model::{FlowError, end_reason};
 use crate::store::{Status, Write, encode};
 
@@ -19,6 +20,10 @@ pub enum End {
 /// it. A child's end is only queued: its parent, the one who learns it, queues its own
 /// writes after it, so a crash keeps both or neither. Anyone else learns an end only once
 /// it is durable.
+///
+/// An instance marked for cancellation before it got here writes no end and tells nobody:
+/// its canceller does both. A timed-out instance's unfinished descendants are cancelled
+/// in the batch that records its end.
 pub(super) async fn conclude(
     services: &Services,
     id: &str,
@@ -56,9 +61,24 @@ pub(super) async fn conclude(
         ),
     };
     let held = outcome.is_none();
+    let descendants = if outcome == Some(Err(FlowError::TimedOut)) {
+        services.mark_descendants(id).await.unwrap_or_else(|e| {
+            tracing::error!("cannot find the descendants of timed-out instance {id}: {e}");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    // No `.await` between this and queuing the end (see `Cancellations::begin_end`). A held
+    // instance has not ended: a cancellation may still end it.
+    let ending = held || services.cancels.begin_end(id);
     let mut batch = before;
-    batch.push(write);
-    let recorded = if child && !held {
+    if ending {
+        batch.push(write);
+    }
+    batch.extend(descendants.iter().map(|(id, _)| cancelled_write(id)));
+    // Descendants are told only once their cancellation is durable.
+    let recorded = if child && !held && descendants.is_empty() {
         services.journal.append(batch)
     } else {
         services.journal.write(batch).await
@@ -66,6 +86,13 @@ pub(super) async fn conclude(
     if let Err(e) = recorded {
         // Waiters still learn the outcome; after a restart the instance is replayed.
         tracing::error!("cannot record the end of instance {id}: {e}");
+    }
+    if !descendants.is_empty() {
+        let count = services.tell_cancelled(descendants);
+        tracing::info!("instance {id} timed out: {count} descendant(s) cancelled");
+    }
+    if !ending {
+        return;
     }
     if let Some(outcome) = &outcome {
         // Counterparties receive what it sent, then learn it ended. A held instance may

@@ -17,7 +17,9 @@ mod end;
 pub use end::End;
 
 use crate::engine::Metering;
-use crate::host::{EvictedWait, HostState, InstanceInfo, Services, SlotHolder, Starter};
+use crate::host::{
+    CancelSignal, EvictedWait, HostState, InstanceInfo, Services, SlotHolder, Starter,
+};
 use crate::model::{FlowError, Invocation, Origin};
 use crate::observe::EventKind;
 use crate::replay::{Nondeterminism, PendingRecord, Recorder, take_pending};
@@ -44,7 +46,21 @@ enum Segment {
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
 pub async fn run(start: Admitted) {
     start.flow.in_flight.fetch_add(1, Ordering::Relaxed);
+    let services = &start.services;
+    let id = &start.invocation.id;
+    let cancel = services.cancels.register(id);
+    // A child whose parent was cancelled while starting it (after the cancellation looked
+    // for descendants) cancels itself before any of its code runs.
+    if let Origin::Subflow(parent) = &start.invocation.origin
+        && services.is_cancelled(parent)
+    {
+        tracing::info!(flow = %start.flow.name, id = %id, "parent {parent} was cancelled; so is {id}");
+        if let Err(e) = services.cancel_with(id, false).await {
+            tracing::warn!(flow = %start.flow.name, id = %id, "cannot cancel {id} with its parent: {e}");
+        }
+    }
     let life = Life {
+        cancel,
         pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
         pool: start.admission.pool().clone(),
         services: start.services,
@@ -87,6 +103,8 @@ pub struct Admitted {
 /// wait it left) is all that is kept of it.
 struct Life {
     services: Arc<Services>,
+    /// Fires when the instance is cancelled: whatever it is doing then stops.
+    cancel: CancelSignal,
     starter: Arc<dyn Starter>,
     flow: Arc<Flow>,
     invocation: Invocation,
@@ -122,10 +140,14 @@ impl Life {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let span = tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name());
-            let episode = self
-                .attempts(admission, resident)
-                .instrument(span.clone())
-                .await;
+            // Cancelled: dropping the attempts drops whatever they hold (a queue place, a
+            // slot, the store and its guest, a wait), as a timeout does.
+            let cancel = self.cancel.clone();
+            let episode = tokio::select! {
+                biased;
+                () = cancel.fired() => Episode::End(End::Failed(FlowError::Cancelled)),
+                episode = self.attempts(admission, resident).instrument(span.clone()) => episode,
+            };
             match episode {
                 Episode::End(end) => self.conclude(end).instrument(span).await,
                 Episode::Evicted(wait) => {
@@ -140,8 +162,18 @@ impl Life {
                     };
                     executor.clone().spawn(async move {
                         self.pool.stats().parked();
-                        wait.await;
+                        let cancel = self.cancel.clone();
+                        let woke = tokio::select! {
+                            biased;
+                            () = cancel.fired() => false,
+                            () = wait => true,
+                        };
                         self.pool.stats().unparked();
+                        if !woke {
+                            let end = End::Failed(FlowError::Cancelled);
+                            self.conclude(end).instrument(span).await;
+                            return;
+                        }
                         // The place in memory first: until it has one, only this small task
                         // exists, however many evicted instances wake at once.
                         // Boxed: the waiting task holds no room for this until it wakes.
@@ -285,6 +317,7 @@ impl Life {
         match &end {
             End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
             End::Failed(FlowError::TimedOut) => {}
+            End::Failed(FlowError::Cancelled) => tracing::info!("cancelled"),
             End::Failed(e) => tracing::warn!("{e}"),
             End::Held(why) => tracing::error!(
                 "flow `{}` instance {} is held in the flow hospital: {why}",
@@ -302,6 +335,7 @@ impl Life {
         services
             .events
             .send(&self.invocation.id, &flow.name, pool.name(), kind);
+        services.cancels.forget(&self.invocation.id);
     }
 
     /// One store and instance: replay the journal, then run live until the end or an eviction.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::NodeConfig;
 use crate::engine::{self, CacheOutcome, ComponentCache, FlowEngine, FlowRegistry, Metering};
 use crate::error::{LoadError, StartError};
-use crate::host::{BoxFuture, Completions, Services, Starter};
+use crate::host::{BoxFuture, Cancellations, Completions, Services, Starter};
 use crate::instance::Flow;
 use crate::messaging::Messaging;
 use crate::model::{FlowHandle, FlowSettings, Invocation, Limits, StartRequest};
@@ -16,10 +16,12 @@ use crate::sched::rules::{self, Placement};
 use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
 use crate::store::{self, DirLock, Journal};
 
+mod cancel;
 mod hospital;
 mod recovery;
 mod start;
 
+pub use crate::host::CancelError;
 pub use hospital::HospitalError;
 
 /// A running Sluice node. Cheap to clone; all clones are the same node.
@@ -102,6 +104,7 @@ impl Node {
             residency: Residency::new(config.node.max_resident),
             messaging: Messaging::default(),
             completions: Completions::default(),
+            cancels: Cancellations::default(),
             events: Events::default(),
             metrics: Metrics::default(),
             identity: config.node.identity.clone(),

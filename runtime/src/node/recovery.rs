@@ -64,6 +64,7 @@ impl Node {
         if self.completions().claim(&record.id).is_none() {
             return Ok(()); // already running here
         }
+        self.services().cancels.register(&record.id);
         // Resumed work is never refused for a full queue: it was admitted before.
         let admission = pool.readmit();
         let run = instance::run(Admitted {

@@ -79,6 +79,9 @@ impl Node {
             let rx = services.completions.watch(&id);
             return Ok(FlowHandle::new(id, pool.name().to_string(), rx));
         };
+        // Cancellable from before its record exists: a cancellation that finds the record
+        // finds the instance's task too.
+        services.cancels.register(&id);
         let meta = match StartMeta::new(&invocation, pool.name(), request.fan_out).to_json() {
             Ok(meta) => meta,
             Err(e) => {
@@ -87,6 +90,7 @@ impl Node {
                     reason: e.to_string(),
                 };
                 let refused = Err(FlowError::Rejected(e.to_string()));
+                services.cancels.forget(&id);
                 services.completions.finish(&id, &refused);
                 return Err(e);
             }
@@ -121,6 +125,7 @@ impl Node {
                 flow: flow.name.clone(),
                 source,
             };
+            services.cancels.forget(&id);
             services
                 .completions
                 .finish(&id, &Err(FlowError::Rejected(e.to_string())));

@@ -19,6 +19,8 @@ pub enum Kind {
     Call,
     /// `parallel(flow, inputs)`: the children's outcomes, in order.
     Parallel,
+    /// `cancel(id)`: done, or why not.
+    Cancel,
     /// `now()`: unix milliseconds.
     Now,
     /// `sleep(ms)`: the deadline, journaled before the wait.
@@ -45,11 +47,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and tools.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Start,
         Kind::Join,
         Kind::Call,
         Kind::Parallel,
+        Kind::Cancel,
         Kind::Now,
         Kind::Sleep,
         Kind::Random,
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Join => "join",
             Kind::Call => "call",
             Kind::Parallel => "parallel",
+            Kind::Cancel => "cancel",
             Kind::Now => "now",
             Kind::Sleep => "sleep",
             Kind::Random => "random",
@@ -108,6 +112,8 @@ pub enum Call<'a> {
         flow: &'a str,
         inputs: &'a [Vec<u8>],
     },
+    /// `cancel`.
+    Cancel { id: &'a str },
     /// `now`.
     Now,
     /// `sleep`.
@@ -143,6 +149,7 @@ impl Call<'_> {
             Call::Join { .. } => Kind::Join,
             Call::Call { .. } => Kind::Call,
             Call::Parallel { .. } => Kind::Parallel,
+            Call::Cancel { .. } => Kind::Cancel,
             Call::Now => Kind::Now,
             Call::Sleep { .. } => Kind::Sleep,
             Call::Random => Kind::Random,
@@ -187,7 +194,7 @@ impl Call<'_> {
                 args
             }
             Call::Call { flow, input } => json!({ "flow": flow, "input": payload(input) }),
-            Call::Join { id } => json!({ "id": id }),
+            Call::Join { id } | Call::Cancel { id } => json!({ "id": id }),
             Call::Parallel { flow, inputs } => {
                 let payloads: Vec<Payload> = inputs.iter().map(|i| Payload(i.clone())).collect();
                 json!({ "flow": flow, "inputs": encode(&payloads) })

@@ -20,6 +20,8 @@ struct State {
     records: HashMap<String, (u64, InstanceRecord)>,
     journals: HashMap<String, Vec<Entry>>,
     components: HashMap<String, Vec<u8>>,
+    /// Children's ids by parent id: the index a cancellation walks.
+    children: HashMap<String, Vec<String>>,
     /// Events not taken yet, by id, with their insertion number (publish order).
     events: HashMap<String, (u64, StoredEvent)>,
     next: u64,
@@ -72,8 +74,15 @@ impl State {
             Write::Create(record) => {
                 if !self.records.contains_key(&record.id) {
                     self.next += 1;
-                    self.records
-                        .insert(record.id.clone(), (self.next, record.clone()));
+                    let mut record = record.clone();
+                    record.created_ms.get_or_insert_with(super::unix_ms);
+                    if let Some(parent) = &record.parent {
+                        self.children
+                            .entry(parent.clone())
+                            .or_default()
+                            .push(record.id.clone());
+                    }
+                    self.records.insert(record.id.clone(), (self.next, record));
                 }
             }
             Write::Append { id, entry } => {
@@ -95,9 +104,13 @@ impl State {
                 message,
             } => {
                 let record = self.get(id)?;
-                record.status = *status;
-                record.output = output.clone().map(Payload);
-                record.message = message.clone();
+                // A final status stays: whichever end reached the store first is the end.
+                if !record.status.is_final() {
+                    record.status = *status;
+                    record.output = output.clone().map(Payload);
+                    record.message = message.clone();
+                    record.ended_ms = status.is_final().then(super::unix_ms);
+                }
             }
             Write::Attempted { id, attempts } => self.get(id)?.attempts = *attempts,
             Write::Component { hash, bytes } => {
@@ -171,6 +184,19 @@ impl JournalStore for MemoryStore {
             }
         }
         Ok(found.into_iter().take(query.limit).collect())
+    }
+
+    fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
+        let state = self.lock();
+        let mut found = Vec::new();
+        let mut next: Vec<&String> = state.children.get(id).into_iter().flatten().collect();
+        while let Some(child) = next.pop() {
+            if let Some((_, record)) = state.records.get(child) {
+                found.push((child.clone(), record.status));
+            }
+            next.extend(state.children.get(child).into_iter().flatten());
+        }
+        Ok(found)
     }
 
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -42,6 +42,8 @@ pub enum Status {
     Failed,
     /// Held for an operator (nondeterminism, retries exhausted).
     Hospital,
+    /// Cancelled (by an operator, its parent, or its ancestor's cancellation or timeout).
+    Cancelled,
 }
 
 impl Status {
@@ -52,6 +54,7 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Hospital => "hospital",
+            Status::Cancelled => "cancelled",
         }
     }
 
@@ -61,13 +64,15 @@ impl Status {
             "completed" => Status::Completed,
             "failed" => Status::Failed,
             "hospital" => Status::Hospital,
+            "cancelled" => Status::Cancelled,
             _ => return None,
         })
     }
 
-    /// Whether the instance has ended for good.
+    /// Whether the instance has ended for good. A final status is never overwritten: the
+    /// stores skip a later status write to an instance that has one (the first end wins).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 }
 
@@ -92,11 +97,21 @@ pub struct InstanceRecord {
     pub message: Option<String>,
     /// Failed attempts so far (retries).
     pub attempts: u32,
+    /// The instance that started it (from the start meta's `Origin::Subflow`); indexed, so
+    /// a cancellation finds the descendants of an instance in the store.
+    pub parent: Option<String>,
+    /// When it was recorded, unix ms (`None`: not known, or not recorded yet).
+    pub created_ms: Option<u64>,
+    /// When it reached a final status, unix ms; set by the store on that write (`None`
+    /// while unfinished, and for instances that ended before the store kept it).
+    pub ended_ms: Option<u64>,
 }
 
 impl InstanceRecord {
-    /// A new running instance.
+    /// A new running instance, created now. Its parent is read from `meta`.
     pub fn new(id: &str, flow: &str, component: &str, input: &[u8], meta: String) -> Self {
+        let parent =
+            crate::model::StartMeta::parse(&meta).and_then(|m| m.origin.parent().map(String::from));
         InstanceRecord {
             id: id.into(),
             flow: flow.into(),
@@ -107,6 +122,9 @@ impl InstanceRecord {
             output: None,
             message: None,
             attempts: 0,
+            parent,
+            created_ms: Some(unix_ms()),
+            ended_ms: None,
         }
     }
 
@@ -124,9 +142,18 @@ impl InstanceRecord {
                     FlowError::Failed(self.message.clone().unwrap_or_default())
                 })))
             }
+            Status::Cancelled => Some(Err(FlowError::Cancelled)),
             Status::Running | Status::Hospital => None,
         }
     }
+}
+
+/// The clock the store stamps records with, unix ms.
+pub fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One journaled host call: which call, its arguments, and what the host answered.
@@ -149,7 +176,8 @@ pub enum Write {
     Create(InstanceRecord),
     /// Append the next entry of an instance's journal.
     Append { id: String, entry: Entry },
-    /// Set an instance's status, with its output or the reason.
+    /// Set an instance's status, with its output or the reason. Nothing happens when the
+    /// instance already has a final status ([`Status::is_final`]): the first end stays.
     Status {
         id: String,
         status: Status,
@@ -277,6 +305,9 @@ pub trait JournalStore: Send + Sync {
     /// Instances matching `query`, in the order they were recorded, each with its sequence
     /// number (a cursor: pass the last one as `query.after` for the next page).
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError>;
+    /// Every instance started by `id` or, at any depth, by one of those, with its status
+    /// (found through the indexed `parent`, not the ids).
+    fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError>;
     /// How many instances of each flow are recorded (for operators and tests).
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether a commit survives a crash of the process (false for an in-memory store).

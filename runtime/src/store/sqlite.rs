@@ -38,6 +38,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE components (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);",
     // 3: events published and not yet taken (taking one deletes it).
     "CREATE TABLE events (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);",
+    // 4: cancellation finds descendants by `parent` (backfilled from the start meta); when
+    // an instance was recorded and ended, in unix ms (`created_ms` of older rows from their
+    // `created` seconds; `ended_ms` of rows that ended before stays NULL).
+    "ALTER TABLE instances ADD COLUMN parent TEXT;
+     ALTER TABLE instances ADD COLUMN created_ms INTEGER;
+     ALTER TABLE instances ADD COLUMN ended_ms INTEGER;
+     UPDATE instances SET parent = CASE WHEN json_valid(meta) THEN
+        CASE WHEN json_extract(meta, '$.origin') = 'subflow' THEN json_extract(meta, '$.by') END
+     END;
+     UPDATE instances SET created_ms = created * 1000;
+     CREATE INDEX instances_by_parent ON instances(parent) WHERE parent IS NOT NULL;",
 ];
 
 /// How long a write waits for another process's lock on the file.
@@ -247,13 +258,14 @@ impl JournalStore for SqliteStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
-        // The flow, status and cursor narrow in SQL; pool, parent and root (kept in the
+        // The flow, status, parent and cursor narrow in SQL; pool and root (kept in the
         // start meta and the id) are checked on each row, page by page.
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT rowid, {RECORD_COLUMNS} FROM instances
                  WHERE rowid > ?1 AND (?2 IS NULL OR flow = ?2) AND (?3 IS NULL OR status = ?3)
+                   AND (?5 IS NULL OR parent = ?5)
                  ORDER BY rowid LIMIT ?4"
             ))
             .map_err(db)?;
@@ -263,10 +275,13 @@ impl JournalStore for SqliteStore {
         const PAGE: i64 = 512;
         while found.len() < query.limit {
             let rows = stmt
-                .query_map(params![after, query.flow, status, PAGE], |r| {
-                    let seq: i64 = r.get(0)?;
-                    Ok((seq, to_record_at(r, 1)?))
-                })
+                .query_map(
+                    params![after, query.flow, status, PAGE, query.parent],
+                    |r| {
+                        let seq: i64 = r.get(0)?;
+                        Ok((seq, to_record_at(r, 1)?))
+                    },
+                )
                 .map_err(db)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?;
@@ -281,6 +296,34 @@ impl JournalStore for SqliteStore {
             if !full {
                 break;
             }
+        }
+        Ok(found)
+    }
+
+    fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "WITH RECURSIVE tree(id) AS (
+                    SELECT id FROM instances WHERE parent = ?1
+                    UNION
+                    SELECT i.id FROM instances i JOIN tree t ON i.parent = t.id
+                 )
+                 SELECT i.id, i.status FROM instances i JOIN tree t ON i.id = t.id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (child, status) = row.map_err(db)?;
+            let status = Status::parse(&status).ok_or_else(|| {
+                StoreError::Decode(format!("instance {child} has unknown status `{status}`"))
+            })?;
+            found.push((child, status));
         }
         Ok(found)
     }
@@ -301,15 +344,16 @@ impl JournalStore for SqliteStore {
     }
 }
 
-const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts";
+const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
 
 /// One write inside an open transaction.
 fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError> {
     match write {
         Write::Create(r) => {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO instances (id, flow, component, input, status, meta) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO instances \
+                 (id, flow, component, input, status, meta, parent, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -318,7 +362,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
                     r.component,
                     r.input.0,
                     r.status.as_str(),
-                    r.meta
+                    r.meta,
+                    r.parent,
+                    r.created_ms.unwrap_or_else(super::unix_ms) as i64
                 ])
             })
             .map_err(db)?;
@@ -356,14 +402,27 @@ fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(), StoreError
             output,
             message,
         } => {
+            // A final status stays: whichever end reached the store first is the end.
+            let ended = status.is_final().then(|| super::unix_ms() as i64);
             let changed = tx
                 .prepare_cached(
-                    "UPDATE instances SET status = ?2, output = ?3, message = ?4 WHERE id = ?1",
+                    "UPDATE instances SET status = ?2, output = ?3, message = ?4, ended_ms = ?5 \
+                     WHERE id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
                 )
-                .and_then(|mut s| s.execute(params![id, status.as_str(), output, message]))
+                .and_then(|mut s| s.execute(params![id, status.as_str(), output, message, ended]))
                 .map_err(db)?;
             if changed == 0 {
-                return Err(StoreError::Unknown(id.clone()));
+                let known = tx
+                    .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([id], |_| Ok(())).optional())
+                    .map_err(db)?;
+                if known.is_none() {
+                    return Err(StoreError::Unknown(id.clone()));
+                }
+                tracing::debug!(
+                    "instance {id} has ended already; its status stays (not {})",
+                    status.as_str()
+                );
             }
         }
         Write::Attempted { id, attempts } => {
@@ -430,6 +489,9 @@ fn to_record_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<InstanceRe
         output: r.get::<_, Option<Vec<u8>>>(at + 6)?.map(Payload),
         message: r.get(at + 7)?,
         attempts: r.get(at + 8)?,
+        parent: r.get(at + 9)?,
+        created_ms: r.get::<_, Option<i64>>(at + 10)?.map(|ms| ms as u64),
+        ended_ms: r.get::<_, Option<i64>>(at + 11)?.map(|ms| ms as u64),
     })
 }
 
@@ -441,6 +503,18 @@ mod tests {
 
     fn record(id: &str) -> InstanceRecord {
         InstanceRecord::new(id, "chain", "ab12", b"{}", "{}".into())
+    }
+
+    /// Records without their timestamps, which say when the store saw them, not what they are.
+    fn untimed(records: Vec<InstanceRecord>) -> Vec<InstanceRecord> {
+        records
+            .into_iter()
+            .map(|r| InstanceRecord {
+                created_ms: None,
+                ended_ms: None,
+                ..r
+            })
+            .collect()
     }
 
     fn entry(position: u64, call: &str) -> Entry {
@@ -499,8 +573,8 @@ mod tests {
             vec![entry(0, "now"), entry(1, "sleep")]
         );
         assert_eq!(
-            store.with_status(Status::Running).unwrap(),
-            vec![record("a")]
+            untimed(store.with_status(Status::Running).unwrap()),
+            untimed(vec![record("a")])
         );
         let b = store.record("b").unwrap().unwrap();
         assert_eq!(
@@ -624,8 +698,115 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            store.with_status(Status::Running).unwrap(),
-            vec![record("old")]
+            untimed(store.with_status(Status::Running).unwrap()),
+            untimed(vec![record("old")])
+        );
+    }
+
+    /// A child of `parent`, as the node records one.
+    fn child(id: &str, parent: &str) -> InstanceRecord {
+        let meta = format!(
+            r#"{{"origin":"subflow","by":"{parent}","priority":"normal","pool":"default"}}"#
+        );
+        InstanceRecord::new(id, "chain", "ab12", b"{}", meta)
+    }
+
+    fn status(id: &str, status: Status) -> Write {
+        Write::Status {
+            id: id.into(),
+            status,
+            output: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn a_version_3_store_migrates_and_its_children_are_found_by_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            // The schema as the previous build left it, with rows it wrote.
+            let conn = Connection::open(&path).unwrap();
+            let v3: Vec<&str> = MIGRATIONS[..3].to_vec();
+            conn.execute_batch(&format!("{}; PRAGMA user_version = 3;", v3.join(";\n")))
+                .unwrap();
+            for (id, meta, status) in [
+                (
+                    "root",
+                    r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#,
+                    "running",
+                ),
+                (
+                    "root.0",
+                    r#"{"origin":"subflow","by":"root","priority":"normal","pool":"default"}"#,
+                    "running",
+                ),
+                (
+                    "root.0.1",
+                    r#"{"origin":"subflow","by":"root.0","priority":"normal","pool":"default"}"#,
+                    "completed",
+                ),
+                ("other", "not json", "running"),
+            ] {
+                conn.execute(
+                    "INSERT INTO instances (id, flow, component, input, status, meta) VALUES (?1, 'chain', 'ab12', x'7b7d', ?3, ?2)",
+                    params![id, meta, status],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let child = store.record("root.0").unwrap().unwrap();
+        assert_eq!(child.parent.as_deref(), Some("root"), "parent backfilled");
+        assert!(
+            child.created_ms.is_some_and(|ms| ms > 0),
+            "created_ms from created"
+        );
+        assert_eq!(child.ended_ms, None);
+        assert_eq!(store.record("other").unwrap().unwrap().parent, None);
+        let mut found = store.descendants("root").unwrap();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            found,
+            vec![
+                ("root.0".to_string(), Status::Running),
+                ("root.0.1".to_string(), Status::Completed)
+            ]
+        );
+        let children = store
+            .list(&ListQuery {
+                parent: Some("root".into()),
+                limit: 10,
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert_eq!(children.len(), 1);
+        assert_eq!(children[0].1.id, "root.0");
+    }
+
+    #[test]
+    fn a_final_status_is_never_overwritten_and_stamps_when_it_ended() {
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .write(&[Write::Create(record("a")), Write::Create(child("a.0", "a"))])
+            .unwrap();
+        assert_eq!(
+            store.record("a.0").unwrap().unwrap().parent.as_deref(),
+            Some("a")
+        );
+        store.write(&[status("a", Status::Hospital)]).unwrap();
+        assert_eq!(store.record("a").unwrap().unwrap().ended_ms, None);
+        store.write(&[status("a", Status::Cancelled)]).unwrap();
+        store.write(&[status("a", Status::Completed)]).unwrap();
+        store.write(&[status("a", Status::Running)]).unwrap();
+        let a = store.record("a").unwrap().unwrap();
+        assert_eq!(a.status, Status::Cancelled, "the first end stays");
+        assert!(a.ended_ms.is_some());
+        assert_eq!(a.outcome(), Some(Err(crate::model::FlowError::Cancelled)));
+        assert_eq!(
+            store.with_status(Status::Cancelled).unwrap().len(),
+            1,
+            "stored as `cancelled`"
         );
     }
 }

@@ -19,6 +19,8 @@ pub enum HostCall {
     Call { flow: String, input: Value },
     /// `parallel(flow, inputs)`.
     Parallel { flow: String, inputs: Vec<Value> },
+    /// `cancel(id)`.
+    Cancel { id: String },
     /// `now()`.
     Now,
     /// `sleep(ms)`.
@@ -71,6 +73,7 @@ impl fmt::Display for HostCall {
         match self {
             HostCall::Start { flow, input, .. } => write!(f, "start(\"{flow}\", {input})"),
             HostCall::Join { id } => write!(f, "join({id})"),
+            HostCall::Cancel { id } => write!(f, "cancel({id})"),
             HostCall::Call { flow, input } => write!(f, "call(\"{flow}\", {input})"),
             HostCall::Parallel { flow, inputs } => {
                 write!(f, "parallel(\"{flow}\", {})", Value::Array(inputs.clone()))

@@ -182,6 +182,20 @@ impl host::Host for ScriptedState {
         Ok(results)
     }
 
+    async fn cancel(&mut self, id: String) -> wasmtime::Result<Result<(), WitFlowError>> {
+        self.calls.push(HostCall::Cancel { id: id.clone() });
+        // A scripted child has no run to stop: it ends as cancelled, for a later `join`.
+        Ok(match self.children.get_mut(&id) {
+            Some(outcome) => {
+                *outcome = Err(FlowError::Cancelled);
+                Ok(())
+            }
+            None => Err(WitFlowError::Rejected(format!(
+                "cancel: `{id}` is not an unjoined child of this instance"
+            ))),
+        })
+    }
+
     async fn now(&mut self) -> wasmtime::Result<u64> {
         self.calls.push(HostCall::Now);
         Ok(self.clock_ms)

@@ -222,6 +222,11 @@ impl host::Host for ReplayState {
             .collect())
     }
 
+    async fn cancel(&mut self, id: String) -> wasmtime::Result<Result<(), WitFlowError>> {
+        let done: Result<(), FlowError> = self.answer(Call::Cancel { id: &id })?;
+        Ok(done.map_err(Into::into))
+    }
+
     async fn now(&mut self) -> wasmtime::Result<u64> {
         self.answer(Call::Now)
     }

@@ -8,7 +8,7 @@
 //! [[subflow]]                       # scripted subflows, first match wins
 //! flow = "hello"
 //! input = { name = "child-0" }      # optional: only this input
-//! output = { greeting = "hi 0" }    # or: error = "…" | rejected = "…" | timed-out = true
+//! output = { greeting = "hi 0" }    # or: error = "…" | rejected = "…" | timed-out = true | cancelled = true
 //!
 //! [[message]]                       # what a counterparty sends, in order per party
 //! from = "PartyB"
@@ -87,6 +87,8 @@ struct SubflowEntry {
     rejected: Option<String>,
     #[serde(default)]
     timed_out: bool,
+    #[serde(default)]
+    cancelled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,14 +171,16 @@ impl Scenario {
         };
         let mut script = Script::default();
         for (i, entry) in file.subflow.into_iter().enumerate() {
-            let response = match (entry.output, entry.error, entry.rejected, entry.timed_out) {
-                (Some(o), None, None, false) => Ok(json(o)),
-                (None, Some(e), None, false) => Err(FlowError::Failed(e)),
-                (None, None, Some(r), false) => Err(FlowError::Rejected(r)),
-                (None, None, None, true) => Err(FlowError::TimedOut),
+            let given = (entry.output, entry.error, entry.rejected);
+            let response = match (given, entry.timed_out, entry.cancelled) {
+                ((Some(o), None, None), false, false) => Ok(json(o)),
+                ((None, Some(e), None), false, false) => Err(FlowError::Failed(e)),
+                ((None, None, Some(r)), false, false) => Err(FlowError::Rejected(r)),
+                ((None, None, None), true, false) => Err(FlowError::TimedOut),
+                ((None, None, None), false, true) => Err(FlowError::Cancelled),
                 _ => {
                     return Err(err(format!(
-                        "subflow[{i}] ({}): give exactly one of `output`, `error`, `rejected`, `timed-out`",
+                        "subflow[{i}] ({}): give exactly one of `output`, `error`, `rejected`, `timed-out`, `cancelled`",
                         entry.flow
                     )));
                 }
