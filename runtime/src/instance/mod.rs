@@ -317,7 +317,7 @@ impl Life {
         match &end {
             End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
             End::Failed(FlowError::TimedOut) => {}
-            End::Failed(FlowError::Cancelled) => tracing::info!("cancelled"),
+            End::Failed(FlowError::Cancelled) => tracing::debug!("cancelled"),
             End::Failed(e) => tracing::warn!("{e}"),
             End::Held(why) => tracing::error!(
                 "flow `{}` instance {} is held in the flow hospital: {why}",
