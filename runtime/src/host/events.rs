@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{HostState, unix_ms};
+use super::HostState;
 use crate::model::ids;
+use crate::model::unix_ms;
 use crate::replay::Call;
 use crate::store::{Payload, StoredEvent, Write};
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -29,7 +29,9 @@ pub use services::{BoxFuture, Services, Starter};
 
 use crate::engine::Meter;
 use crate::engine::sandbox::{self, GuestOutput, Stream};
-use crate::model::{FlowError, FlowHandle, FlowSettings, Outcome, Priority, StartRequest, ids};
+use crate::model::{
+    FlowError, FlowHandle, FlowSettings, Outcome, Priority, StartRequest, ids, unix_ms,
+};
 use crate::observe::EventKind;
 use crate::replay::Recorder;
 use crate::replay::calls::{self, Call};
@@ -508,11 +510,4 @@ impl host::Host for HostState {
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
         Ok(())
     }
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }

@@ -18,4 +18,4 @@ pub use permission::Permission;
 pub use session::{SessionRef, Side, end_reason};
 pub use settings::{DirGrant, FlowSettings, RetryPolicy};
 pub use start::{FlowHandle, StartMeta, StartRequest};
-pub use units::{EPOCH_TICK, HumanDuration};
+pub use units::{EPOCH_TICK, HumanDuration, unix_ms};

@@ -32,3 +32,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
         Ok(HumanDuration(duration))
     }
 }
+
+/// Now, in unix milliseconds: the one clock of journaled times (deadlines, timestamps).
+pub fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}

@@ -75,7 +75,7 @@ impl State {
                 if !self.records.contains_key(&record.id) {
                     self.next += 1;
                     let mut record = record.clone();
-                    record.created_ms.get_or_insert_with(super::unix_ms);
+                    record.created_ms.get_or_insert_with(crate::model::unix_ms);
                     if let Some(parent) = &record.parent {
                         self.children
                             .entry(parent.clone())
@@ -109,7 +109,7 @@ impl State {
                     record.status = *status;
                     record.output = output.clone().map(Payload);
                     record.message = message.clone();
-                    record.ended_ms = status.is_final().then(super::unix_ms);
+                    record.ended_ms = status.is_final().then(crate::model::unix_ms);
                 }
             }
             Write::Attempted { id, attempts } => self.get(id)?.attempts = *attempts,

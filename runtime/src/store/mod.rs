@@ -123,7 +123,7 @@ impl InstanceRecord {
             message: None,
             attempts: 0,
             parent,
-            created_ms: Some(unix_ms()),
+            created_ms: Some(crate::model::unix_ms()),
             ended_ms: None,
         }
     }
@@ -146,14 +146,6 @@ impl InstanceRecord {
             Status::Running | Status::Hospital => None,
         }
     }
-}
-
-/// The clock the store stamps records with, unix ms.
-pub fn unix_ms() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One journaled host call: which call, its arguments, and what the host answered.

@@ -1,0 +1,314 @@
+//! The SQLite store against its file: atomic batches, reopening, corrupt files, migrations.
+
+use serde_json::json;
+
+use super::schema::MIGRATIONS;
+use super::*;
+
+fn record(id: &str) -> InstanceRecord {
+    InstanceRecord::new(id, "chain", "ab12", b"{}", "{}".into())
+}
+
+/// Records without their timestamps, which say when the store saw them, not what they are.
+fn untimed(records: Vec<InstanceRecord>) -> Vec<InstanceRecord> {
+    records
+        .into_iter()
+        .map(|r| InstanceRecord {
+            created_ms: None,
+            ended_ms: None,
+            ..r
+        })
+        .collect()
+}
+
+fn entry(position: u64, call: &str) -> Entry {
+    Entry {
+        position,
+        call: call.into(),
+        args: json!([]),
+        result: json!(1),
+    }
+}
+
+fn append(store: &SqliteStore, id: &str, entry: Entry) -> Result<(), StoreError> {
+    store.write(&[Write::Append {
+        id: id.into(),
+        entry,
+    }])
+}
+
+#[test]
+fn an_unknown_stored_status_is_an_error_not_running() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.write(&[Write::Create(record("a"))]).unwrap();
+    let conn = store.conn.lock().unwrap();
+    conn.execute("UPDATE instances SET status = 'paused' WHERE id = 'a'", [])
+        .unwrap();
+    drop(conn);
+    let e = store.record("a").unwrap_err().to_string();
+    assert!(e.contains("unknown status `paused`"), "{e}");
+}
+
+#[test]
+fn records_and_journals_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .write(&[Write::Create(record("a")), Write::Create(record("b"))])
+            .unwrap();
+        append(&store, "a", entry(0, "now")).unwrap();
+        append(&store, "a", entry(1, "sleep")).unwrap();
+        let e = append(&store, "a", entry(3, "random")).unwrap_err();
+        assert_eq!(e.to_string(), "journal of a: expected position 2, got 3");
+        store
+            .write(&[Write::Status {
+                id: "b".into(),
+                status: Status::Completed,
+                output: Some(b"7".to_vec()),
+                message: None,
+            }])
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.journal("a").unwrap(),
+        vec![entry(0, "now"), entry(1, "sleep")]
+    );
+    assert_eq!(
+        untimed(store.with_status(Status::Running).unwrap()),
+        untimed(vec![record("a")])
+    );
+    let b = store.record("b").unwrap().unwrap();
+    assert_eq!(
+        (b.status, b.output),
+        (Status::Completed, Some(Payload(b"7".to_vec())))
+    );
+    let unknown = store.write(&[Write::Status {
+        id: "zz".into(),
+        status: Status::Failed,
+        output: None,
+        message: None,
+    }]);
+    assert!(matches!(unknown, Err(StoreError::Unknown(_))));
+}
+
+#[test]
+fn a_batch_is_atomic_and_creating_twice_keeps_the_first() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.write(&[Write::Create(record("a"))]).unwrap();
+    let mut again = record("a");
+    again.flow = "other".into();
+    let failed = store.write(&[
+        Write::Create(again),
+        Write::Create(record("c")),
+        Write::Append {
+            id: "a".into(),
+            entry: entry(5, "now"),
+        },
+    ]);
+    assert!(failed.is_err());
+    assert!(store.record("c").unwrap().is_none(), "rolled back");
+    assert_eq!(store.record("a").unwrap().unwrap().flow, "chain");
+    store
+        .write(&[Write::Component {
+            hash: "h".into(),
+            bytes: vec![1, 2],
+        }])
+        .unwrap();
+    assert_eq!(store.component("h").unwrap(), Some(vec![1, 2]));
+}
+
+#[test]
+fn a_corrupt_or_truncated_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let before = std::fs::read(&garbage).unwrap();
+    let e = SqliteStore::open(&garbage).err().expect("garbage refused");
+    assert!(
+        e.to_string().contains("corrupt or truncated") && e.to_string().contains("garbage.db"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&garbage).unwrap(), before);
+
+    let truncated = dir.path().join("truncated.db");
+    {
+        let store = SqliteStore::open(&truncated).unwrap();
+        for i in 0..200 {
+            let id = format!("id-{i:04}");
+            let mut batch = vec![Write::Create(record(&id))];
+            for p in 0..20 {
+                batch.push(Write::Append {
+                    id: id.clone(),
+                    entry: entry(p, "now"),
+                });
+            }
+            store.write(&batch).unwrap();
+        }
+        store
+            .conn()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    let full = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let before = std::fs::read(&truncated).unwrap();
+    let e = SqliteStore::open(&truncated)
+        .err()
+        .expect("truncated refused");
+    assert!(e.to_string().contains("corrupt or truncated"), "{e}");
+    assert_eq!(std::fs::read(&truncated).unwrap(), before);
+}
+
+#[test]
+fn migrations_are_versioned_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let e = SqliteStore::open(&path)
+        .err()
+        .expect("newer schema refused");
+    assert!(
+        e.to_string().contains(&format!(
+            "schema version 99, newer than this build's {}",
+            MIGRATIONS.len()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO instances (id, flow, component, input, status) VALUES ('old', 'chain', 'ab12', x'7b7d', 'running')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        untimed(store.with_status(Status::Running).unwrap()),
+        untimed(vec![record("old")])
+    );
+}
+
+/// A child of `parent`, as the node records one.
+fn child(id: &str, parent: &str) -> InstanceRecord {
+    let meta =
+        format!(r#"{{"origin":"subflow","by":"{parent}","priority":"normal","pool":"default"}}"#);
+    InstanceRecord::new(id, "chain", "ab12", b"{}", meta)
+}
+
+fn status(id: &str, status: Status) -> Write {
+    Write::Status {
+        id: id.into(),
+        status,
+        output: None,
+        message: None,
+    }
+}
+
+#[test]
+fn a_version_3_store_migrates_and_its_children_are_found_by_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    {
+        // The schema as the previous build left it, with rows it wrote.
+        let conn = Connection::open(&path).unwrap();
+        let v3: Vec<&str> = MIGRATIONS[..3].to_vec();
+        conn.execute_batch(&format!("{}; PRAGMA user_version = 3;", v3.join(";\n")))
+            .unwrap();
+        for (id, meta, status) in [
+            (
+                "root",
+                r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#,
+                "running",
+            ),
+            (
+                "root.0",
+                r#"{"origin":"subflow","by":"root","priority":"normal","pool":"default"}"#,
+                "running",
+            ),
+            (
+                "root.0.1",
+                r#"{"origin":"subflow","by":"root.0","priority":"normal","pool":"default"}"#,
+                "completed",
+            ),
+            ("other", "not json", "running"),
+        ] {
+            conn.execute(
+                "INSERT INTO instances (id, flow, component, input, status, meta) VALUES (?1, 'chain', 'ab12', x'7b7d', ?3, ?2)",
+                params![id, meta, status],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let child = store.record("root.0").unwrap().unwrap();
+    assert_eq!(child.parent.as_deref(), Some("root"), "parent backfilled");
+    assert!(
+        child.created_ms.is_some_and(|ms| ms > 0),
+        "created_ms from created"
+    );
+    assert_eq!(child.ended_ms, None);
+    assert_eq!(store.record("other").unwrap().unwrap().parent, None);
+    let mut found = store.descendants("root").unwrap();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        vec![
+            ("root.0".to_string(), Status::Running),
+            ("root.0.1".to_string(), Status::Completed)
+        ]
+    );
+    let children = store
+        .list(&ListQuery {
+            parent: Some("root".into()),
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].1.id, "root.0");
+}
+
+#[test]
+fn a_final_status_is_never_overwritten_and_stamps_when_it_ended() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .write(&[Write::Create(record("a")), Write::Create(child("a.0", "a"))])
+        .unwrap();
+    assert_eq!(
+        store.record("a.0").unwrap().unwrap().parent.as_deref(),
+        Some("a")
+    );
+    store.write(&[status("a", Status::Hospital)]).unwrap();
+    assert_eq!(store.record("a").unwrap().unwrap().ended_ms, None);
+    store.write(&[status("a", Status::Cancelled)]).unwrap();
+    store.write(&[status("a", Status::Completed)]).unwrap();
+    store.write(&[status("a", Status::Running)]).unwrap();
+    let a = store.record("a").unwrap().unwrap();
+    assert_eq!(a.status, Status::Cancelled, "the first end stays");
+    assert!(a.ended_ms.is_some());
+    assert_eq!(a.outcome(), Some(Err(crate::model::FlowError::Cancelled)));
+    assert_eq!(
+        store.with_status(Status::Cancelled).unwrap().len(),
+        1,
+        "stored as `cancelled`"
+    );
+}
