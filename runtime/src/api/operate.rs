@@ -15,6 +15,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody, body_rejected, rejected};
 use super::instances::check_id;
 use super::views::{Done, FlowView, InstanceView, PoolResize, PoolView, RetryBody};
+use crate::config;
 use crate::model::Permission;
 use crate::node::HospitalError;
 
@@ -171,20 +172,18 @@ pub async fn resize_pool(
             format!("no pool is named `{name}`"),
         ));
     };
-    let size = match resize.size {
-        Some(n @ 1..=4096) => Some(n as usize),
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "size = {n}: must be 1 to 4096"
-            )));
-        }
-        None => None,
+    // The config's rules, so a resize cannot make a pool the config would refuse.
+    let checked = |value: Option<u64>, check: fn(i64) -> Result<(), String>| {
+        value
+            .map(|n| {
+                check(i64::try_from(n).unwrap_or(i64::MAX))
+                    .map(|()| n as usize)
+                    .map_err(ApiError::bad_request)
+            })
+            .transpose()
     };
-    let queue = match resize.queue {
-        Some(0) => return Err(ApiError::bad_request("queue = 0: must be at least 1")),
-        Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        None => None,
-    };
+    let size = checked(resize.size, config::check_pool_size)?;
+    let queue = checked(resize.queue, config::check_pool_queue)?;
     if size.is_none() && queue.is_none() {
         return Err(ApiError::bad_request(
             "the body names neither `size` nor `queue`",

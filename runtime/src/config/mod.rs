@@ -240,21 +240,8 @@ impl NodeConfig {
             if name.is_empty() {
                 return Err("pools: a pool name must not be empty".into());
             }
-            if pool.size < 1 {
-                return Err(format!(
-                    "pools.{name}.size = {}: must be at least 1",
-                    pool.size
-                ));
-            }
-            if pool.size > 4096 {
-                return Err(format!("pools.{name}.size = {}: at most 4096", pool.size));
-            }
-            if pool.queue < 1 {
-                return Err(format!(
-                    "pools.{name}.queue = {}: must be at least 1",
-                    pool.queue
-                ));
-            }
+            check_pool_size(pool.size).map_err(|why| format!("pools.{name}.{why}"))?;
+            check_pool_queue(pool.queue).map_err(|why| format!("pools.{name}.{why}"))?;
         }
         self.server.validate()?;
         if self.node.max_resident < 1 {
@@ -324,6 +311,22 @@ pub fn one_line(error: &toml::de::Error, text: &str) -> String {
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     let source = text.lines().nth(line - 1).unwrap_or("").trim();
     format!("line {line}, column {column} (`{source}`): {message}")
+}
+
+/// A pool's size, in the config or in a live resize: 1 to 4096.
+pub fn check_pool_size(size: i64) -> Result<(), String> {
+    match size {
+        1..=4096 => Ok(()),
+        _ => Err(format!("size = {size}: must be 1 to 4096")),
+    }
+}
+
+/// A pool's queue capacity, in the config or in a live resize: at least 1.
+pub fn check_pool_queue(queue: i64) -> Result<(), String> {
+    match queue {
+        1.. => Ok(()),
+        _ => Err(format!("queue = {queue}: must be at least 1")),
+    }
 }
 
 /// Size of the `default` pool when the config does not define it: one slot per core.
