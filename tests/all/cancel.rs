@@ -14,7 +14,7 @@ use sluice::testing::Rule;
 use sluice::{FlowError, Node, StartRequest};
 
 use crate::durable_node::{show, store};
-use crate::served::{Served, TestTokens, serve, served_config};
+use crate::served::{Served, TestTokens, cli, serve, served_config};
 use crate::support::{flow_entry, flow_test, guest, node, run, until, within};
 
 /// A sleep no test waits out.
@@ -334,16 +334,6 @@ async fn poll(node: &Served, what: &str, path: &str, check: impl Fn(&Value) -> b
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn cli(node: &Served, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("SLUICE_NODE", &node.url)
-        .env("SLUICE_TOKEN", &node.tokens.all)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("sluice runs")
 }
 
 /// Every instance of `data`'s store under `root` (itself included), with its status and

@@ -7,18 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::durable_node::show;
-use crate::served::{Served, serve, served_config};
+use crate::served::{cli, serve, served_config};
 use crate::support::guest;
-
-fn cli(node: &Served, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("SLUICE_NODE", &node.url)
-        .env("SLUICE_TOKEN", &node.tokens.all)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("sluice runs")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

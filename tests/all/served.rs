@@ -169,3 +169,14 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// Run the `sluice` CLI against `node` (its URL and full token from the environment).
+pub fn cli(node: &Served, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_NODE", &node.url)
+        .env("SLUICE_TOKEN", &node.tokens.all)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sluice runs")
+}

@@ -168,32 +168,22 @@ pub fn pools(args: PoolsArgs) -> anyhow::Result<ExitCode> {
     let Some(pools) = fetch(&args.node, "/v1/pools")? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let keys = [
-        "name",
-        "size",
-        "queue_capacity",
-        "running",
-        "queued",
-        "parked",
-        "started",
-        "completed",
-        "failed",
-        "rejected",
+    // (header, key in the pool's JSON)
+    let columns = [
+        ("pool", "name"),
+        ("size", "size"),
+        ("queue", "queue_capacity"),
+        ("running", "running"),
+        ("queued", "queued"),
+        ("parked", "parked"),
+        ("started", "started"),
+        ("completed", "completed"),
+        ("failed", "failed"),
+        ("rejected", "rejected"),
     ];
-    let mut t = table(&[
-        "pool",
-        "size",
-        "queue",
-        "running",
-        "queued",
-        "parked",
-        "started",
-        "completed",
-        "failed",
-        "rejected",
-    ]);
+    let mut t = table(&columns.map(|(header, _)| header));
     for p in pools.as_array().into_iter().flatten() {
-        t.add_row(keys.iter().map(|k| cell(p, k)).collect::<Vec<_>>());
+        t.add_row(columns.iter().map(|(_, k)| cell(p, k)).collect::<Vec<_>>());
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
