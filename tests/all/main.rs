@@ -13,6 +13,7 @@ mod eviction;
 mod failures;
 mod first_flow;
 mod hospital;
+mod ids;
 mod layers;
 mod mapping;
 mod metrics;

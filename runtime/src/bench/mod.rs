@@ -17,7 +17,7 @@ use wasmtime::Store;
 
 use sluice::NodeConfig;
 use sluice::host::{HostState, InstanceInfo, SlotHolder};
-use sluice::model::{Invocation, Origin, Priority};
+use sluice::model::{IdScheme, Invocation, Origin, Priority};
 use sluice::replay::Recorder;
 use sluice::sched::{Pool, QueueClass};
 use sluice::{Node, StartRequest};
@@ -142,6 +142,7 @@ pub async fn core(
             flow: "noop".into(),
             priority: Priority::Normal,
             peer: None,
+            ids: IdScheme::Bounded,
         };
         let mut store = Store::new(
             flow.component.pre.engine(),

@@ -30,7 +30,7 @@ pub use services::{BoxFuture, Services, Starter};
 use crate::engine::Meter;
 use crate::engine::sandbox::{self, GuestOutput, Stream};
 use crate::model::{
-    FlowError, FlowHandle, FlowSettings, Outcome, Priority, StartRequest, ids, unix_ms,
+    FlowError, FlowHandle, FlowSettings, IdScheme, Outcome, Priority, StartRequest, ids, unix_ms,
 };
 use crate::observe::EventKind;
 use crate::replay::Recorder;
@@ -77,6 +77,8 @@ pub struct InstanceInfo {
     pub priority: Priority,
     /// The party that started it, when a counterparty's session did.
     pub peer: Option<String>,
+    /// How it derives its children's ids.
+    pub ids: IdScheme,
 }
 
 /// Per-instance host state: the `T` of the instance's `Store<T>`.
@@ -210,7 +212,7 @@ impl HostState {
     /// for each child of a `parallel`): a re-run derives the same id, so it never
     /// starts a child twice.
     fn child_id(&self, index: Option<usize>) -> String {
-        ids::child_id(&self.info.id, self.recorder.position(), index)
+        ids::child_id(self.info.ids, &self.info.id, self.recorder.position(), index)
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the

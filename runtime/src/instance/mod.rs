@@ -20,7 +20,7 @@ use crate::engine::Metering;
 use crate::host::{
     CancelSignal, EvictedWait, HostState, InstanceInfo, Services, SlotHolder, Starter,
 };
-use crate::model::{FlowError, Invocation, Origin};
+use crate::model::{FlowError, IdScheme, Invocation, Origin};
 use crate::observe::EventKind;
 use crate::replay::{Nondeterminism, PendingRecord, Recorder, take_pending};
 use crate::sched::{Admission, Pool, QueueClass, Resident, Slot};
@@ -69,6 +69,7 @@ pub async fn run(start: Admitted) {
         invocation: start.invocation,
         input: start.input,
         attempts: start.attempts,
+        ids: start.ids,
         admitted: Instant::now(),
         attempt_deadline: None,
         fresh: AtomicBool::new(start.fresh),
@@ -93,6 +94,8 @@ pub struct Admitted {
     pub input: Vec<u8>,
     /// Failed attempts in earlier lives of the node.
     pub attempts: u32,
+    /// How it derives its children's ids (as its stored start says).
+    pub ids: IdScheme,
     /// Just created: its journal is empty.
     pub fresh: bool,
     /// Its record, when not written yet (see [`PendingRecord`]).
@@ -112,6 +115,8 @@ struct Life {
     pool: Arc<Pool>,
     /// Failed attempts so far.
     attempts: u32,
+    /// How it derives its children's ids.
+    ids: IdScheme,
     admitted: Instant,
     /// When the current attempt times out (its start plus the flow's or pool's timeout).
     attempt_deadline: Option<tokio::time::Instant>,
@@ -358,6 +363,7 @@ impl Life {
             id: self.invocation.id.clone(),
             flow: self.flow.name.clone(),
             priority: self.invocation.priority,
+            ids: self.ids,
             peer: match &self.invocation.origin {
                 Origin::Peer(party) => Some(party.clone()),
                 _ => None,

@@ -11,6 +11,7 @@ pub mod settings;
 pub mod start;
 pub mod units;
 
+pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
 pub use outcome::{FlowError, Outcome};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::ids::IdScheme;
 use super::invocation::{Invocation, Origin, Priority};
 use super::outcome::{FlowError, Outcome};
 
@@ -132,6 +133,9 @@ pub struct StartMeta {
     /// The node identity the instance saw (`our-identity`); empty in records that predate it.
     #[serde(default)]
     pub identity: String,
+    /// How it derives its children's ids; [`IdScheme::Dotted`] in records that predate it.
+    #[serde(default)]
+    pub ids: IdScheme,
 }
 
 impl StartMeta {
@@ -143,6 +147,7 @@ impl StartMeta {
             pool: pool.into(),
             fan_out,
             identity: invocation.our_identity.clone(),
+            ids: IdScheme::Bounded,
         }
     }
 
@@ -154,6 +159,7 @@ impl StartMeta {
             pool: String::new(),
             fan_out: false,
             identity: String::new(),
+            ids: IdScheme::Dotted,
         }
     }
 
@@ -194,5 +200,6 @@ mod tests {
         assert_eq!(again, meta);
         let old = r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#;
         assert_eq!(StartMeta::parse(old).unwrap().identity, "");
+        assert_eq!(StartMeta::parse(old).unwrap().ids, IdScheme::Dotted);
     }
 }

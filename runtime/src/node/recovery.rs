@@ -75,6 +75,7 @@ impl Node {
             invocation,
             input: record.input.0,
             attempts: record.attempts,
+            ids: meta.ids,
             fresh: false,
             pending: None,
         });

@@ -7,7 +7,7 @@ use super::Node;
 use crate::error::StartError;
 use crate::instance::{self, Admitted};
 use crate::model::{
-    FlowError, FlowHandle, Invocation, LimitExceeded, Origin, Outcome, StartMeta, StartRequest,
+    FlowError, FlowHandle, IdScheme, Invocation, LimitExceeded, Origin, Outcome, StartMeta, StartRequest,
 };
 use crate::sched::QueueClass;
 use crate::store::{InstanceRecord, Write};
@@ -142,6 +142,7 @@ impl Node {
             invocation,
             input: request.input,
             attempts: 0,
+            ids: IdScheme::Bounded,
             fresh: true,
             pending,
         });
