@@ -4,9 +4,11 @@
 //! (b) a trivial flow started and awaited through the node, sequentially and with many
 //!     concurrent starters; (c) one park/resume round trip; (d) resident memory and memory
 //!     mappings per parked instance (measured in a child process per count, so each count
-//!     starts from a clean heap). Durability figures are in [`durable`].
+//!     starts from a clean heap). Durability figures are in [`durable`], deep chains in
+//!     [`chain`].
 
 pub mod api;
+pub mod chain;
 pub mod durable;
 pub mod messaging;
 

@@ -34,9 +34,15 @@ pub struct BenchArgs {
     /// How long each `--only scale` flow sleeps, in ms (long enough for all to park).
     #[arg(long, default_value_t = 240_000)]
     sleep_ms: u64,
+    /// Chain depths measured by `--only chain`.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 10_000, 100_000])]
+    depths: Vec<u64>,
     /// Internal: measure one parked count in this process and print it as JSON.
     #[arg(long, hide = true)]
     parked_child: Option<u64>,
+    /// Internal: run one chain depth in this process and print its figures as JSON.
+    #[arg(long, hide = true)]
+    chain_child: Option<u64>,
 }
 
 /// A part of the benchmark, as `--only` names it.
@@ -58,6 +64,8 @@ enum Part {
     Languages,
     /// (S): `--flows` parked sleepers, evicted beyond `--max-resident`
     Scale,
+    /// (C): a chain of each of `--depths` with every pool of size 1: peak RSS per level
+    Chain,
     /// (W): W1 and W2 through the HTTP API of a node served in its own process, beside the
     /// same figures in process
     Api,
@@ -79,6 +87,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     if let Some(count) = args.parked_child {
         let figures = runtime.block_on(bench::parked(&args.guests, count))?;
+        println!("{}", serde_json::to_string(&figures)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(depth) = args.chain_child {
+        let figures = runtime.block_on(bench::chain::chain(&args.guests, depth))?;
         println!("{}", serde_json::to_string(&figures)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -164,6 +177,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             f.completed,
             f.total.as_secs_f64()
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only == Part::Chain {
+        let exe = std::env::current_exe()?;
+        for &depth in &args.depths {
+            let f = bench::chain::chain_in_child(&exe, &args.guests, depth)?;
+            println!(
+                "(C) chain depth {:>7}: peak RSS {:>7.1} MiB, {:>6.1} KiB per level, {:.2}s, {} evictions, peak resident {}",
+                f.depth,
+                f.peak_rss as f64 / (1 << 20) as f64,
+                f.per_level() as f64 / 1024.0,
+                f.elapsed.as_secs_f64(),
+                f.evictions,
+                f.peak_resident
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if args.only == Part::Languages {

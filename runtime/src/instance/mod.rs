@@ -144,7 +144,7 @@ impl Life {
         resident: Option<Resident>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let span = tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name());
+            let span = self.span();
             // Cancelled: dropping the attempts drops whatever they hold (a queue place, a
             // slot, the store and its guest, a wait), as a timeout does.
             let cancel = self.cancel.clone();
@@ -154,8 +154,11 @@ impl Life {
                 episode = self.attempts(admission, resident).instrument(span.clone()) => episode,
             };
             match episode {
-                Episode::End(end) => self.conclude(end).instrument(span).await,
+                // Boxed, here and below: a task holds no room for its end until it ends.
+                Episode::End(end) => Box::pin(self.conclude(end).instrument(span)).await,
                 Episode::Evicted(wait) => {
+                    // An evicted instance keeps no span: the next episode makes its own.
+                    drop(span);
                     let executor = self.services.pools.executor(self.pool.name()).handle();
                     // Past its deadline the next episode times out at once. (Decided here, so
                     // the waiting task below holds one boxed future, not room for both.)
@@ -176,7 +179,8 @@ impl Life {
                         self.pool.stats().unparked();
                         if !woke {
                             let end = End::Failed(FlowError::Cancelled);
-                            self.conclude(end).instrument(span).await;
+                            let span = self.span();
+                            Box::pin(self.conclude(end).instrument(span)).await;
                             return;
                         }
                         // The place in memory first: until it has one, only this small task
@@ -188,6 +192,11 @@ impl Life {
                 }
             }
         })
+    }
+
+    /// The span of this instance's logs: its flow, id and pool.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name())
     }
 
     /// Attempts until one completes, the retry policy gives up, the instance is held, or it
