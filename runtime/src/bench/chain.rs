@@ -94,5 +94,7 @@ pub fn chain_in_child(exe: &Path, guests: &Path, depth: u64) -> anyhow::Result<C
         "chain child failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?)
+    Ok(serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout).trim(),
+    )?)
 }

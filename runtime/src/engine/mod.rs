@@ -19,6 +19,8 @@
 //!   with a reservation below 4 GiB. The per-flow cap is enforced by a store limiter.
 //! - **Copy-on-write memory init off**: CoW costs extra mappings per instance; our guests'
 //!   data segments are a few KiB, cheap to copy.
+//! - **Fiber stacks reused** ([`stacks`]): no `mmap`/`munmap` pair, and so no TLB
+//!   shootdown on every core, per instance.
 //! - **Epoch interruption** ticking every [`EPOCH_TICK`]: a CPU-bound guest yields to the
 //!   executor at every tick, and gives up its pool slot when others wait for one.
 
@@ -27,6 +29,7 @@ pub mod linker;
 pub mod meter;
 pub mod registry;
 pub mod sandbox;
+pub mod stacks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -201,7 +204,8 @@ fn engine_config(metering: Metering) -> Config {
         .memory_reservation_for_growth(0)
         .memory_may_move(true)
         .async_stack_size(ASYNC_STACK_BYTES)
-        .max_wasm_stack(MAX_WASM_STACK_BYTES);
+        .max_wasm_stack(MAX_WASM_STACK_BYTES)
+        .with_host_stack(std::sync::Arc::new(stacks::StackRecycler::new()));
     config
 }
 

@@ -212,7 +212,12 @@ impl HostState {
     /// for each child of a `parallel`): a re-run derives the same id, so it never
     /// starts a child twice.
     fn child_id(&self, index: Option<usize>) -> String {
-        ids::child_id(self.info.ids, &self.info.id, self.recorder.position(), index)
+        ids::child_id(
+            self.info.ids,
+            &self.info.id,
+            self.recorder.position(),
+            index,
+        )
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the
