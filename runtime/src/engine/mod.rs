@@ -19,13 +19,14 @@
 //!   with a reservation below 4 GiB. The per-flow cap is enforced by a store limiter.
 //! - **Copy-on-write memory init off**: CoW costs extra mappings per instance; our guests'
 //!   data segments are a few KiB, cheap to copy.
-//! - **Fiber stacks reused** ([`stacks`]): no `mmap`/`munmap` pair, and so no TLB
-//!   shootdown on every core, per instance.
+//! - **Fiber stacks and small linear memories reused** ([`stacks`], [`memories`]): no
+//!   `mmap`/`munmap` pair, no TLB shootdown on every core, no page faults per instance.
 //! - **Epoch interruption** ticking every [`EPOCH_TICK`]: a CPU-bound guest yields to the
 //!   executor at every tick, and gives up its pool slot when others wait for one.
 
 pub mod component_cache;
 pub mod linker;
+pub mod memories;
 pub mod meter;
 pub mod registry;
 pub mod sandbox;
@@ -96,6 +97,10 @@ impl<T: FlowHost> Flavor<T> {
     fn new(metering: Metering, cow: bool) -> wasmtime::Result<Self> {
         let mut config = engine_config(metering);
         config.memory_init_cow(cow);
+        if !cow {
+            // Reused memories are wiped and copied into (no copy-on-write image to map).
+            config.with_host_memory(Arc::new(memories::MemoryRecycler::new()));
+        }
         let engine = Engine::new(&config)?;
         let linker = linker::flow_linker(&engine)?;
         if metering == Metering::Epoch {
