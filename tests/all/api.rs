@@ -293,14 +293,13 @@ async fn a_pool_resized_live_runs_more_at_once_and_bad_resizes_are_refused() {
     }
     let running = || async {
         let (_, pools) = node.get("/v1/pools").await;
-        let default = pools
+        pools
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["name"] == "default")
             .cloned()
-            .expect("the default pool");
-        default
+            .expect("the default pool")
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -556,7 +555,6 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_waiting_requests_on_a_pool_of_two_all_complete_with_few_threads() {
     let (_dir, node) = node("[pools.default]\nsize = 2\nqueue = 2000\n");
-    let node = std::sync::Arc::new(node);
     let base = node.threads();
     let client = reqwest::Client::new();
     let requests: Vec<_> = (0..1000)

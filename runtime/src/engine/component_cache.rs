@@ -138,7 +138,11 @@ fn store(
     let serialized = component
         .serialize()
         .map_err(|e| cache_err(format!("cannot serialize: {e}")))?;
-    let tmp = format!("{artifact}.tmp{}", std::process::id());
+    // Unique per writer: two nodes in one process (or two processes) may compile the same
+    // component at once; each renames its own file, and the last rename wins harmlessly.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = format!("{artifact}.tmp{}-{n}", std::process::id());
     dir.write(&tmp, serialized)
         .map_err(|e| cache_err(format!("cannot write {tmp}: {e}")))?;
     dir.rename(&tmp, dir, artifact)
