@@ -123,12 +123,18 @@ fn a_deep_chain_keeps_its_ids_short() {
     let out = sluice_output(&["run", &chain, "--input", &input, "--data-dir", &data_s]);
     assert!(out.status.success(), "{}", show(&out));
     let output: Value = serde_json::from_slice(&out.stdout).expect("the chain's output");
-    assert_eq!(output, json!({ "depth": depth, "sum": depth * (depth + 1) / 2 }));
+    assert_eq!(
+        output,
+        json!({ "depth": depth, "sum": depth * (depth + 1) / 2 })
+    );
 
     let ids = ids(&data);
     assert_eq!(ids.len() as u64, depth + 1, "one instance per level");
     let longest = ids.iter().map(String::len).max().unwrap();
-    assert!(longest <= 64, "ids stay short: the longest has {longest} characters");
+    assert!(
+        longest <= 64,
+        "ids stay short: the longest has {longest} characters"
+    );
     let root = ids.iter().min_by_key(|id| id.len()).unwrap().clone();
     assert!(
         ids.iter().all(|id| id.starts_with(&root)),

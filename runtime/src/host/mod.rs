@@ -212,7 +212,12 @@ impl HostState {
     /// for each child of a `parallel`): a re-run derives the same id, so it never
     /// starts a child twice.
     fn child_id(&self, index: Option<usize>) -> String {
-        ids::child_id(self.info.ids, &self.info.id, self.recorder.position(), index)
+        ids::child_id(
+            self.info.ids,
+            &self.info.id,
+            self.recorder.position(),
+            index,
+        )
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the
@@ -508,8 +513,11 @@ impl host::Host for HostState {
         if self.recorder.replay(&call)?.is_some() {
             return Ok(());
         }
+        let position = self.recorder.position();
         self.recorder.record(&call, &())?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
+        let (id, flow) = (&self.info.id, &self.info.flow);
+        (self.services.events).progress(id, flow, self.pool.name(), position, &step);
         Ok(())
     }
 }

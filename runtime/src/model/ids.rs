@@ -98,12 +98,23 @@ mod tests {
             dotted = child_id(IdScheme::Dotted, &dotted, 2, None);
             bounded = child_id(IdScheme::Bounded, &bounded, 2, None);
             assert!(bounded.len() <= MAX_DOTTED_ID, "depth {depth}: {bounded}");
-            assert!(bounded.starts_with(ROOT), "the root stays visible: {bounded}");
-            assert!(seen.insert(bounded.clone()), "depth {depth} repeats {bounded}");
+            assert!(
+                bounded.starts_with(ROOT),
+                "the root stays visible: {bounded}"
+            );
+            assert!(
+                seen.insert(bounded.clone()),
+                "depth {depth} repeats {bounded}"
+            );
         }
         assert_eq!(dotted.len(), ROOT.len() + 2 * 10_000);
         // Derivation is a function of the parent and position: a re-run gets the same id.
-        let parent = child_id(IdScheme::Bounded, &format!("{ROOT}{}", ".1".repeat(30)), 4, None);
+        let parent = child_id(
+            IdScheme::Bounded,
+            &format!("{ROOT}{}", ".1".repeat(30)),
+            4,
+            None,
+        );
         assert_eq!(
             child_id(IdScheme::Bounded, &parent, 9, Some(2)),
             child_id(IdScheme::Bounded, &parent, 9, Some(2))

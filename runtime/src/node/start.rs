@@ -7,7 +7,8 @@ use super::Node;
 use crate::error::StartError;
 use crate::instance::{self, Admitted};
 use crate::model::{
-    FlowError, FlowHandle, IdScheme, Invocation, LimitExceeded, Origin, Outcome, StartMeta, StartRequest,
+    FlowError, FlowHandle, IdScheme, Invocation, LimitExceeded, Origin, Outcome, StartMeta,
+    StartRequest,
 };
 use crate::sched::QueueClass;
 use crate::store::{InstanceRecord, Write};

@@ -24,6 +24,8 @@ struct State {
     children: HashMap<String, Vec<String>>,
     /// Events not taken yet, by id, with their insertion number (publish order).
     events: HashMap<String, (u64, StoredEvent)>,
+    /// Events kept for event triggers, by id, with their insertion number.
+    outbox: HashMap<String, (u64, StoredEvent)>,
     next: u64,
 }
 
@@ -63,7 +65,11 @@ impl State {
                         return Err(StoreError::Unknown(id.clone()));
                     }
                 }
-                Write::Component { .. } | Write::Publish(_) | Write::Take { .. } => {}
+                Write::Component { .. }
+                | Write::Publish(_)
+                | Write::Take { .. }
+                | Write::Outbox(_)
+                | Write::Dispatched { .. } => {}
             }
         }
         Ok(())
@@ -128,6 +134,16 @@ impl State {
             }
             Write::Take { id } => {
                 self.events.remove(id);
+            }
+            Write::Outbox(event) => {
+                let number = self.next;
+                self.next += 1;
+                self.outbox
+                    .entry(event.id.clone())
+                    .or_insert_with(|| (number, event.clone()));
+            }
+            Write::Dispatched { id } => {
+                self.outbox.remove(id);
             }
         }
         Ok(())
@@ -209,6 +225,12 @@ impl JournalStore for MemoryStore {
 
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events: Vec<(u64, StoredEvent)> = self.lock().events.values().cloned().collect();
+        events.sort_by_key(|(number, _)| *number);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events: Vec<(u64, StoredEvent)> = self.lock().outbox.values().cloned().collect();
         events.sort_by_key(|(number, _)| *number);
         Ok(events.into_iter().map(|(_, e)| e).collect())
     }
