@@ -28,3 +28,4 @@ mod sessions;
 mod store_lock;
 mod support;
 mod testing;
+mod triggers;

@@ -13,7 +13,7 @@ use crate::support::guest;
 
 /// Tokens a served test node accepts, by what they may do.
 pub struct TestTokens {
-    /// `start:*`, `read`, `cancel`, `operate`.
+    /// `start:*`, `read`, `cancel`, `operate`, `publish:*`.
     pub all: String,
     /// `read` only.
     pub read: String,
@@ -47,7 +47,7 @@ pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestT
         (
             "ops",
             &all_hash,
-            r#""start:*", "read", "cancel", "operate""#,
+            r#""start:*", "read", "cancel", "operate", "publish:*""#,
         ),
         ("viewer", &read_hash, r#""read""#),
         ("greeter", &hello_hash, r#""start:hello""#),

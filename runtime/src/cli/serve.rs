@@ -38,6 +38,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let node = Node::new(&config).await?;
+        // Before recovery: the event triggers observe every event resumed instances publish.
+        let triggers = sluice::triggers::Triggers::start(&node, &config.triggers)?;
         let resumed = node.recover().await?;
         if resumed > 0 {
             tracing::info!("resumed {resumed} unfinished instance(s) from the store");
@@ -49,7 +51,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // One line a supervisor (or a test) can wait for.
         println!("sluice serving on http://{bound}");
         tracing::info!("serving on http://{bound}");
-        sluice::api::serve(node, &config.server, listener, stop_signal()).await?;
+        sluice::api::serve(node, &config.server, triggers, listener, stop_signal()).await?;
         anyhow::Ok(())
     })?;
     println!("sluice stopped");

@@ -1,0 +1,100 @@
+//! Triggers: the ways into a node besides the API. URL triggers (answered by the HTTP
+//! service, which asks [`Triggers::http`] for each one's settings and state), event
+//! triggers ([`events`]: every event on a topic starts one instance of a flow, exactly once
+//! per event and trigger, also across a crash) and schedule triggers ([`schedule`]).
+//!
+//! Every trigger starts its instances through [`Node::start`] with an
+//! [`Origin::Trigger`](crate::model::Origin::Trigger) and never runs on a pool slot: its
+//! work is a small tokio task that waits off every pool.
+
+mod events;
+pub mod schedule;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use schedule::{Clock, SystemClock};
+pub use state::{TriggerKind, TriggerSnapshot, TriggerState};
+
+use crate::config::{HttpTriggerConfig, TriggersSection};
+use crate::node::Node;
+use crate::store::StoreError;
+
+/// A URL trigger: its configuration and its figures.
+pub struct HttpTrigger {
+    /// As configured.
+    pub config: HttpTriggerConfig,
+    /// Its figures and whether it is paused.
+    pub state: Arc<TriggerState>,
+}
+
+/// Every trigger of a node, running.
+pub struct Triggers {
+    http: Vec<Arc<HttpTrigger>>,
+    all: Vec<Arc<TriggerState>>,
+    by_name: HashMap<String, Arc<TriggerState>>,
+}
+
+impl Triggers {
+    /// No triggers.
+    pub fn none() -> Arc<Self> {
+        Arc::new(Triggers {
+            http: Vec::new(),
+            all: Vec::new(),
+            by_name: HashMap::new(),
+        })
+    }
+
+    /// Start the triggers of `section` on `node` with the system clock. Call before
+    /// [`Node::recover`]: the event triggers' dispatcher must observe every event the
+    /// resumed instances publish. Needs a tokio runtime.
+    pub fn start(node: &Node, section: &TriggersSection) -> Result<Arc<Self>, StoreError> {
+        Self::start_with_clock(node, section, Arc::new(SystemClock))
+    }
+
+    /// [`Triggers::start`] with another clock for the schedules (tests).
+    pub fn start_with_clock(
+        node: &Node,
+        section: &TriggersSection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut all = Vec::new();
+        let http: Vec<Arc<HttpTrigger>> = section
+            .http
+            .iter()
+            .map(|config| {
+                let state = TriggerState::new(
+                    TriggerKind::Http,
+                    config.name.get_ref().as_str(),
+                    config.flow.get_ref(),
+                    format!("{} {}", config.method, config.path.get_ref()),
+                );
+                all.push(state.clone());
+                Arc::new(HttpTrigger {
+                    config: config.clone(),
+                    state,
+                })
+            })
+            .collect();
+        all.extend(events::start(node, &section.event)?);
+        all.extend(schedule::start(node, &section.schedule, clock)?);
+        let by_name = all.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        Ok(Arc::new(Triggers { http, all, by_name }))
+    }
+
+    /// The URL triggers.
+    pub fn http(&self) -> &[Arc<HttpTrigger>] {
+        &self.http
+    }
+
+    /// Every trigger, in the config's order (URL, event, schedule).
+    pub fn all(&self) -> &[Arc<TriggerState>] {
+        &self.all
+    }
+
+    /// The trigger called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<TriggerState>> {
+        self.by_name.get(name)
+    }
+}
