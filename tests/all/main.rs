@@ -21,6 +21,7 @@ mod parking;
 mod polyglot;
 mod pools;
 mod sandbox;
+mod schedules;
 mod scheduling;
 mod schemathesis;
 mod served;

@@ -69,7 +69,18 @@ pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestT
 
 /// Start `sluice serve` with `config` on `data`; returns once it listens.
 pub fn serve(config: &Path, data: &Path, tokens: TestTokens) -> Served {
+    serve_with_env(config, data, tokens, &[])
+}
+
+/// [`serve`] with more environment variables (e.g. `SLUICE_TEST_CLOCK`).
+pub fn serve_with_env(
+    config: &Path,
+    data: &Path,
+    tokens: TestTokens,
+    env: &[(&str, &Path)],
+) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .envs(env.iter().copied())
         .args(["serve", "--config"])
         .arg(config)
         .arg("--data-dir")

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sluice::{Node, NodeConfig};
@@ -39,7 +40,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let node = Node::new(&config).await?;
         // Before recovery: the event triggers observe every event resumed instances publish.
-        let triggers = sluice::triggers::Triggers::start(&node, &config.triggers)?;
+        let triggers = match std::env::var_os("SLUICE_TEST_CLOCK") {
+            // Tests move the schedules' clock by writing unix ms to this file.
+            Some(file) => {
+                let clock = sluice::triggers::FileClock::new(file.into())
+                    .context("SLUICE_TEST_CLOCK: cannot read the clock file")?;
+                sluice::triggers::Triggers::start_with_clock(
+                    &node,
+                    &config.triggers,
+                    Arc::new(clock),
+                )?
+            }
+            None => sluice::triggers::Triggers::start(&node, &config.triggers)?,
+        };
         let resumed = node.recover().await?;
         if resumed > 0 {
             tracing::info!("resumed {resumed} unfinished instance(s) from the store");

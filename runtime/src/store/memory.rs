@@ -26,6 +26,8 @@ struct State {
     events: HashMap<String, (u64, StoredEvent)>,
     /// Events kept for event triggers, by id, with their insertion number.
     outbox: HashMap<String, (u64, StoredEvent)>,
+    /// Named cursors.
+    cursors: HashMap<String, String>,
     next: u64,
 }
 
@@ -69,7 +71,8 @@ impl State {
                 | Write::Publish(_)
                 | Write::Take { .. }
                 | Write::Outbox(_)
-                | Write::Dispatched { .. } => {}
+                | Write::Dispatched { .. }
+                | Write::Cursor { .. } => {}
             }
         }
         Ok(())
@@ -144,6 +147,9 @@ impl State {
             }
             Write::Dispatched { id } => {
                 self.outbox.remove(id);
+            }
+            Write::Cursor { key, value } => {
+                self.cursors.insert(key.clone(), value.clone());
             }
         }
         Ok(())
@@ -233,6 +239,10 @@ impl JournalStore for MemoryStore {
         let mut events: Vec<(u64, StoredEvent)> = self.lock().outbox.values().cloned().collect();
         events.sort_by_key(|(number, _)| *number);
         Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().cursors.get(key).cloned())
     }
 
     fn durable(&self) -> bool {

@@ -192,6 +192,8 @@ pub enum Write {
     Outbox(StoredEvent),
     /// Every event trigger has its instance for event `id`: forget it.
     Dispatched { id: String },
+    /// Set a named cursor (a schedule's last decided fire), replacing its value.
+    Cursor { key: String, value: String },
 }
 
 /// A published event not taken yet.
@@ -303,6 +305,8 @@ pub trait JournalStore: Send + Sync {
     /// Events kept for event triggers and not yet dispatched ([`Write::Outbox`]), in the
     /// order they were published.
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The value of cursor `key` ([`Write::Cursor`]), if set.
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Instances matching `query`, in the order they were recorded, each with its sequence
     /// number (a cursor: pass the last one as `query.after` for the next page).
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError>;

@@ -14,7 +14,7 @@ mod state;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use schedule::{Clock, SystemClock};
+pub use schedule::{Clock, FileClock, SystemClock};
 pub use state::{TriggerKind, TriggerSnapshot, TriggerState};
 
 use crate::config::{HttpTriggerConfig, TriggersSection};

@@ -116,6 +116,11 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
             .and_then(|mut s| s.execute(params![event.id, event.topic, event.payload.0]))
             .map_err(db)?;
         }
+        Write::Cursor { key, value } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO cursors (key, value) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(db)?;
+        }
         Write::Dispatched { id } => {
             tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")
                 .and_then(|mut s| s.execute([id]))
