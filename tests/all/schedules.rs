@@ -338,3 +338,32 @@ async fn a_crash_at_a_fire_leaves_exactly_one_instance_for_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_schedule_skips_its_fires_and_stays_paused_across_a_restart() {
+    let extra = "[[triggers.schedule]]\nname = \"tick\"\ncron = \"* * * * *\"\nflow = \"hello\"\ninput = { name = \"p\" }\n";
+    let s = Scheduled::new(&["hello"], extra, minute(0) + 30_000);
+    let node = s.serve();
+    let (status, view) = node.post("/v1/triggers/tick/pause", "").await;
+    assert_eq!((status, &view["state"]), (200, &json!("paused")), "{view}");
+    s.set(minute(1));
+    until_trigger(&node, "tick", "a skipped fire", |t| n(t, "skipped") == 1).await;
+    kill(node);
+    let node = s.serve();
+    let tick = trigger(&node, "tick").await;
+    assert_eq!(tick["state"], "paused", "{tick}");
+    s.set(minute(2));
+    until_trigger(&node, "tick", "a skipped fire", |t| n(t, "skipped") == 1).await;
+    let out = crate::served::cli(&node, &["triggers", "resume", "tick"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.set(minute(3));
+    completed(&node, &fire_ids("tick", &[3])[0]).await;
+    assert_eq!(
+        fires_of(&node, "hello", "tick").await,
+        fire_ids("tick", &[3])
+    );
+}

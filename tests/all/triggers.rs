@@ -139,7 +139,6 @@ async fn a_url_trigger_answers_a_thousand_concurrent_requests_on_a_pool_of_two()
         &["hello"],
         &format!("{GREET}[pools.default]\nsize = 2\nqueue = 2000\n"),
     );
-    let node = std::sync::Arc::new(node);
     let base = node.threads();
     let client = reqwest::Client::new();
     let requests: Vec<_> = (0..1000)
@@ -198,14 +197,12 @@ async fn high_mode_trigger_requests_overtake_queued_normal_ones() {
          [pools.default]\nsize = 1\npreempt = false\n"
     );
     let (_dir, node) = node(&["hello", "spin"], &extra);
-    let node = std::sync::Arc::new(node);
+    let node = &node;
     // The one slot is busy with a spinner; normal requests queue behind it.
     let (status, spin) = node.post("/v1/flows/spin/start", r#"{"ms": 3000}"#).await;
     assert_eq!(status, 202, "{spin}");
-    let pools = |node: std::sync::Arc<Served>| async move { node.get("/v1/pools").await.1 };
-    until_http("the spinner runs", Duration::from_secs(60), || {
-        let node = node.clone();
-        async move { pools(node).await[0]["running"] == 1 }
+    until_http("the spinner runs", Duration::from_secs(60), || async {
+        node.get("/v1/pools").await.1[0]["running"] == 1
     })
     .await;
     let send = |method: Method, i: usize| {
@@ -229,10 +226,9 @@ async fn high_mode_trigger_requests_overtake_queued_normal_ones() {
     until_http(
         "five normal requests queue",
         Duration::from_secs(60),
-        || {
-            let node = node.clone();
-            async move {
-                let pools = pools(node).await;
+        || async {
+            {
+                let pools = node.get("/v1/pools").await.1;
                 pools
                     .as_array()
                     .unwrap()
@@ -245,13 +241,10 @@ async fn high_mode_trigger_requests_overtake_queued_normal_ones() {
     )
     .await;
     let high = send(Method::PUT, 99).await.unwrap();
-    let ended = |id: String| {
-        let node = node.clone();
-        async move {
-            let (_, view) = node.get(&format!("/v1/instances/{id}")).await;
-            assert_eq!(view["status"], "completed", "{view}");
-            view["ended"].as_str().unwrap().to_string()
-        }
+    let ended = |id: String| async move {
+        let (_, view) = node.get(&format!("/v1/instances/{id}")).await;
+        assert_eq!(view["status"], "completed", "{view}");
+        view["ended"].as_str().unwrap().to_string()
     };
     let high_ended = ended(high).await;
     for r in normal {

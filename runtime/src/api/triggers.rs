@@ -71,8 +71,13 @@ impl TriggerView {
     }
 }
 
-fn named<'a>(state: &'a ApiState, name: &str) -> Result<&'a Arc<TriggerState>, ApiError> {
-    state.triggers.get(name).ok_or_else(|| {
+async fn set_paused(
+    state: &ApiState,
+    name: &str,
+    paused: bool,
+) -> Result<Arc<TriggerState>, ApiError> {
+    let found = state.triggers.set_paused(name, paused).await?;
+    found.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown-trigger",
@@ -109,8 +114,9 @@ pub async fn list(
     ))
 }
 
-/// Pause a trigger: a URL trigger answers 503, an event trigger lets events pass without
-/// starting anything, a schedule skips its fires. Idempotent.
+/// Pause a trigger, durably (a restart keeps it paused): a URL trigger answers 503, an
+/// event trigger lets events pass without starting anything, a schedule skips its fires.
+/// Idempotent.
 #[utoipa::path(
     post, path = "/v1/triggers/{name}/pause", tag = "triggers",
     params(("name" = String, Path, description = "Trigger name")),
@@ -119,6 +125,7 @@ pub async fn list(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "The token may not operate", body = ErrorBody),
         (status = 404, description = "Unknown trigger", body = ErrorBody),
+        (status = 503, description = "The store failed; nothing changed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -129,10 +136,9 @@ pub async fn pause(
 ) -> Result<Json<TriggerView>, ApiError> {
     caller.require(Permission::Operate)?;
     let name = path_of(name)?;
-    let trigger = named(&state, &name)?;
-    trigger.pause();
+    let trigger = set_paused(&state, &name, true).await?;
     tracing::info!(caller = %caller.name, "trigger `{name}` paused");
-    Ok(Json(TriggerView::of(trigger)))
+    Ok(Json(TriggerView::of(&trigger)))
 }
 
 /// Resume a paused trigger. Idempotent.
@@ -144,6 +150,7 @@ pub async fn pause(
         (status = 401, description = "No or unknown token", body = ErrorBody),
         (status = 403, description = "The token may not operate", body = ErrorBody),
         (status = 404, description = "Unknown trigger", body = ErrorBody),
+        (status = 503, description = "The store failed; nothing changed", body = ErrorBody),
     ),
     security(("token" = []))
 )]
@@ -154,8 +161,7 @@ pub async fn resume(
 ) -> Result<Json<TriggerView>, ApiError> {
     caller.require(Permission::Operate)?;
     let name = path_of(name)?;
-    let trigger = named(&state, &name)?;
-    trigger.resume();
+    let trigger = set_paused(&state, &name, false).await?;
     tracing::info!(caller = %caller.name, "trigger `{name}` resumed");
-    Ok(Json(TriggerView::of(trigger)))
+    Ok(Json(TriggerView::of(&trigger)))
 }

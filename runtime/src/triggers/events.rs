@@ -47,6 +47,7 @@ struct EventTrigger {
 pub(super) fn start(
     node: &Node,
     configs: &[EventTriggerConfig],
+    paused: &HashSet<String>,
 ) -> Result<Vec<Arc<TriggerState>>, StoreError> {
     if configs.is_empty() {
         return Ok(Vec::new());
@@ -60,6 +61,9 @@ pub(super) fn start(
             config.flow.get_ref(),
             format!("topic {}", config.topic),
         );
+        if paused.contains(&state.name) {
+            state.pause();
+        }
         states.push(state.clone());
         by_topic
             .entry(config.topic.as_str().to_string())

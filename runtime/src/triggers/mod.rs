@@ -11,7 +11,7 @@ mod events;
 pub mod schedule;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use schedule::{Clock, FileClock, SystemClock};
@@ -19,7 +19,7 @@ pub use state::{TriggerKind, TriggerSnapshot, TriggerState};
 
 use crate::config::{HttpTriggerConfig, TriggersSection};
 use crate::node::Node;
-use crate::store::StoreError;
+use crate::store::{StoreError, Write};
 
 /// A URL trigger: its configuration and its figures.
 pub struct HttpTrigger {
@@ -31,6 +31,7 @@ pub struct HttpTrigger {
 
 /// Every trigger of a node, running.
 pub struct Triggers {
+    node: Option<Node>,
     http: Vec<Arc<HttpTrigger>>,
     all: Vec<Arc<TriggerState>>,
     by_name: HashMap<String, Arc<TriggerState>>,
@@ -40,6 +41,7 @@ impl Triggers {
     /// No triggers.
     pub fn none() -> Arc<Self> {
         Arc::new(Triggers {
+            node: None,
             http: Vec::new(),
             all: Vec::new(),
             by_name: HashMap::new(),
@@ -59,6 +61,18 @@ impl Triggers {
         section: &TriggersSection,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StoreError> {
+        // Paused before a restart: paused again before any of its tasks runs.
+        let store = node.journal().store();
+        let mut paused = HashSet::new();
+        let names = (section.http.iter().map(|t| t.name.get_ref()))
+            .chain(section.event.iter().map(|t| t.name.get_ref()))
+            .chain(section.schedule.iter().map(|t| t.name.get_ref()));
+        for name in names {
+            if store.cursor(&paused_key(name.as_str()))?.as_deref() == Some("true") {
+                tracing::info!("trigger `{name}` stays paused, as before the restart");
+                paused.insert(name.as_str().to_string());
+            }
+        }
         let mut all = Vec::new();
         let http: Vec<Arc<HttpTrigger>> = section
             .http
@@ -70,6 +84,9 @@ impl Triggers {
                     config.flow.get_ref(),
                     format!("{} {}", config.method, config.path.get_ref()),
                 );
+                if paused.contains(&state.name) {
+                    state.pause();
+                }
                 all.push(state.clone());
                 Arc::new(HttpTrigger {
                     config: config.clone(),
@@ -77,10 +94,40 @@ impl Triggers {
                 })
             })
             .collect();
-        all.extend(events::start(node, &section.event)?);
-        all.extend(schedule::start(node, &section.schedule, clock)?);
+        all.extend(events::start(node, &section.event, &paused)?);
+        all.extend(schedule::start(node, &section.schedule, clock, &paused)?);
         let by_name = all.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Ok(Arc::new(Triggers { http, all, by_name }))
+        Ok(Arc::new(Triggers {
+            node: Some(node.clone()),
+            http,
+            all,
+            by_name,
+        }))
+    }
+
+    /// Pause (`true`) or resume trigger `name`, durably: a restart keeps it so. `None`
+    /// when there is no such trigger.
+    pub async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Option<Arc<TriggerState>>, StoreError> {
+        let Some(state) = self.by_name.get(name) else {
+            return Ok(None);
+        };
+        if let Some(node) = &self.node {
+            let write = Write::Cursor {
+                key: paused_key(name),
+                value: paused.to_string(),
+            };
+            node.journal().write(vec![write]).await?;
+        }
+        if paused {
+            state.pause();
+        } else {
+            state.resume();
+        }
+        Ok(Some(state.clone()))
     }
 
     /// The URL triggers.
@@ -97,4 +144,9 @@ impl Triggers {
     pub fn get(&self, name: &str) -> Option<&Arc<TriggerState>> {
         self.by_name.get(name)
     }
+}
+
+/// The store cursor that says whether trigger `name` is paused.
+fn paused_key(name: &str) -> String {
+    format!("paused:{name}")
 }

@@ -15,6 +15,7 @@
 //! Time comes from a [`Clock`]: the system's, or in tests a file ([`FileClock`]) the test
 //! writes, so no test waits for a real minute.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,6 +123,7 @@ pub(super) fn start(
     node: &Node,
     configs: &[ScheduleTriggerConfig],
     clock: Arc<dyn Clock>,
+    paused: &HashSet<String>,
 ) -> Result<Vec<Arc<TriggerState>>, StoreError> {
     let mut states = Vec::new();
     for config in configs {
@@ -131,6 +133,9 @@ pub(super) fn start(
             config.flow.get_ref(),
             format!("cron {} ({})", config.cron.text, config.zone.0.name()),
         );
+        if paused.contains(&state.name) {
+            state.pause();
+        }
         let key = format!("schedule:{}", state.name);
         let cursor = match node.journal().store().cursor(&key)? {
             Some(text) => serde_json::from_str::<Cursor>(&text).ok(),

@@ -99,6 +99,7 @@ impl TriggerState {
 
     /// Pause it (idempotent): a paused URL trigger answers 503, a paused event trigger
     /// lets events pass without starting anything, a paused schedule skips its fires.
+    /// Not kept across a restart by itself: see `Triggers::set_paused`.
     pub fn pause(&self) {
         self.paused.store(true, Ordering::Release);
     }
