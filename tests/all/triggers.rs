@@ -748,3 +748,47 @@ async fn a_sigkill_midway_leaves_exactly_one_subscriber_per_event() {
     let node = serve(&config, &data, again);
     every_event_once(&node, publisher["id"].as_str().unwrap()).await;
 }
+
+#[test]
+fn sluice_serve_refuses_bad_triggers_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = format!(
+        "[[flows]]\nname = \"hello\"\ncomponent = \"{}\"\n",
+        crate::support::guest("hello").display()
+    );
+    for (trigger, expected) in [
+        (
+            "[[triggers.event]]\nname = \"e\"\ntopic = \"t\"\nflow = \"nope\"\n",
+            &[
+                "line 7",
+                "triggers.event[0].flow = \"nope\"",
+                "no [[flows]] entry",
+            ][..],
+        ),
+        (
+            "[[triggers.schedule]]\nname = \"s\"\ncron = \"every day\"\nflow = \"hello\"\n",
+            &["line 6", "cron", "not a cron expression"][..],
+        ),
+        (
+            "[[triggers.event]]\nname = \"e\"\ntopic = \"no spaces\"\nflow = \"hello\"\n",
+            &["line 6", "topic", "not a topic name"][..],
+        ),
+    ] {
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, format!("{flows}{trigger}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a bad trigger was accepted");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(path.to_str().unwrap()), "{said}");
+        for part in expected {
+            assert!(said.contains(part), "`{part}` missing from: {said}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Longest topic name.
 pub const MAX_TOPIC: usize = 128;
@@ -108,11 +109,20 @@ impl<'de> Deserialize<'de> for TriggerName {
     }
 }
 
+/// Longest instance id the API takes.
+const MAX_ID: usize = 256;
+
 /// The id of the instance event trigger `trigger` starts for event `event`: the same on
 /// every delivery of that event, so a redelivery (after a crash) attaches instead of
-/// starting a second one.
+/// starting a second one. `t_<trigger>_<event id>`, or, past 256 characters (an event of an
+/// instance with a long caller-chosen id), `t_<trigger>_x<digest of the event id>` (no event id has that form).
 pub fn trigger_instance_id(trigger: &str, event: &str) -> String {
-    format!("t_{trigger}_{event}")
+    let id = format!("t_{trigger}_{event}");
+    if id.len() <= MAX_ID {
+        return id;
+    }
+    let digest = Sha256::digest(event.as_bytes());
+    format!("t_{trigger}_x{}", hex::encode(&digest[..16]))
 }
 
 /// The id of the instance schedule trigger `trigger` starts for its fire at `at_ms`.
@@ -136,5 +146,9 @@ mod tests {
             assert!(check_trigger_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(trigger_instance_id("t1", "01AB.3"), "t_t1_01AB.3");
+        let long = format!("{}.3", "a".repeat(300));
+        let id = trigger_instance_id("t1", &long);
+        assert!(id.len() <= 256 && id.starts_with("t_t1_x"), "{id}");
+        assert_eq!(id, trigger_instance_id("t1", &long));
     }
 }
