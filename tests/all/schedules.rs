@@ -367,3 +367,34 @@ async fn a_paused_schedule_skips_its_fires_and_stays_paused_across_a_restart() {
         fire_ids("tick", &[3])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_stops_the_schedules_and_the_next_start_catches_up() {
+    let extra = "[[triggers.schedule]]\nname = \"tick\"\ncron = \"* * * * *\"\nflow = \"hello\"\ninput = { name = \"d\" }\nmissed = \"run-once\"\n\
+                 [[triggers.event]]\nname = \"on-name\"\ntopic = \"names\"\nflow = \"hello\"\n";
+    let s = Scheduled::new(&["hello"], extra, minute(0) + 30_000);
+    let mut node = s.serve();
+    let (status, _) = node.post("/v1/drain", "").await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not stop after a drain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    drop(node);
+    // The fire of 00:01 came while the node was down: its next start runs it once.
+    s.set(minute(1) + 5_000);
+    let node = s.serve();
+    completed(&node, &fire_ids("tick", &[1])[0]).await;
+    assert_eq!(
+        fires_of(&node, "hello", "tick").await,
+        fire_ids("tick", &[1])
+    );
+}

@@ -84,6 +84,7 @@ impl ApiState {
     /// Stop admitting work now; [`serve`] then finishes the drain and returns.
     pub fn start_drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.triggers.stop();
         self.drain_requested.notify_one();
     }
 

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -48,6 +49,7 @@ pub(super) fn start(
     node: &Node,
     configs: &[EventTriggerConfig],
     paused: &HashSet<String>,
+    stopping: &Arc<AtomicBool>,
 ) -> Result<Vec<Arc<TriggerState>>, StoreError> {
     if configs.is_empty() {
         return Ok(Vec::new());
@@ -94,7 +96,7 @@ pub(super) fn start(
         });
     }
     let by_topic = Arc::new(by_topic);
-    let node = node.clone();
+    let (node, stopping) = (node.clone(), stopping.clone());
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         while let Some(event) = rx.recv().await {
@@ -107,9 +109,9 @@ pub(super) fn start(
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (node, triggers) = (node.clone(), triggers.clone());
+            let (node, triggers, stopping) = (node.clone(), triggers.clone(), stopping.clone());
             tokio::spawn(async move {
-                dispatch(&node, &triggers, event).await;
+                dispatch(&node, &triggers, event, &stopping).await;
                 drop(permit);
             });
         }
@@ -118,9 +120,18 @@ pub(super) fn start(
 }
 
 /// Start every trigger's instance for `event`, then forget the event.
-async fn dispatch(node: &Node, triggers: &[Arc<EventTrigger>], event: Published) {
+async fn dispatch(
+    node: &Node,
+    triggers: &[Arc<EventTrigger>],
+    event: Published,
+    stopping: &AtomicBool,
+) {
     for trigger in triggers {
         let state = &trigger.state;
+        if stopping.load(Ordering::Acquire) {
+            // Draining: the event stays in the outbox for the node's next start.
+            return;
+        }
         if state.paused() {
             state.skipped();
         } else if !start_once(node, trigger, &event).await {

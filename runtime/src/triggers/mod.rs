@@ -13,6 +13,7 @@ mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use schedule::{Clock, FileClock, SystemClock};
 pub use state::{TriggerKind, TriggerSnapshot, TriggerState};
@@ -32,6 +33,8 @@ pub struct HttpTrigger {
 /// Every trigger of a node, running.
 pub struct Triggers {
     node: Option<Node>,
+    /// Set by a drain: no trigger starts anything more.
+    stopping: Arc<AtomicBool>,
     http: Vec<Arc<HttpTrigger>>,
     all: Vec<Arc<TriggerState>>,
     by_name: HashMap<String, Arc<TriggerState>>,
@@ -42,6 +45,7 @@ impl Triggers {
     pub fn none() -> Arc<Self> {
         Arc::new(Triggers {
             node: None,
+            stopping: Arc::default(),
             http: Vec::new(),
             all: Vec::new(),
             by_name: HashMap::new(),
@@ -94,11 +98,19 @@ impl Triggers {
                 })
             })
             .collect();
-        all.extend(events::start(node, &section.event, &paused)?);
-        all.extend(schedule::start(node, &section.schedule, clock, &paused)?);
+        let stopping = Arc::new(AtomicBool::new(false));
+        all.extend(events::start(node, &section.event, &paused, &stopping)?);
+        all.extend(schedule::start(
+            node,
+            &section.schedule,
+            clock,
+            &paused,
+            &stopping,
+        )?);
         let by_name = all.iter().map(|s| (s.name.clone(), s.clone())).collect();
         Ok(Arc::new(Triggers {
             node: Some(node.clone()),
+            stopping,
             http,
             all,
             by_name,
@@ -128,6 +140,12 @@ impl Triggers {
             state.resume();
         }
         Ok(Some(state.clone()))
+    }
+
+    /// Start nothing more (a drain): events wait in the store's outbox and schedules stop
+    /// firing until the node's next start (which then applies their missed-run policy).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// The URL triggers.

@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone};
@@ -124,6 +125,7 @@ pub(super) fn start(
     configs: &[ScheduleTriggerConfig],
     clock: Arc<dyn Clock>,
     paused: &HashSet<String>,
+    stopping: &Arc<AtomicBool>,
 ) -> Result<Vec<Arc<TriggerState>>, StoreError> {
     let mut states = Vec::new();
     for config in configs {
@@ -149,6 +151,7 @@ pub(super) fn start(
             key,
             running: None,
             buffered: None,
+            stopping: stopping.clone(),
         };
         tokio::spawn(schedule.run(cursor));
         states.push(state);
@@ -167,6 +170,8 @@ struct Schedule {
     running: Option<BoxFuture<Outcome>>,
     /// A fire waiting for the running one to end (`buffer-one`).
     buffered: Option<u64>,
+    /// Set by a drain: fire nothing more.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Schedule {
@@ -207,12 +212,23 @@ impl Schedule {
     async fn run(mut self, cursor: Option<Cursor>) {
         let now = self.clock.now_ms();
         let mut last = now;
-        if let Some(cursor) = cursor {
-            last = cursor.at;
-            if cursor.start {
-                self.resume_fire(cursor.at).await;
+        match cursor {
+            // A new schedule: nothing before now was missed, and from now on a restart can
+            // tell what it missed.
+            None => {
+                self.save(Cursor {
+                    at: now,
+                    start: false,
+                })
+                .await
             }
-            last = self.catch_up(last, now).await.unwrap_or(last);
+            Some(cursor) => {
+                last = cursor.at;
+                if cursor.start {
+                    self.resume_fire(cursor.at).await;
+                }
+                last = self.catch_up(last, now).await.unwrap_or(last);
+            }
         }
         loop {
             let Some(next) = self.next_after(last) else {
@@ -296,6 +312,10 @@ impl Schedule {
 
     /// The fire at `at_ms`: start it, or skip or buffer it by the pause and overlap policy.
     async fn fire(&mut self, at_ms: u64) {
+        if self.stopping.load(Ordering::Acquire) {
+            // Draining: the cursor stays where it was; the next start decides this fire.
+            return;
+        }
         let state = self.state.clone();
         if state.paused() {
             state.skipped();
@@ -361,6 +381,9 @@ impl Schedule {
 
     /// Start (or attach to) the instance of the fire at `at_ms`; watch its end.
     async fn start_fire(&mut self, at_ms: u64) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
         let id = fire_instance_id(self.name(), at_ms);
         let request = StartRequest {
             flow: self.config.flow.get_ref().clone(),
