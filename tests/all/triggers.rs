@@ -792,3 +792,89 @@ fn sluice_serve_refuses_bad_triggers_naming_file_line_and_key() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_from_outside_start_each_trigger_once_and_waiters_still_take_them() {
+    let extra = "[[triggers.event]]\nname = \"greet-a\"\ntopic = \"names\"\nflow = \"hello\"\n\
+                 [[triggers.event]]\nname = \"greet-b\"\ntopic = \"names\"\nflow = \"hello\"\nmode = \"high\"\n";
+    let (_dir, node) = node(&["hello", "watcher"], extra);
+    // A waiter takes one event from the topic; the triggers see every event regardless.
+    let (status, watcher) = node
+        .post(
+            "/v1/flows/watcher/start",
+            r#"{"topic": "names", "count": 1}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{watcher}");
+    let mut events = Vec::new();
+    for name in ["Ada", "Bo", "Cy"] {
+        let (status, body) = node
+            .post(
+                "/v1/topics/names/publish",
+                &format!("{{\"name\": \"{name}\"}}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        events.push((name, body["id"].as_str().unwrap().to_string()));
+    }
+    let (_, taken) = node
+        .get(&format!(
+            "/v1/instances/{}/result?wait=60s",
+            watcher["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(taken["status"], "completed", "{taken}");
+    assert_eq!(taken["output"]["events"], json!([{ "name": "Ada" }]));
+    for trigger_name in ["greet-a", "greet-b"] {
+        for (name, event) in &events {
+            let id = format!("t_{trigger_name}_{event}");
+            let (status, done) = node
+                .get(&format!("/v1/instances/{id}/result?wait=60s"))
+                .await;
+            // The dispatcher may not have recorded it yet: wait for it to appear.
+            let (status, done) = if status == 404 {
+                until_http(
+                    "the trigger's instance",
+                    Duration::from_secs(60),
+                    || async { node.get(&format!("/v1/instances/{id}")).await.0 == 200 },
+                )
+                .await;
+                node.get(&format!("/v1/instances/{id}/result?wait=60s"))
+                    .await
+            } else {
+                (status, done)
+            };
+            assert_eq!(status, 200, "{id}: {done}");
+            assert_eq!(
+                done["output"]["greeting"],
+                format!("Hello, {name}!"),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(instances_of(&node, "hello").await.len(), 6);
+    // Paused: events pass without starting anything, and are counted as skipped.
+    let (status, _) = node.post("/v1/triggers/greet-b/pause", "").await;
+    assert_eq!(status, 200);
+    let (status, _) = node
+        .post("/v1/topics/names/publish", r#"{"name": "Di"}"#)
+        .await;
+    assert_eq!(status, 200);
+    until_http(
+        "greet-a's fourth and greet-b's skip",
+        Duration::from_secs(60),
+        || async {
+            let a = trigger(&node, "greet-a").await;
+            let b = trigger(&node, "greet-b").await;
+            a["started"] == 4 && b["skipped"] == 1 && a["pending"] == 0 && b["pending"] == 0
+        },
+    )
+    .await;
+    let b = trigger(&node, "greet-b").await;
+    assert_eq!(
+        (b["started"].as_u64(), b["state"].as_str()),
+        (Some(3), Some("paused")),
+        "{b}"
+    );
+    assert_eq!(b["source"], "topic names");
+}
