@@ -199,7 +199,7 @@ async fn high_mode_trigger_requests_overtake_queued_normal_ones() {
     let (_dir, node) = node(&["hello", "spin"], &extra);
     let node = &node;
     // The one slot is busy with a spinner; normal requests queue behind it.
-    let (status, spin) = node.post("/v1/flows/spin/start", r#"{"ms": 3000}"#).await;
+    let (status, spin) = node.post("/v1/flows/spin/start", r#"{"ms": 6000}"#).await;
     assert_eq!(status, 202, "{spin}");
     until_http("the spinner runs", Duration::from_secs(60), || async {
         node.get("/v1/pools").await.1[0]["running"] == 1
