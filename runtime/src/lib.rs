@@ -21,7 +21,7 @@
 //! | [`host`] | the flow's imports; what instances share; the one way up ([`host::Starter`]) |
 //! | [`instance`] | one instance's life: attempts, segments, its end |
 //! | [`node`] | the façade: admission, recovery; implements [`host::Starter`] |
-//! | [`operator`] | offline operator verbs |
+//! | [`operator`], [`triggers`] | offline operator verbs; URL, event and schedule triggers |
 //! | [`testing`], [`project`] | flows tested in isolation, journal replay; new flow projects and their builds |
 //! | [`api`] | the node as a service: HTTP API, OpenAPI, auth, drain |
 //!
@@ -53,6 +53,7 @@ pub mod instance;
 pub mod node;
 
 pub mod operator;
+pub mod triggers;
 
 pub mod project;
 pub mod testing;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["host"],
     &["instance"],
     &["node"],
-    &["operator"],
+    &["operator", "triggers"],
     &["testing", "project"],
     &["api"],
 ];

@@ -13,7 +13,7 @@ use crate::support::guest;
 
 /// Tokens a served test node accepts, by what they may do.
 pub struct TestTokens {
-    /// `start:*`, `read`, `cancel`, `operate`.
+    /// `start:*`, `read`, `cancel`, `operate`, `publish:*`.
     pub all: String,
     /// `read` only.
     pub read: String,
@@ -47,7 +47,7 @@ pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestT
         (
             "ops",
             &all_hash,
-            r#""start:*", "read", "cancel", "operate""#,
+            r#""start:*", "read", "cancel", "operate", "publish:*""#,
         ),
         ("viewer", &read_hash, r#""read""#),
         ("greeter", &hello_hash, r#""start:hello""#),
@@ -69,7 +69,18 @@ pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestT
 
 /// Start `sluice serve` with `config` on `data`; returns once it listens.
 pub fn serve(config: &Path, data: &Path, tokens: TestTokens) -> Served {
+    serve_with_env(config, data, tokens, &[])
+}
+
+/// [`serve`] with more environment variables (e.g. `SLUICE_TEST_CLOCK`).
+pub fn serve_with_env(
+    config: &Path,
+    data: &Path,
+    tokens: TestTokens,
+    env: &[(&str, &Path)],
+) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .envs(env.iter().copied())
         .args(["serve", "--config"])
         .arg(config)
         .arg("--data-dir")

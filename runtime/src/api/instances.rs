@@ -25,7 +25,7 @@ use crate::store::{InstanceRecord, ListQuery, Status};
 /// The longest a request may wait for an outcome.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
-fn path_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn path_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(value) = path.map_err(|e| rejected(&e, e.status()))?;
     Ok(value)
 }
@@ -47,7 +47,7 @@ pub fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn wait_of(wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
+pub(super) fn wait_of(wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
     let Some(text) = wait else { return Ok(None) };
     let d = humantime::parse_duration(text).map_err(|e| {
         ApiError::bad_request(format!(
@@ -66,7 +66,8 @@ fn location(id: &str) -> String {
     format!("/v1/instances/{id}")
 }
 
-fn accepted(id: &str) -> Response {
+/// 202 with the instance's `Location`: it has not ended yet.
+pub fn accepted(id: &str) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(OutcomeView::running(id))).into_response();
     if let Ok(value) = location(id).parse() {
         response.headers_mut().insert(header::LOCATION, value);
@@ -141,7 +142,7 @@ pub async fn start(
 }
 
 /// The record of `id`, once anything queued of it is committed.
-async fn record_of(state: &ApiState, id: &str) -> Result<InstanceRecord, ApiError> {
+pub(super) async fn record_of(state: &ApiState, id: &str) -> Result<InstanceRecord, ApiError> {
     check_id(id)?;
     let journal = state.node.journal();
     if let Some(record) = journal.store().record(id)? {

@@ -7,6 +7,10 @@ mod error;
 mod health;
 mod instances;
 mod operate;
+mod stream;
+mod topics;
+mod triggers;
+mod url_triggers;
 pub mod views;
 
 use std::future::Future;
@@ -28,6 +32,9 @@ pub use error::{ApiError, ErrorBody};
 
 use crate::config::ServerSection;
 use crate::node::Node;
+use crate::triggers::Triggers;
+
+pub use url_triggers::INSTANCE_HEADER;
 
 /// Largest request body; a flow's `[limits] input` refuses larger inputs with 413 itself.
 const BODY_LIMIT: usize = 16 << 20;
@@ -40,6 +47,7 @@ pub struct ApiState {
     drain_requested: Notify,
     openapi: OnceLock<String>,
     body_timeout: Duration,
+    triggers: Arc<Triggers>,
 }
 
 impl ApiState {
@@ -52,7 +60,14 @@ impl ApiState {
             drain_requested: Notify::new(),
             openapi: OnceLock::new(),
             body_timeout: Duration::from_secs(30),
+            triggers: Triggers::none(),
         }
+    }
+
+    /// Serve `triggers` too: URL triggers as routes, all of them under `/v1/triggers`.
+    pub fn with_triggers(mut self, triggers: Arc<Triggers>) -> Self {
+        self.triggers = triggers;
+        self
     }
 
     /// How long a request may take to send its body (default 30 s).
@@ -69,6 +84,7 @@ impl ApiState {
     /// Stop admitting work now; [`serve`] then finishes the drain and returns.
     pub fn start_drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.triggers.stop();
         self.drain_requested.notify_one();
     }
 
@@ -114,6 +130,7 @@ impl ApiState {
         (name = "instances", description = "Start, read and cancel flow instances"),
         (name = "hospital", description = "Instances held for an operator"),
         (name = "node", description = "Pools, flows, health, metrics, drain"),
+        (name = "triggers", description = "Triggers, topics and live streams (Server-Sent Events)"),
     )
 )]
 struct ApiDoc;
@@ -147,6 +164,12 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::resize_pool))
         .routes(routes!(operate::flows))
         .routes(routes!(operate::drain))
+        .routes(routes!(triggers::list))
+        .routes(routes!(triggers::pause))
+        .routes(routes!(triggers::resume))
+        .routes(routes!(topics::publish))
+        .routes(routes!(stream::topic_events))
+        .routes(routes!(stream::instance_events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -156,7 +179,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
     if let Ok(text) = serde_json::to_string_pretty(&doc) {
         let _ = state.openapi.set(text);
     }
-    let router = router
+    let router = url_triggers::add_routes(router, &state)
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -172,12 +195,14 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
 pub async fn serve(
     node: Node,
     server: &ServerSection,
+    triggers: Arc<Triggers>,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(
         ApiState::new(node, Tokens::from_config(&server.tokens))
-            .with_body_timeout(server.body_timeout.0),
+            .with_body_timeout(server.body_timeout.0)
+            .with_triggers(triggers),
     );
     let (router, _) = router(state.clone());
     let grace = server.grace.0;

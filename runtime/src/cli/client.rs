@@ -71,6 +71,30 @@ impl Client {
         self.send(request).await
     }
 
+    /// `GET path` as a stream of Server-Sent Events; an error status fails as any call.
+    pub async fn events(&self, path: &str) -> anyhow::Result<super::sse::SseReader> {
+        let mut request = self
+            .http
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let code = body.get("code").and_then(Value::as_str).unwrap_or("error");
+            let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+            return Err(anyhow!("the node answered {status} {code}: {message}"));
+        }
+        Ok(super::sse::SseReader::new(response))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

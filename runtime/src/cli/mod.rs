@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod cancel;
 mod client;
+mod events;
 mod new;
 mod ops;
 mod output;
@@ -15,9 +16,11 @@ mod remote;
 mod replay;
 mod run;
 mod serve;
+mod sse;
 mod start;
 mod test;
 mod token;
+mod triggers;
 mod wit;
 
 /// Sluice runs business flows as WebAssembly components, in named bounded pools,
@@ -44,6 +47,9 @@ enum Command {
     List(remote::ListArgs),
     Pools(remote::PoolsArgs),
     Flows(remote::FlowsArgs),
+    Events(events::EventsArgs),
+    Publish(events::PublishArgs),
+    Triggers(triggers::TriggersArgs),
     Token(token::TokenArgs),
     Test(test::TestArgs),
     Replay(replay::ReplayArgs),
@@ -86,6 +92,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => remote::list(args),
         Command::Pools(args) => remote::pools(args),
         Command::Flows(args) => remote::flows(args),
+        Command::Events(args) => events::follow(args),
+        Command::Publish(args) => events::publish(args),
+        Command::Triggers(args) => triggers::run(args),
         Command::Token(args) => token::run(args),
         Command::Test(args) => test::run(args),
         Command::Replay(args) => replay::run(args),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sluice::{Node, NodeConfig};
@@ -38,6 +39,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let node = Node::new(&config).await?;
+        // Before recovery: the event triggers observe every event resumed instances publish.
+        let triggers = match std::env::var_os("SLUICE_TEST_CLOCK") {
+            // Tests move the schedules' clock by writing unix ms to this file.
+            Some(file) => {
+                let clock = sluice::triggers::FileClock::new(file.into())
+                    .context("SLUICE_TEST_CLOCK: cannot read the clock file")?;
+                sluice::triggers::Triggers::start_with_clock(
+                    &node,
+                    &config.triggers,
+                    Arc::new(clock),
+                )?
+            }
+            None => sluice::triggers::Triggers::start(&node, &config.triggers)?,
+        };
         let resumed = node.recover().await?;
         if resumed > 0 {
             tracing::info!("resumed {resumed} unfinished instance(s) from the store");
@@ -49,7 +64,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // One line a supervisor (or a test) can wait for.
         println!("sluice serving on http://{bound}");
         tracing::info!("serving on http://{bound}");
-        sluice::api::serve(node, &config.server, listener, stop_signal()).await?;
+        sluice::api::serve(node, &config.server, triggers, listener, stop_signal()).await?;
         anyhow::Ok(())
     })?;
     println!("sluice stopped");

@@ -28,6 +28,10 @@ pub struct StartArgs {
     /// Wait for the outcome and print it.
     #[arg(long)]
     wait: bool,
+    /// Follow it live (Server-Sent Events): print each state change and progress step,
+    /// then the outcome.
+    #[arg(long, conflicts_with = "wait")]
+    follow: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -49,6 +53,9 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
             .post(&path, Some(serde_json::to_vec(&input)?))
             .await?;
         let id = started.body["id"].as_str().unwrap_or_default().to_string();
+        if args.follow {
+            return stream(&client, &id, args.node.json).await;
+        }
         if !args.wait {
             if args.node.json {
                 println!("{}", started.body);
@@ -60,6 +67,42 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         let outcome = follow(&client, &id).await?;
         output::outcome(&outcome, args.node.json)
     })
+}
+
+/// Follow `id` live: each state change and progress step on stderr (as JSON lines on
+/// stdout with `--json`), then its outcome as `--wait` prints it.
+async fn stream(client: &Client, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut events = client
+        .events(&format!("/v1/instances/{}/events", encode(id)))
+        .await?;
+    while let Some(event) = events.next().await? {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "event": event.name, "data": event.data })
+            );
+        }
+        match event.name.as_str() {
+            "outcome" if json => {
+                let ok = event.data["status"] == "completed";
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            "outcome" => return output::outcome(&event.data, false),
+            _ if json => {}
+            "progress" => eprintln!("{id}: {}", event.data["step"].as_str().unwrap_or("")),
+            "state" => eprintln!("{id}: {}", event.data["status"].as_str().unwrap_or("")),
+            "dropped" => eprintln!(
+                "{id}: {} event(s) dropped (this follower was slow)",
+                event.data["missed"]
+            ),
+            _ => {}
+        }
+    }
+    anyhow::bail!("the node closed the stream of {id} before its outcome")
 }
 
 /// Wait for `id` to end, long-polling its result; on a terminal, a spinner shows its

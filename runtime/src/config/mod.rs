@@ -26,8 +26,13 @@ use thiserror::Error;
 use crate::model::{DirGrant, FlowSettings, HumanDuration, Limits, LimitsConfig, RetryPolicy};
 
 mod server;
+mod triggers;
 
 pub use server::{DEFAULT_LISTEN, ServerSection, TokenConfig};
+pub use triggers::{
+    CronExpr, EventTriggerConfig, ExecuteMode, HttpMethod, HttpTriggerConfig, MissedRun, Overlap,
+    ScheduleTriggerConfig, TriggersSection, Zone,
+};
 
 /// Name of the pool that always exists and takes every flow no rule places elsewhere.
 pub const DEFAULT_POOL: &str = "default";
@@ -71,6 +76,9 @@ pub struct NodeConfig {
     /// `sluice serve`: listen address, drain grace, API tokens.
     #[serde(default)]
     pub server: ServerSection,
+    /// URL, event and schedule triggers (see `docs/triggers.md`).
+    #[serde(default)]
+    pub triggers: TriggersSection,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -234,6 +242,13 @@ impl NodeConfig {
             path: path.into(),
             message,
         })?;
+        config
+            .triggers
+            .check(&config.flows, text)
+            .map_err(|message| ConfigError {
+                path: path.into(),
+                message,
+            })?;
         Ok(config)
     }
 

@@ -30,8 +30,8 @@ impl HostState {
             topic: topic.clone(),
             payload: Payload(payload.clone()),
         };
-        self.recorder
-            .record_with(&call, &(), vec![Write::Publish(stored)])?;
+        let writes = self.services.messaging.topics.writes_for(stored);
+        self.recorder.record_with(&call, &(), writes)?;
         self.services
             .messaging
             .topics

@@ -513,8 +513,11 @@ impl host::Host for HostState {
         if self.recorder.replay(&call)?.is_some() {
             return Ok(());
         }
+        let position = self.recorder.position();
         self.recorder.record(&call, &())?;
         tracing::debug!(target: "sluice::progress", step = %step, "progress");
+        let (id, flow) = (&self.info.id, &self.info.flow);
+        (self.services.events).progress(id, flow, self.pool.name(), position, &step);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ pub mod topics;
 
 pub use mailbox::{Mailbox, Next};
 pub use sessions::{Boxes, Sessions};
-pub use topics::{Topic, Topics};
+pub use topics::{Published, Topic, Topics};
 
 /// The node's sessions and topics.
 #[derive(Debug, Default)]

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod invocation;
 pub mod limits;
+pub mod names;
 pub mod outcome;
 pub mod permission;
 pub mod session;
@@ -14,6 +15,7 @@ pub mod units;
 pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
+pub use names::{TopicName, TriggerName};
 pub use outcome::{FlowError, Outcome};
 pub use permission::Permission;
 pub use session::{SessionRef, Side, end_reason};

@@ -18,6 +18,7 @@ use crate::store::{self, DirLock, Journal};
 
 mod cancel;
 mod hospital;
+mod publish;
 mod recovery;
 mod start;
 

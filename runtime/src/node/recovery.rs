@@ -23,7 +23,7 @@ impl Node {
             self.messaging()
                 .topics
                 .topic(&event.topic)
-                .publish(event.id, event.payload.0);
+                .restore(event.id, event.payload.0);
         }
         let records = self.journal().store().with_status(Status::Running)?;
         let count = records.len();

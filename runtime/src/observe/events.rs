@@ -16,6 +16,18 @@ pub enum EventKind {
     Finished,
     /// It stopped without an end and is held in the flow hospital for an operator.
     Held,
+    /// It reported a progress step ([`InstanceEvent::progress`]).
+    Progress,
+}
+
+/// A progress step and the journal position that recorded it (a follower that read the
+/// journal first skips what it has seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Journal position of the `progress` call.
+    pub position: u64,
+    /// The step, as the flow wrote it.
+    pub step: String,
 }
 
 /// One event of one instance.
@@ -29,6 +41,8 @@ pub struct InstanceEvent {
     pub pool: String,
     /// What happened.
     pub kind: EventKind,
+    /// The step, for [`EventKind::Progress`].
+    pub progress: Option<Step>,
 }
 
 /// The node's event stream. Sending costs almost nothing when nobody listens.
@@ -50,6 +64,23 @@ impl Events {
                 flow: flow.into(),
                 pool: pool.into(),
                 kind,
+                progress: None,
+            });
+        }
+    }
+
+    /// Publish a progress step of instance `id`, recorded at journal `position`.
+    pub fn progress(&self, id: &str, flow: &str, pool: &str, position: u64, step: &str) {
+        if self.0.receiver_count() > 0 {
+            let _ = self.0.send(InstanceEvent {
+                id: id.into(),
+                flow: flow.into(),
+                pool: pool.into(),
+                kind: EventKind::Progress,
+                progress: Some(Step {
+                    position,
+                    step: step.into(),
+                }),
             });
         }
     }

@@ -5,5 +5,5 @@ pub mod events;
 pub mod metrics;
 pub mod report;
 
-pub use events::{EventKind, Events, InstanceEvent};
+pub use events::{EventKind, Events, InstanceEvent, Step};
 pub use metrics::{Metrics, NodeFigures};

@@ -24,6 +24,10 @@ struct State {
     children: HashMap<String, Vec<String>>,
     /// Events not taken yet, by id, with their insertion number (publish order).
     events: HashMap<String, (u64, StoredEvent)>,
+    /// Events kept for event triggers, by id, with their insertion number.
+    outbox: HashMap<String, (u64, StoredEvent)>,
+    /// Named cursors.
+    cursors: HashMap<String, String>,
     next: u64,
 }
 
@@ -63,7 +67,12 @@ impl State {
                         return Err(StoreError::Unknown(id.clone()));
                     }
                 }
-                Write::Component { .. } | Write::Publish(_) | Write::Take { .. } => {}
+                Write::Component { .. }
+                | Write::Publish(_)
+                | Write::Take { .. }
+                | Write::Outbox(_)
+                | Write::Dispatched { .. }
+                | Write::Cursor { .. } => {}
             }
         }
         Ok(())
@@ -128,6 +137,19 @@ impl State {
             }
             Write::Take { id } => {
                 self.events.remove(id);
+            }
+            Write::Outbox(event) => {
+                let number = self.next;
+                self.next += 1;
+                self.outbox
+                    .entry(event.id.clone())
+                    .or_insert_with(|| (number, event.clone()));
+            }
+            Write::Dispatched { id } => {
+                self.outbox.remove(id);
+            }
+            Write::Cursor { key, value } => {
+                self.cursors.insert(key.clone(), value.clone());
             }
         }
         Ok(())
@@ -211,6 +233,16 @@ impl JournalStore for MemoryStore {
         let mut events: Vec<(u64, StoredEvent)> = self.lock().events.values().cloned().collect();
         events.sort_by_key(|(number, _)| *number);
         Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events: Vec<(u64, StoredEvent)> = self.lock().outbox.values().cloned().collect();
+        events.sort_by_key(|(number, _)| *number);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().cursors.get(key).cloned())
     }
 
     fn durable(&self) -> bool {

@@ -186,6 +186,14 @@ pub enum Write {
     Publish(StoredEvent),
     /// An event was taken: forget it.
     Take { id: String },
+    /// Keep a published event for the event triggers of its topic until each has started
+    /// its instance for it (nothing happens when the id is known). Written in the same
+    /// batch as the publish, so a crash keeps both or neither.
+    Outbox(StoredEvent),
+    /// Every event trigger has its instance for event `id`: forget it.
+    Dispatched { id: String },
+    /// Set a named cursor (a schedule's last decided fire), replacing its value.
+    Cursor { key: String, value: String },
 }
 
 /// A published event not taken yet.
@@ -294,6 +302,11 @@ pub trait JournalStore: Send + Sync {
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Events published and not yet taken, in the order they were published.
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Events kept for event triggers and not yet dispatched ([`Write::Outbox`]), in the
+    /// order they were published.
+    fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The value of cursor `key` ([`Write::Cursor`]), if set.
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Instances matching `query`, in the order they were recorded, each with its sequence
     /// number (a cursor: pass the last one as `query.after` for the next page).
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError>;

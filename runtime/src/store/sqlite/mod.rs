@@ -203,6 +203,32 @@ impl JournalStore for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
+    fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT id, topic, payload FROM outbox ORDER BY rowid")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: Payload(r.get(2)?),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.reader()
+            .query_row("SELECT value FROM cursors WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
         // The flow, status, parent and cursor narrow in SQL; pool and root (kept in the
         // start meta and the id) are checked on each row, page by page.

@@ -109,6 +109,23 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
                 .and_then(|mut s| s.execute([id]))
                 .map_err(db)?;
         }
+        Write::Outbox(event) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (id, topic, payload) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![event.id, event.topic, event.payload.0]))
+            .map_err(db)?;
+        }
+        Write::Cursor { key, value } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO cursors (key, value) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![key, value]))
+                .map_err(db)?;
+        }
+        Write::Dispatched { id } => {
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
+                .map_err(db)?;
+        }
         Write::Pin { id, component } => {
             let changed = tx
                 .prepare_cached("UPDATE instances SET component = ?2 WHERE id = ?1")

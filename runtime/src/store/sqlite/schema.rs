@@ -44,6 +44,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
      END;
      UPDATE instances SET created_ms = created * 1000;
      CREATE INDEX instances_by_parent ON instances(parent) WHERE parent IS NOT NULL;",
+    // 5: events kept for the event triggers of their topic until dispatched; named
+    // cursors (each schedule's last decided fire).
+    "CREATE TABLE outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
+     CREATE TABLE cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// Apply the migrations not yet applied, all in one write transaction: another process
