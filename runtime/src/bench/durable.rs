@@ -43,10 +43,11 @@ async fn durable_node(
     guests: &Path,
     data_dir: Option<&Path>,
     max_resident: u32,
+    queue: usize,
 ) -> anyhow::Result<Node> {
     let mut config = NodeConfig::parse(
         &format!(
-            "[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = 2000000\n"
+            "[node]\nmax-resident = {max_resident}\n[pools.default]\nsize = 2\nqueue = {queue}\n"
         ),
         Path::new("<bench>"),
         Path::new("."),
@@ -71,7 +72,7 @@ pub async fn store(
     starters: usize,
 ) -> anyhow::Result<StoreFigures> {
     let dir = scratch_dir("durable");
-    let node = durable_node(guests, durable.then_some(dir.as_path()), 20_000).await?;
+    let node = durable_node(guests, durable.then_some(dir.as_path()), 20_000, 2_000_000).await?;
     let noop = StartRequest::rpc("noop", b"{}".to_vec(), "bench");
     node.run(noop.clone()).await??;
 
@@ -122,7 +123,7 @@ pub async fn store(
 /// Replay speed, and the wake-to-end cost of an evicted instance against a resident one.
 pub async fn replay(guests: &Path, entries: usize) -> anyhow::Result<ReplayFigures> {
     let dir = scratch_dir("replay");
-    let node = durable_node(guests, Some(&dir), 1000).await?;
+    let node = durable_node(guests, Some(&dir), 1000, 2_000_000).await?;
     let long = StartRequest::rpc(
         "sleeper",
         format!("{{\"ms\":0,\"times\":{entries}}}").into_bytes(),
@@ -163,7 +164,7 @@ pub async fn replay(guests: &Path, entries: usize) -> anyhow::Result<ReplayFigur
 
     // Wake-to-end: a 50 ms sleeper, resident vs evicted (max-resident 1, a second start
     // evicts it while it sleeps).
-    let node = durable_node(guests, None, 1).await?;
+    let node = durable_node(guests, None, 1, 2_000_000).await?;
     let nap = StartRequest::rpc("sleeper", b"{\"ms\":50}".to_vec(), "bench");
     let noop = StartRequest::rpc("noop", b"{}".to_vec(), "bench");
     node.run(nap.clone()).await??;
@@ -222,7 +223,15 @@ pub async fn scale(
     max_resident: u32,
 ) -> anyhow::Result<ScaleFigures> {
     let dir = scratch_dir("scale");
-    let node = durable_node(guests, Some(&dir), max_resident).await?;
+    // The default queue: starters meet backpressure as an API client does (a 429), instead
+    // of a backlog of a million queued instances.
+    let node = durable_node(
+        guests,
+        Some(&dir),
+        max_resident,
+        sluice::config::DEFAULT_QUEUE,
+    )
+    .await?;
     node.run(StartRequest::rpc(
         "sleeper",
         b"{\"ms\":0}".to_vec(),
@@ -253,8 +262,16 @@ pub async fn scale(
             let count = flows / STARTERS + usize::from(k < flows % STARTERS);
             tokio::spawn(async move {
                 for _ in 0..count {
-                    node.submit(StartRequest::rpc("sleeper", input.clone(), "bench"))
-                        .await?;
+                    loop {
+                        let request = StartRequest::rpc("sleeper", input.clone(), "bench");
+                        match node.submit(request).await {
+                            Ok(_) => break,
+                            Err(sluice::StartError::QueueFull { .. }) => {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if n % 100_000 == 0 {
                         eprintln!(
