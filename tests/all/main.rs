@@ -9,6 +9,7 @@ mod drain;
 mod durability;
 mod durable_node;
 mod engine;
+mod event_triggers;
 mod eviction;
 mod failures;
 mod first_flow;
