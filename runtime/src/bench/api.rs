@@ -35,9 +35,10 @@ pub struct ApiFigures {
 }
 
 /// A `sluice serve` child, killed when dropped.
-struct ServedNode {
+pub(super) struct ServedNode {
     child: Child,
-    url: String,
+    /// Where it serves: `http://127.0.0.1:PORT`.
+    pub(super) url: String,
 }
 
 impl Drop for ServedNode {
@@ -60,8 +61,15 @@ impl ServedNode {
     }
 }
 
-/// Start `exe serve` with the `noop` and `fanout` guests of `guests`; returns once it listens.
-fn serve(exe: &Path, guests: &Path, dir: &Path, token_hash: &str) -> anyhow::Result<ServedNode> {
+/// Start `exe serve` with the `noop` and `fanout` guests of `guests` and the config `extra`
+/// (triggers); the token may start, read and publish. Returns once it listens.
+pub(super) fn serve(
+    exe: &Path,
+    guests: &Path,
+    dir: &Path,
+    token_hash: &str,
+    extra: &str,
+) -> anyhow::Result<ServedNode> {
     std::fs::create_dir_all(dir)?;
     let component = |name: &str| -> anyhow::Result<String> {
         let path = guests.join(format!("{name}.wasm"));
@@ -76,9 +84,9 @@ fn serve(exe: &Path, guests: &Path, dir: &Path, token_hash: &str) -> anyhow::Res
         "[node]\ndata-dir = \"{data}\"\nmax-resident = 20000\n\
          [pools.default]\nsize = 2\nqueue = 100000\n\
          [server]\nlisten = \"127.0.0.1:0\"\n\
-         [[server.tokens]]\nname = \"bench\"\nsha256 = \"{token_hash}\"\npermissions = [\"start:*\", \"read\"]\n\
+         [[server.tokens]]\nname = \"bench\"\nsha256 = \"{token_hash}\"\npermissions = [\"start:*\", \"read\", \"publish:*\"]\n\
          [[flows]]\nname = \"noop\"\ncomponent = \"{noop}\"\n\
-         [[flows]]\nname = \"fanout\"\ncomponent = \"{fanout}\"\n",
+         [[flows]]\nname = \"fanout\"\ncomponent = \"{fanout}\"\n{extra}",
         data = dir.join("data").display(),
         noop = component("noop")?,
         fanout = component("fanout")?,
@@ -114,7 +122,7 @@ fn serve(exe: &Path, guests: &Path, dir: &Path, token_hash: &str) -> anyhow::Res
 }
 
 /// One start-and-await of `flow` with `body`; fails unless the answer is 200.
-async fn start_and_wait(
+pub(super) async fn start_and_wait(
     client: &reqwest::Client,
     url: &str,
     token: &str,
@@ -142,7 +150,7 @@ pub async fn api(
 ) -> anyhow::Result<ApiFigures> {
     let dir = scratch_dir("api");
     let (token, hash) = sluice::api::new_token();
-    let node = serve(exe, guests, &dir, &hash)?;
+    let node = serve(exe, guests, &dir, &hash, "")?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(1))
         .build()?;

@@ -11,6 +11,7 @@ pub mod api;
 pub mod chain;
 pub mod durable;
 pub mod messaging;
+pub mod triggers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

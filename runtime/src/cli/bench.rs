@@ -66,6 +66,9 @@ enum Part {
     Scale,
     /// (C): a chain of each of `--depths` with every pool of size 1: peak RSS per level
     Chain,
+    /// (E): event trigger latency and throughput, a URL trigger against an API start, over
+    /// HTTP to a node served in its own process
+    Triggers,
     /// (W): W1 and W2 through the HTTP API of a node served in its own process, beside the
     /// same figures in process
     Api,
@@ -176,6 +179,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             f.peak_resident,
             f.completed,
             f.total.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only == Part::Triggers {
+        let exe = std::env::current_exe()?;
+        let f = runtime.block_on(bench::triggers::triggers(&exe, &args.guests, iterations))?;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "(E) event published -> subscriber recorded     median {:>7.1} ms   p99 {:>7.1} ms",
+            ms(f.event_p50),
+            ms(f.event_p99)
+        );
+        println!(
+            "    events sustained, 64 publishers, to every subscriber started {:>8.0} events/s",
+            f.events_per_sec
+        );
+        println!(
+            "    URL trigger round trip                      median {:>7.3} ms   API start-and-wait {:>7.3} ms   ratio {:.2}x",
+            ms(f.url_median),
+            ms(f.api_median),
+            ms(f.url_median) / ms(f.api_median)
         );
         return Ok(ExitCode::SUCCESS);
     }
