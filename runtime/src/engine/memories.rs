@@ -10,11 +10,11 @@
 //! or were swapped out; those are dropped with `MADV_DONTNEED`, which zero-fills them anew.
 
 use std::collections::BTreeMap;
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+
+use super::mapping::{Mapping, page};
 
 /// Memories kept at most, all sizes together; each keeps the pages its guest touched
 /// (a few dozen KiB for a small guest), zeroed.
@@ -30,8 +30,8 @@ pub struct MemoryRecycler {
 
 #[derive(Debug, Default)]
 struct Free {
-    /// Wiped regions by capacity.
-    by_capacity: BTreeMap<usize, Vec<Region>>,
+    /// Wiped mappings by length.
+    by_capacity: BTreeMap<usize, Vec<Mapping>>,
     count: usize,
 }
 
@@ -42,104 +42,36 @@ impl MemoryRecycler {
     }
 }
 
-/// One anonymous mapping: `capacity` bytes usable, then `guard` bytes inaccessible.
-#[derive(Debug)]
-struct Region {
-    base: NonNull<u8>,
-    capacity: usize,
-    guard: usize,
-}
-
-// SAFETY: a region is plain memory owned by whoever holds it; nothing in it is tied to a
-// thread, and shared references only read its address.
-unsafe impl Send for Region {}
-unsafe impl Sync for Region {}
-
-impl Region {
-    fn map(capacity: usize, guard: usize) -> std::io::Result<Self> {
-        let len = capacity
-            .checked_add(guard)
-            .ok_or_else(|| std::io::Error::other("memory size overflows"))?;
-        // SAFETY: a new private anonymous mapping; nothing else refers to it.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )?
-        };
-        let region = Region {
-            base: NonNull::new(base.cast()).ok_or_else(|| std::io::Error::other("null mapping"))?,
-            capacity,
-            guard,
-        };
-        if guard > 0 {
-            // SAFETY: the guard part of the mapping made above (on failure `region` unmaps).
+/// Zero every page of `mapping` that may hold data.
+fn wipe(mapping: &Mapping) -> std::io::Result<()> {
+    let page = page();
+    let pages = mapping.len() / page;
+    let mut resident = vec![0u8; pages];
+    // SAFETY: this mapping, page aligned; `resident` has one byte per page.
+    let rc = unsafe { libc::mincore(mapping.at(0).cast(), mapping.len(), resident.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut at = 0;
+    while at < pages {
+        let present = resident[at] & 1 == 1;
+        let run = resident[at..]
+            .iter()
+            .take_while(|r| (**r & 1 == 1) == present)
+            .count();
+        let start = mapping.at(at * page);
+        if present {
+            // SAFETY: pages [at, at + run) of the mapping, which nobody uses while wiped.
+            unsafe { std::ptr::write_bytes(start, 0, run * page) };
+        } else if swap_in_use() {
+            // SAFETY: as above.
             unsafe {
-                rustix::mm::mprotect(
-                    region.base.as_ptr().add(capacity).cast(),
-                    guard,
-                    MprotectFlags::empty(),
-                )?;
+                rustix::mm::madvise(start.cast(), run * page, rustix::mm::Advice::LinuxDontNeed)?;
             }
         }
-        Ok(region)
+        at += run;
     }
-
-    /// Zero every page of the usable part that may hold data.
-    fn wipe(&self) -> std::io::Result<()> {
-        let page = rustix::param::page_size();
-        let pages = self.capacity / page;
-        let mut resident = vec![0u8; pages];
-        // SAFETY: the usable part of this region's own mapping, page aligned; `resident`
-        // has one byte per page.
-        let rc = unsafe {
-            libc::mincore(
-                self.base.as_ptr().cast(),
-                self.capacity,
-                resident.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut at = 0;
-        while at < pages {
-            let present = resident[at] & 1 == 1;
-            let run = resident[at..]
-                .iter()
-                .take_while(|r| (**r & 1 == 1) == present)
-                .count();
-            // SAFETY: pages [at, at + run) of this region's usable part, which nobody uses
-            // while it is being wiped.
-            unsafe {
-                let start = self.base.as_ptr().add(at * page);
-                if present {
-                    std::ptr::write_bytes(start, 0, run * page);
-                } else if swap_in_use() {
-                    rustix::mm::madvise(
-                        start.cast(),
-                        run * page,
-                        rustix::mm::Advice::LinuxDontNeed,
-                    )?;
-                }
-            }
-            at += run;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: the region's own mapping, unused once the region is dropped.
-        let unmapped =
-            unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.capacity + self.guard) };
-        if let Err(e) = unmapped {
-            tracing::warn!("cannot unmap a linear memory: {e}");
-        }
-    }
+    Ok(())
 }
 
 /// Whether the machine swaps: then a page `mincore` reports absent may hold data on swap.
@@ -152,27 +84,29 @@ fn swap_in_use() -> bool {
 
 /// A memory lent to one instance; wiped and back to the recycler when wasmtime drops it.
 struct Lent {
-    region: Option<Region>,
+    mapping: Option<Mapping>,
+    /// Usable bytes of the mapping (any guard asked for follows them).
+    capacity: usize,
     size: usize,
-    /// Set when the memory was made with a fixed reservation: it must never move.
+    /// Made with a fixed reservation (and maybe a guard): it never moves and is not kept.
     fixed: bool,
     free: Arc<Mutex<Free>>,
 }
 
 impl Lent {
-    fn region(&self) -> &Region {
-        self.region
+    fn mapping(&self) -> &Mapping {
+        self.mapping
             .as_ref()
-            .expect("a lent memory has its region until dropped")
+            .expect("a lent memory has its mapping until dropped")
     }
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        let Some(region) = self.region.take() else {
+        let Some(mapping) = self.mapping.take() else {
             return;
         };
-        if region.capacity > KEEP_AT_MOST_BYTES || region.guard > 0 {
+        if self.fixed || mapping.len() > KEEP_AT_MOST_BYTES {
             return;
         }
         {
@@ -181,8 +115,8 @@ impl Drop for Lent {
                 return;
             }
         }
-        // Wiped outside the lock; a region that cannot be wiped is unmapped, never kept.
-        if let Err(e) = region.wipe() {
+        // Wiped outside the lock; a memory that cannot be wiped is unmapped, never kept.
+        if let Err(e) = wipe(&mapping) {
             tracing::warn!("cannot wipe a linear memory for reuse: {e}");
             return;
         }
@@ -190,9 +124,9 @@ impl Drop for Lent {
         if free.count < KEEP {
             free.count += 1;
             free.by_capacity
-                .entry(region.capacity)
+                .entry(mapping.len())
                 .or_default()
-                .push(region);
+                .push(mapping);
         }
     }
 }
@@ -206,56 +140,45 @@ unsafe impl LinearMemory for Lent {
     }
 
     fn byte_capacity(&self) -> usize {
-        self.region().capacity
+        self.capacity
     }
 
     fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        let capacity = self.region().capacity;
-        if new_size <= capacity {
-            // Beyond the old size the region is zero: fresh, or wiped before it was lent.
+        if new_size <= self.capacity {
+            // Beyond the old size the mapping is zero: fresh, or wiped before it was lent.
             self.size = new_size;
             return Ok(());
         }
         if self.fixed {
-            wasmtime::bail!("memory cannot grow past its reservation of {capacity} bytes");
+            wasmtime::bail!(
+                "memory cannot grow past its reservation of {} bytes",
+                self.capacity
+            );
         }
         let new_capacity = round_to_pages(new_size)?;
-        let region = self
-            .region
+        self.mapping
             .as_mut()
-            .expect("a lent memory has its region until dropped");
-        // SAFETY: this memory's own mapping, with no guard (only fixed memories have one);
-        // wasmtime reads the base again after a growth.
-        let moved = unsafe {
-            rustix::mm::mremap(
-                region.base.as_ptr().cast(),
-                capacity,
-                new_capacity,
-                MremapFlags::MAYMOVE,
-            )?
-        };
-        region.base = NonNull::new(moved.cast())
-            .ok_or_else(|| wasmtime::format_err!("mremap returned null"))?;
-        region.capacity = new_capacity;
+            .expect("a lent memory has its mapping until dropped")
+            .grow(new_capacity)?;
+        self.capacity = new_capacity;
         self.size = new_size;
         Ok(())
     }
 
     fn as_ptr(&self) -> *mut u8 {
-        self.region().base.as_ptr()
+        self.mapping().at(0)
     }
 }
 
 fn round_to_pages(bytes: usize) -> wasmtime::Result<usize> {
-    let page = rustix::param::page_size();
     bytes
         .max(1)
-        .checked_next_multiple_of(page)
+        .checked_next_multiple_of(page())
         .ok_or_else(|| wasmtime::format_err!("memory size {bytes} overflows"))
 }
 
 // SAFETY: every memory lent is a fresh mapping or a wiped one (all zero), owned by one
-// instance at a time (a lent region is out of the free list), sized and guarded as asked.
+// instance at a time (a lent one is out of the free list), sized and guarded as asked.
 unsafe impl MemoryCreator for MemoryRecycler {
     fn new_memory(
         &self,
@@ -268,32 +191,48 @@ unsafe impl MemoryCreator for MemoryRecycler {
         // wasmtime passes its configured reservation, `Some(0)` in ours: no reservation,
         // and the memory may move as it grows.
         let reserved = reserved.filter(|r| *r > 0);
+        let fixed = reserved.is_some() || guard > 0;
         let wanted =
             round_to_pages(minimum.max(reserved.unwrap_or(0))).map_err(|e| e.to_string())?;
-        let reused = if reserved.is_none() && guard == 0 {
-            // The smallest kept region that fits: guests grow their memory as they run,
+        let reused = if fixed {
+            None
+        } else {
+            // The smallest kept mapping that fits: guests grow their memory as they run,
             // so an ended memory is often larger than a new one starts. Being wiped, its
             // extra capacity is zero too, and later growth into it moves nothing.
             let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
             let fits = free
                 .by_capacity
                 .range_mut(wanted..=wanted.saturating_mul(4))
-                .find_map(|(_, regions)| regions.pop());
+                .find_map(|(_, kept)| kept.pop());
             if fits.is_some() {
                 free.count -= 1;
             }
             fits
-        } else {
-            None
         };
-        let region = match reused {
-            Some(region) => region,
-            None => Region::map(wanted, guard).map_err(|e| format!("cannot map memory: {e}"))?,
+        let mapping = match reused {
+            Some(mapping) => mapping,
+            None => {
+                let fresh = wanted
+                    .checked_add(guard)
+                    .ok_or_else(|| format!("memory size {wanted} + guard {guard} overflows"))
+                    .and_then(|len| {
+                        Mapping::new(len).map_err(|e| format!("cannot map memory: {e}"))
+                    })?;
+                if guard > 0 {
+                    fresh
+                        .guard(wanted, guard)
+                        .map_err(|e| format!("cannot protect a memory's guard: {e}"))?;
+                }
+                fresh
+            }
         };
+        let capacity = if fixed { wanted } else { mapping.len() };
         Ok(Box::new(Lent {
-            region: Some(region),
+            mapping: Some(mapping),
+            capacity,
             size: minimum,
-            fixed: reserved.is_some(),
+            fixed,
             free: self.free.clone(),
         }))
     }

@@ -26,6 +26,7 @@
 
 pub mod component_cache;
 pub mod linker;
+mod mapping;
 pub mod memories;
 pub mod meter;
 pub mod registry;
