@@ -34,6 +34,22 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// The events a `SELECT id, topic, payload` query reads, in its order.
+    fn events_in(&self, query: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(query).map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: Payload(r.get(2)?),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
     /// Open (or create) the store at `path`. An existing file is checked before anything is
     /// written to it: a corrupt or truncated one is refused and left as it was.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -187,37 +203,11 @@ impl JournalStore for SqliteStore {
     }
 
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare("SELECT id, topic, payload FROM events ORDER BY rowid")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    topic: r.get(1)?,
-                    payload: Payload(r.get(2)?),
-                })
-            })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        self.events_in("SELECT id, topic, payload FROM events ORDER BY rowid")
     }
 
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare("SELECT id, topic, payload FROM outbox ORDER BY rowid")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    topic: r.get(1)?,
-                    payload: Payload(r.get(2)?),
-                })
-            })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        self.events_in("SELECT id, topic, payload FROM outbox ORDER BY rowid")
     }
 
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
