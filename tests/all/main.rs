@@ -21,6 +21,7 @@ mod metrics;
 mod parking;
 mod polyglot;
 mod pools;
+mod postgres_store;
 mod sandbox;
 mod schedules;
 mod scheduling;

@@ -79,9 +79,36 @@ pub struct NodeConfig {
     /// URL, event and schedule triggers (see `docs/triggers.md`).
     #[serde(default)]
     pub triggers: TriggersSection,
+    /// `[store]`: a PostgreSQL database instead of the data dir's SQLite file.
+    #[serde(default)]
+    pub store: StoreSection,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[store]`: where the node keeps its instances when not in the data dir.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreSection {
+    /// `postgres://user[:password]@host[:port]/database`: keep every instance in this
+    /// PostgreSQL database (the data dir's SQLite file is then not used).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl StoreSection {
+    fn validate(&self) -> Result<(), String> {
+        match &self.url {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                Err(format!(
+                    "store.url: `{}` is not a PostgreSQL URL (postgres://user@host:port/database)",
+                    crate::model::urls::without_password(url)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[node]`: identity and node-wide settings.
@@ -262,6 +289,7 @@ impl NodeConfig {
             check_pool_queue(pool.queue).map_err(|why| format!("pools.{name}.{why}"))?;
         }
         self.server.validate()?;
+        self.store.validate()?;
         if self.node.max_resident < 1 {
             return Err("node.max-resident = 0: must be at least 1".into());
         }

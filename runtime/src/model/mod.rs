@@ -11,6 +11,7 @@ pub mod session;
 pub mod settings;
 pub mod start;
 pub mod units;
+pub mod urls;
 
 pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};

@@ -80,7 +80,12 @@ impl Node {
             .map_err(|e| LoadError::Startup(format!("cannot start pool threads: {e}")))?;
         tracing::info!("{}", pools.describe());
         warn_if_over_map_limit(config.node.max_resident);
-        let (journal, lock) = open_journal(config.node.data_dir.as_deref())?;
+        let location = match (&config.store.url, &config.node.data_dir) {
+            (Some(url), _) => store::Location::Postgres(url),
+            (None, Some(dir)) => store::Location::Dir(dir),
+            (None, None) => store::Location::Memory,
+        };
+        let (journal, lock) = open_journal(location)?;
         let defaults = FlowSettings {
             limits: config.default_limits(),
             ..FlowSettings::default()
@@ -320,9 +325,9 @@ fn warn_if_over_map_limit(max_resident: u32) {
     }
 }
 
-/// The journal over the data dir's store (held by this node), or over memory without one.
-fn open_journal(data_dir: Option<&Path>) -> Result<(Journal, Option<DirLock>), LoadError> {
-    let (store, lock) = store::open(data_dir)?;
+/// The journal over the store at `location` (held by this node).
+fn open_journal(location: store::Location<'_>) -> Result<(Journal, Option<DirLock>), LoadError> {
+    let (store, lock) = store::open(location)?;
     let journal = Journal::new(store)
         .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))?;
     Ok((journal, lock))

@@ -8,14 +8,18 @@
 //! one it has; a PostgreSQL store is one more implementation of the trait.
 
 mod codec;
+#[cfg(test)]
+mod conformance;
 pub mod lock;
 mod memory;
+mod postgres;
 mod sqlite;
 mod writer;
 
 pub use codec::{Payload, decode, encode};
 pub use lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use writer::Journal;
 
@@ -319,13 +323,31 @@ pub trait JournalStore: Send + Sync {
     fn durable(&self) -> bool;
 }
 
-/// The store of `data_dir` (its [`STORE_FILE`], the directory created if missing), held
-/// by this process until the returned lock is dropped; or a store in memory without one.
+/// Where a node keeps its instances.
+#[derive(Debug, Clone, Copy)]
+pub enum Location<'a> {
+    /// In memory: nothing survives the process.
+    Memory,
+    /// The data dir's SQLite file ([`STORE_FILE`]).
+    Dir(&'a Path),
+    /// A PostgreSQL database, by URL.
+    Postgres(&'a str),
+}
+
+/// The store at `location`, held by this process until the returned lock (or, for
+/// PostgreSQL, the store) is dropped: a data dir's file (the directory created if
+/// missing), a PostgreSQL database, or memory.
 pub fn open(
-    data_dir: Option<&Path>,
+    location: Location<'_>,
 ) -> Result<(Arc<dyn JournalStore>, Option<DirLock>), StoreError> {
-    let Some(dir) = data_dir else {
-        return Ok((Arc::new(MemoryStore::new()), None));
+    let dir = match location {
+        Location::Memory => return Ok((Arc::new(MemoryStore::new()), None)),
+        Location::Postgres(url) => {
+            let store = PostgresStore::open(url)?;
+            tracing::info!("Durable store: PostgreSQL at {}", store.shown());
+            return Ok((Arc::new(store), None));
+        }
+        Location::Dir(dir) => dir,
     };
     let lock = DirLock::acquire(dir)?;
     let store = SqliteStore::open(&dir.join(STORE_FILE))?;

@@ -1,0 +1,116 @@
+//! Connections to PostgreSQL, each owned by a thread of its own.
+//!
+//! The store trait is synchronous (the journal writer is a plain thread; reads come from
+//! async tasks and block briefly, as SQLite's do). The `postgres` client runs a small
+//! runtime of its own and cannot be used from inside a tokio task, so every call is sent
+//! to one of a few connection threads and its answer awaited on a channel: any thread may
+//! call, inside a runtime or not.
+
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use postgres::{Client, NoTls};
+
+use crate::store::StoreError;
+
+/// A unit of work for one connection (`Err`: the database cannot be reached now).
+type Job = Box<dyn FnOnce(Result<&mut Client, StoreError>) + Send>;
+
+/// A fixed set of connections, each on its own thread, shared by every caller.
+pub(super) struct Bridge {
+    jobs: Mutex<Sender<Job>>,
+}
+
+impl Bridge {
+    /// Connect `size` clients to `url`; fails (with the server's reason) when the first
+    /// cannot connect, so a node pointed at an unreachable database refuses to start.
+    pub(super) fn connect(url: &str, size: usize) -> Result<Self, StoreError> {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..size.max(1) {
+            let (rx, url) = (rx.clone(), url.to_string());
+            let (ready, connected) = sync_channel::<Result<(), StoreError>>(1);
+            // Connected on its own thread: the client may not be made inside a runtime.
+            std::thread::Builder::new()
+                .name(format!("sluice-pg-{n}"))
+                .spawn(move || match connect(&url) {
+                    Ok(client) => {
+                        let _ = ready.send(Ok(()));
+                        serve(&url, client, &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                })
+                .map_err(|e| {
+                    StoreError::Database(format!("cannot start a connection thread: {e}"))
+                })?;
+            connected.recv().map_err(|_| StoreError::Closed)??;
+        }
+        Ok(Bridge {
+            jobs: Mutex::new(tx),
+        })
+    }
+
+    /// Run `f` on a connection and return its result.
+    pub(super) fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx): (SyncSender<Result<R, StoreError>>, _) = sync_channel(1);
+        let job: Job = Box::new(move |client| {
+            let _ = tx.send(client.and_then(f));
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// One client to `url`, its errors named as the database's.
+pub(super) fn connect(url: &str) -> Result<Client, StoreError> {
+    Client::connect(url, NoTls).map_err(|e| {
+        StoreError::Database(format!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            redacted(url)
+        ))
+    })
+}
+
+/// `url` without its password, for messages and logs.
+pub(super) fn redacted(url: &str) -> String {
+    crate::model::urls::without_password(url)
+}
+
+/// A connection thread: run jobs until every sender is gone. A broken connection is
+/// replaced before the next job (the job that found it broken has reported its error);
+/// while the database cannot be reached, jobs fail with the reason.
+fn serve(url: &str, client: Client, jobs: &Mutex<Receiver<Job>>) {
+    let mut client = Some(client);
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match connect(url) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    job(Err(e));
+                    continue;
+                }
+            };
+        }
+        match client.as_mut() {
+            Some(c) => job(Ok(c)),
+            None => job(Err(StoreError::Closed)),
+        }
+    }
+}

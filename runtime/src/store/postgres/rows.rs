@@ -1,0 +1,179 @@
+//! How the PostgreSQL store's rows and records meet: each [`Write`] applied inside a
+//! transaction, and an `instances` row read back as an [`InstanceRecord`]. The same
+//! semantics as SQLite's (`store::sqlite::rows`), statement for statement.
+
+use postgres::{Row, Transaction};
+
+use super::db;
+use crate::store::{InstanceRecord, Payload, Status, StoreError, Write};
+
+pub(super) const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
+
+/// One write inside an open transaction.
+pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Create(r) => {
+            let created = r.created_ms.unwrap_or_else(crate::model::unix_ms) as i64;
+            tx.execute(
+                "INSERT INTO instances \
+                 (id, flow, component, input, status, meta, parent, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &r.id,
+                    &r.flow,
+                    &r.component,
+                    &r.input.0,
+                    &r.status.as_str(),
+                    &r.meta,
+                    &r.parent,
+                    &created,
+                ],
+            )
+            .map_err(db)?;
+        }
+        Write::Append { id, entry } => {
+            let next: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = $1",
+                    &[id],
+                )
+                .map_err(db)?
+                .get(0);
+            if entry.position != next as u64 {
+                return Err(StoreError::OutOfOrder {
+                    id: id.clone(),
+                    expected: next as u64,
+                    got: entry.position,
+                });
+            }
+            tx.execute(
+                "INSERT INTO journal (id, position, call, args, result) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    id,
+                    &(entry.position as i64),
+                    &entry.call,
+                    &entry.args.to_string(),
+                    &entry.result.to_string(),
+                ],
+            )
+            .map_err(db)?;
+        }
+        Write::Status {
+            id,
+            status,
+            output,
+            message,
+        } => {
+            // A final status stays: whichever end reached the store first is the end.
+            let ended = status.is_final().then(|| crate::model::unix_ms() as i64);
+            let changed = tx
+                .execute(
+                    "UPDATE instances SET status = $2, output = $3, message = $4, ended_ms = $5 \
+                     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+                    &[id, &status.as_str(), output, message, &ended],
+                )
+                .map_err(db)?;
+            if changed == 0 {
+                let known = tx
+                    .query_opt("SELECT 1 FROM instances WHERE id = $1", &[id])
+                    .map_err(db)?;
+                if known.is_none() {
+                    return Err(StoreError::Unknown(id.clone()));
+                }
+                tracing::debug!(
+                    "instance {id} has ended already; its status stays (not {})",
+                    status.as_str()
+                );
+            }
+        }
+        Write::Attempted { id, attempts } => {
+            let attempts = i32::try_from(*attempts).unwrap_or(i32::MAX);
+            tx.execute(
+                "UPDATE instances SET attempts = $2 WHERE id = $1",
+                &[id, &attempts],
+            )
+            .map_err(db)?;
+        }
+        Write::Component { hash, bytes } => {
+            tx.execute(
+                "INSERT INTO components (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                &[hash, bytes],
+            )
+            .map_err(db)?;
+        }
+        Write::Publish(event) => {
+            tx.execute(
+                "INSERT INTO events (id, topic, payload) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                &[&event.id, &event.topic, &event.payload.0],
+            )
+            .map_err(db)?;
+        }
+        Write::Take { id } => {
+            tx.execute("DELETE FROM events WHERE id = $1", &[id])
+                .map_err(db)?;
+        }
+        Write::Outbox(event) => {
+            tx.execute(
+                "INSERT INTO outbox (id, topic, payload) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                &[&event.id, &event.topic, &event.payload.0],
+            )
+            .map_err(db)?;
+        }
+        Write::Cursor { key, value } => {
+            tx.execute(
+                "INSERT INTO cursors (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[key, value],
+            )
+            .map_err(db)?;
+        }
+        Write::Dispatched { id } => {
+            tx.execute("DELETE FROM outbox WHERE id = $1", &[id])
+                .map_err(db)?;
+        }
+        Write::Pin { id, component } => {
+            let changed = tx
+                .execute(
+                    "UPDATE instances SET component = $2 WHERE id = $1",
+                    &[id, component],
+                )
+                .map_err(db)?;
+            if changed == 0 {
+                return Err(StoreError::Unknown(id.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An `instances` row whose [`RECORD_COLUMNS`] start at column `at`, as a record. A status
+/// this build does not know is an error, never a guess.
+pub(super) fn to_record_at(r: &Row, at: usize) -> Result<InstanceRecord, StoreError> {
+    let id: String = r.try_get(at).map_err(db)?;
+    let status: String = r.try_get(at + 4).map_err(db)?;
+    let status = Status::parse(&status).ok_or_else(|| {
+        StoreError::Decode(format!("instance {id} has unknown status `{status}`"))
+    })?;
+    let ms = |n: usize| -> Result<Option<u64>, StoreError> {
+        Ok(r.try_get::<_, Option<i64>>(n)
+            .map_err(db)?
+            .map(|v| v as u64))
+    };
+    Ok(InstanceRecord {
+        flow: r.try_get(at + 1).map_err(db)?,
+        component: r.try_get(at + 2).map_err(db)?,
+        input: Payload(r.try_get(at + 3).map_err(db)?),
+        status,
+        meta: r.try_get(at + 5).map_err(db)?,
+        output: r
+            .try_get::<_, Option<Vec<u8>>>(at + 6)
+            .map_err(db)?
+            .map(Payload),
+        message: r.try_get(at + 7).map_err(db)?,
+        attempts: r.try_get::<_, i32>(at + 8).map_err(db)?.max(0) as u32,
+        parent: r.try_get(at + 9).map_err(db)?,
+        created_ms: ms(at + 10)?,
+        ended_ms: ms(at + 11)?,
+        id,
+    })
+}

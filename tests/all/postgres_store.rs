@@ -1,0 +1,215 @@
+//! A node on PostgreSQL (`[store] url`): killed mid-work and restarted, it completes every
+//! flow exactly once, as on SQLite; a database it cannot use is refused with a clear error.
+//! Each test makes a database of its own on the server at `SLUICE_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice::store::{JournalStore, PostgresStore, Status};
+
+use crate::durable_node::{crash, show, sluice_output, spawn};
+use crate::support::guest;
+
+const ROOTS: usize = 200;
+/// `journey` starts one `call`, three `parallel` and one `start` child.
+const CHILDREN_PER_ROOT: usize = 5;
+
+/// A database made for one test on the test server, dropped with its connections after.
+struct Database {
+    url: String,
+    name: String,
+    admin: String,
+}
+
+/// Run `sql` on the server at `url`, off any runtime (the sync client makes its own).
+fn execute(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
+            format!(
+                "cannot reach the test PostgreSQL at {url}: {e} (set SLUICE_TEST_POSTGRES \
+                 to a server tests may create databases on)"
+            )
+        })?;
+        client
+            .batch_execute(&sql)
+            .map_err(|e| format!("{sql}: {e}"))
+    })
+    .join()
+    .expect("the SQL thread ends")
+}
+
+impl Database {
+    fn fresh() -> Self {
+        let admin = std::env::var("SLUICE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("sluice_it_{}", ulid::Ulid::new().to_string().to_lowercase());
+        execute(&admin, &format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin.rsplit_once('/').expect("a URL with a database").0;
+        Database {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+
+    /// The database read back without holding it (the node may be writing).
+    fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url).expect("the test database opens")
+    }
+
+    /// A node config keeping instances in this database.
+    fn config(&self, dir: &Path) -> String {
+        let path = dir.join("node.toml");
+        std::fs::write(&path, format!("[store]\nurl = \"{}\"\n", self.url)).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = execute(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// `id → output` from the JSON lines of `sluice run --batch`.
+fn outputs(stdout: &[u8]) -> BTreeMap<String, Value> {
+    let mut map = BTreeMap::new();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("batch output is JSON lines");
+        let id = v["id"].as_str().expect("id").to_string();
+        assert!(v.get("error").is_none(), "{id} failed: {v}");
+        assert!(
+            map.insert(id.clone(), v["output"].clone()).is_none(),
+            "{id} printed twice"
+        );
+    }
+    map
+}
+
+#[test]
+fn a_node_on_postgres_killed_twice_completes_every_flow_once() {
+    let db = Database::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs.jsonl");
+    let lines: Vec<String> = (1..=ROOTS).map(|n| json!({ "n": n }).to_string()).collect();
+    std::fs::write(&jobs, lines.join("\n")).unwrap();
+    let (journey, jobs) = (
+        guest("journey").display().to_string(),
+        jobs.display().to_string(),
+    );
+    let config = db.config(dir.path());
+    let argv = ["run", &journey, "--batch", &jobs, "--config", &config];
+
+    let total = ROOTS * (1 + CHILDREN_PER_ROOT);
+    let reader = db.store();
+    for kill in 1..=2 {
+        let target = total * kill / 4;
+        let mut node = spawn(&argv);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let done = reader.with_status(Status::Completed).unwrap().len();
+            if done >= target {
+                break;
+            }
+            if let Some(status) = node.try_wait().unwrap() {
+                panic!("the node ended ({status}) before crash {kill}, at {done} of {target}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no crash {kill}: {done} of {target} after 300 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(crash(&mut node), "the node finished before crash {kill}");
+    }
+    let after = sluice_output(&argv);
+    assert!(after.status.success(), "{}", show(&after));
+    let crashed = outputs(&after.stdout);
+    // The reference: the same batch, uncrashed, in memory.
+    let clean = sluice_output(&["run", &journey, "--batch", &jobs]);
+    assert!(clean.status.success(), "{}", show(&clean));
+    assert_eq!(crashed.len(), ROOTS);
+    assert_eq!(
+        crashed,
+        outputs(&clean.stdout),
+        "outputs differ from an uncrashed run"
+    );
+
+    let counts: HashMap<String, u64> = reader.count_by_flow().unwrap().into_iter().collect();
+    assert_eq!(counts.get("journey"), Some(&(ROOTS as u64)));
+    assert_eq!(
+        counts.get("double"),
+        Some(&((ROOTS * CHILDREN_PER_ROOT) as u64)),
+        "a child was started twice (or never)"
+    );
+    assert!(reader.with_status(Status::Running).unwrap().is_empty());
+    assert_eq!(reader.with_status(Status::Completed).unwrap().len(), total);
+}
+
+#[test]
+fn a_node_refuses_a_database_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guest("hello").display().to_string();
+    let run = |url: &str| {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+        sluice_output(&[
+            "run",
+            &hello,
+            "--input",
+            "{}",
+            "--config",
+            &path.display().to_string(),
+        ])
+    };
+
+    let out = run("postgres://sluice:hunter2@127.0.0.1:9/none");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot connect to PostgreSQL at postgres://sluice@127.0.0.1:9/none"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "a password in a message: {err}");
+
+    let out = run("mysql://root@127.0.0.1/test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("store.url") && err.contains("not a PostgreSQL URL"),
+        "{err}"
+    );
+
+    let db = Database::fresh();
+    drop(db.store());
+    execute(&db.url, "UPDATE sluice_schema SET version = version + 1").unwrap();
+    let out = run(&db.url);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("newer than this build's"), "{err}");
+    // Refused untouched: still one row, at the newer version, and no instance recorded.
+    let store = db.store_unchecked_count();
+    assert_eq!(store, 0, "nothing was recorded in a refused database");
+}
+
+impl Database {
+    /// Instances recorded, read with plain SQL (the store itself refuses a newer schema).
+    fn store_unchecked_count(&self) -> i64 {
+        let url = self.url.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query_one("SELECT COUNT(*) FROM instances", &[])
+                .unwrap()
+                .get(0)
+        })
+        .join()
+        .unwrap()
+    }
+}
