@@ -2,9 +2,11 @@
 //! `scripts/build-guests.sh`) through a real node.
 
 mod api;
+mod browser;
 mod cancel;
 mod cli;
 mod client;
+mod console;
 mod drain;
 mod durability;
 mod durable_node;

@@ -1,0 +1,615 @@
+//! The operator console (`/ui`) in a real browser: headless Chromium drives a `sluice serve`
+//! child as an operator would. Each test has its own node (data dir, cache dir, port 0) and
+//! its own browser; each waits on what the page shows, checks the browser logged no error,
+//! and leaves screenshots of what it saw in `target/console-screenshots/`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::browser::Browser;
+use crate::served::{Served, serve, served_config};
+use crate::support::{flow_entry, guest};
+
+/// A node for the console's tests: `flows` registered, `extra` config on top.
+fn node(dir: &std::path::Path, flows: &[&str], extra: &str) -> Served {
+    let (config, tokens) = served_config(dir, flows, extra);
+    serve(&config, &dir.join("data"), tokens)
+}
+
+/// Start `flow` with `input` over the API; its id.
+async fn start(node: &Served, flow: &str, input: Value) -> String {
+    let (status, body) = node
+        .post(&format!("/v1/flows/{flow}/start"), &input.to_string())
+        .await;
+    assert!(status == 202 || status == 200, "{status} {body}");
+    body["id"].as_str().expect("an id").to_string()
+}
+
+/// The instance's status over the API.
+async fn status_of(node: &Served, id: &str) -> String {
+    let (code, body) = node.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(code, 200, "{body}");
+    body["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// Wait (polling the API) until instance `id` has `status`.
+async fn until_status(node: &Served, id: &str, status: &str) {
+    let deadline = tokio::time::Instant::now() + crate::browser::PATIENCE;
+    loop {
+        let now = status_of(node, id).await;
+        if now == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {id} to be {status} (it is {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of a pool's figure in the overview's table.
+fn cell(pool: &str, field: &str) -> String {
+    format!("tr[data-pool='{pool}'] td[data-field='{field}']")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_each_pool_live_while_a_workload_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[pools.work]\nsize = 1\nqueue = 10\npreempt = false\n{}\n[[triggers.schedule]]\nname = \"yearly\"\ncron = \"0 0 1 1 *\"\nflow = \"hello\"\n",
+        flow_entry("spin", "work")
+    );
+    let node = node(dir.path(), &["hello"], &extra);
+    let browser = Browser::open(&node.url).await;
+
+    browser.goto("/ui").await;
+    browser.wait_for_path("the login page", "/ui/login").await;
+    browser.screenshots("login").await;
+    browser.login(&node.tokens.all).await;
+    for pool in ["default", "work"] {
+        browser.find(&format!("tr[data-pool='{pool}']")).await;
+        browser
+            .find(&format!("figure.chart[data-pool='{pool}']"))
+            .await;
+    }
+    assert_eq!(
+        browser.text(&cell("work", "size")).await.as_deref(),
+        Some("1")
+    );
+
+    // Three spins of 2.5 s in a pool of one that does not preempt: one runs, two queue,
+    // then all end.
+    for _ in 0..3 {
+        start(&node, "spin", json!({ "ms": 2500 })).await;
+    }
+    browser.wait_text(&cell("work", "running"), "1").await;
+    browser.wait_text(&cell("work", "queued"), "2").await;
+    // The chart drew the queue: a point of the queued line above the axis (y < 100).
+    browser
+        .until("the chart to draw the queue", || async {
+            let points = browser
+                .run("return document.querySelector(\"figure.chart[data-pool='work'] polyline.s-queued\").getAttribute('points');")
+                .await;
+            points.as_str().unwrap_or("").split(' ').any(|p| {
+                p.split(',').nth(1).and_then(|y| y.parse::<f64>().ok()).is_some_and(|y| y < 99.0)
+            })
+        })
+        .await;
+    browser.screenshots("overview").await;
+    browser.wait_text(&cell("work", "queued"), "0").await;
+    browser.wait_text(&cell("work", "running"), "0").await;
+    browser.wait_text("[data-total='completed']", "3").await;
+
+    // Flows and triggers: pause the schedule, then resume it.
+    browser.click("header.top nav a[href='/ui/flows']").await;
+    browser.find("tr[data-flow='spin']").await;
+    browser
+        .wait_text("tr[data-trigger='yearly'] .state", "active")
+        .await;
+    browser.click("tr[data-trigger='yearly'] form button").await;
+    browser
+        .wait_text("tr[data-trigger='yearly'] .state", "paused")
+        .await;
+    let (_, triggers) = node.get("/v1/triggers").await;
+    assert_eq!(triggers[0]["state"], "paused", "{triggers}");
+    browser.screenshots("flows").await;
+    browser.click("tr[data-trigger='yearly'] form button").await;
+    browser
+        .wait_text("tr[data-trigger='yearly'] .state", "active")
+        .await;
+
+    // The instance list, filtered by flow, links each instance.
+    browser.goto("/ui/instances?flow=spin").await;
+    browser
+        .until("three spins listed", || async {
+            browser.count("table.instances tbody tr").await == 3
+        })
+        .await;
+    browser.screenshots("instances").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_started_from_the_form_completes_with_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &["hello", "stepper"], "");
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.all).await;
+    browser.click("header.top nav a[href='/ui/start']").await;
+    browser.find("#start-form").await;
+    browser.screenshots("start").await;
+
+    // Not JSON: the browser says so and sends nothing.
+    browser
+        .find("#flow")
+        .await
+        .select_by_value("hello")
+        .await
+        .expect("hello chosen");
+    let input = browser.find("#input").await;
+    input.clear().await.unwrap();
+    input.send_keys("{\"name\": ").await.unwrap();
+    browser.click("#start").await;
+    browser.wait_text("#input-error", "not JSON").await;
+    assert_eq!(browser.path().await, "/ui/start");
+    let (_, listed) = node.get("/v1/instances").await;
+    assert_eq!(
+        listed["instances"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+
+    input.clear().await.unwrap();
+    input.send_keys("{\"name\": \"Ada\"}").await.unwrap();
+    browser.click("#start").await;
+    browser
+        .wait_for_path("the new instance's page", "/ui/instances/")
+        .await;
+    browser.wait_text("#output", "Hello, Ada!").await;
+    browser.wait_text("#status", "completed").await;
+    assert_eq!(
+        browser.text("#progress .step").await.as_deref(),
+        Some("greeting")
+    );
+
+    // A slower flow: the page follows it live until it ends.
+    browser.goto("/ui/start").await;
+    browser
+        .find("#flow")
+        .await
+        .select_by_value("stepper")
+        .await
+        .expect("stepper chosen");
+    let input = browser.find("#input").await;
+    input.clear().await.unwrap();
+    input
+        .send_keys("{\"steps\": 3, \"ms\": 400}")
+        .await
+        .unwrap();
+    browser
+        .find("#priority")
+        .await
+        .select_by_value("high")
+        .await
+        .unwrap();
+    browser.click("#start").await;
+    browser
+        .wait_for_path("the stepper's page", "/ui/instances/")
+        .await;
+    browser.wait_text("#output", "\"steps\": 3").await;
+    assert_eq!(browser.count("#progress li").await, 3);
+    browser
+        .assert_no_console_errors("the start form and the instances started")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_page_shows_its_children_as_a_tree_and_its_journal_as_a_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &["fanout", "hello"], "");
+    let (code, done) = node
+        .post(
+            "/v1/flows/fanout/start?wait=60s",
+            &json!({ "n": 3 }).to_string(),
+        )
+        .await;
+    assert_eq!(code, 200, "{done}");
+    let id = done["id"].as_str().unwrap().to_string();
+
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.all).await;
+    browser.goto(&format!("/ui/instances/{id}")).await;
+    browser.wait_text("#instance-id", &id).await;
+    browser.wait_text("#status", "completed").await;
+    browser
+        .until("three children in the tree", || async {
+            browser.count("#tree li").await == 3
+        })
+        .await;
+    let calls: Vec<Value> = browser
+        .run("return Array.from(document.querySelectorAll('ol.timeline li .call')).map(e => e.textContent);")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let calls: Vec<&str> = calls.iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        calls.iter().filter(|c| **c == "start").count(),
+        3,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| **c == "join").count(),
+        3,
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"progress"), "{calls:?}");
+    let progress = browser
+        .text("ol.timeline li.c-progress .args")
+        .await
+        .unwrap_or_default();
+    assert!(progress.contains("fanned out"), "{progress}");
+    browser.wait_text("#output", "Hello, child-0!").await;
+    browser.screenshots("instance").await;
+
+    // A child's page links back to its parent; the link is the stable address.
+    browser.click("#tree li a.id").await;
+    browser.wait_text("dl.facts", "subflow").await;
+    let parent = browser.find("dl.facts a.id").await;
+    assert_eq!(parent.text().await.unwrap(), id);
+    parent.click().await.unwrap();
+    browser
+        .wait_for_path("the parent's page", &format!("/ui/instances/{id}"))
+        .await;
+    browser.screenshots("instance-child-tree").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_instance_is_cancelled_from_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &["sleeper"], "");
+    let id = start(&node, "sleeper", json!({ "ms": 600_000 })).await;
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.all).await;
+    browser.goto(&format!("/ui/instances/{id}")).await;
+    browser.wait_text("#status", "running").await;
+    browser.wait_text("ol.timeline", "sleep").await;
+    browser.click("form[action$='/cancel'] button").await;
+    browser.wait_text("#status", "cancelled").await;
+    browser.wait_text("p.notice", "Cancelled").await;
+    assert_eq!(status_of(&node, &id).await, "cancelled");
+    assert_eq!(
+        browser.count("form[action$='/cancel']").await,
+        0,
+        "no cancel once ended"
+    );
+    browser
+        .assert_no_console_errors("the cancelled instance")
+        .await;
+    browser.close().await;
+}
+
+/// Config for a node where `flaky` holds once its retries run out (until `ready` exists).
+fn flaky_config(ready: &std::path::Path) -> String {
+    format!(
+        "[[flows]]\nname = \"flaky\"\ncomponent = \"{}\"\ndirs = {{ \"/in\" = \"{}:ro\" }}\nretry = {{ attempts = 2, backoff = \"30ms\" }}\n",
+        guest("flaky").display(),
+        ready.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_instances_are_retried_and_killed_from_the_hospital() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &["double"], &flaky_config(ready.path()));
+    let retried = start(&node, "flaky", json!({ "x": 21 })).await;
+    let killed = start(&node, "flaky", json!({ "x": 1 })).await;
+    until_status(&node, &retried, "held").await;
+    until_status(&node, &killed, "held").await;
+
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.all).await;
+    browser.click("header.top nav a[href='/ui/hospital']").await;
+    browser
+        .until("two patients", || async {
+            browser.count("li.patient").await == 2
+        })
+        .await;
+    browser
+        .wait_text("li.patient pre.reason", "retries exhausted")
+        .await;
+    browser.screenshots("hospital").await;
+
+    browser
+        .click(&format!("form[action='/ui/hospital/{killed}/kill'] button"))
+        .await;
+    browser.wait_text("p.notice", "Killed").await;
+    browser
+        .until("one patient", || async {
+            browser.count("li.patient").await == 1
+        })
+        .await;
+    assert_eq!(status_of(&node, &killed).await, "failed");
+
+    std::fs::write(ready.path().join("ready"), "").unwrap();
+    browser
+        .click(&format!(
+            "form[action='/ui/hospital/{retried}/retry'] button"
+        ))
+        .await;
+    browser
+        .wait_for_path("the retried instance", &format!("/ui/instances/{retried}"))
+        .await;
+    browser.wait_text("#output", "42").await;
+    browser.wait_text("#status", "completed").await;
+    browser.goto("/ui/hospital").await;
+    browser.wait_text("main", "Nobody is held").await;
+    browser.assert_no_console_errors("the hospital").await;
+    browser.close().await;
+}
+
+/// A client that keeps redirects to itself.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Log in over plain HTTP as a browser would; the session cookie (`name=value`).
+async fn session(node: &Served, token: &str) -> String {
+    let response = http()
+        .post(format!("{}/ui/login", node.url))
+        .header("origin", &node.url)
+        .form(&[("token", token), ("next", "/ui")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(token),
+        "the cookie holds a session id, not the token"
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token in the page at `path`.
+async fn csrf(node: &Served, cookie: &str, path: &str) -> String {
+    let page = http()
+        .get(format!("{}{path}", node.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..at + 64].to_string()
+}
+
+/// POST a console form; the status.
+async fn post_form(
+    node: &Served,
+    path: &str,
+    cookie: Option<&str>,
+    origin: &str,
+    form: &[(&str, &str)],
+) -> u16 {
+    let mut request = http()
+        .post(format!("{}{path}", node.url))
+        .header("origin", origin)
+        .form(form);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_token_sees_no_buttons_and_the_actions_refuse_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{}\n[[triggers.schedule]]\nname = \"yearly\"\ncron = \"0 0 1 1 *\"\nflow = \"sleeper\"\n",
+        flaky_config(ready.path())
+    );
+    let node = node(dir.path(), &["sleeper", "double"], &extra);
+    let sleeping = start(&node, "sleeper", json!({ "ms": 600_000 })).await;
+    let held = start(&node, "flaky", json!({ "x": 1 })).await;
+    until_status(&node, &held, "held").await;
+
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.read).await;
+    assert_eq!(browser.count("header.top nav a[href='/ui/start']").await, 0);
+    for page in [
+        format!("/ui/instances/{sleeping}"),
+        format!("/ui/instances/{held}"),
+        "/ui/hospital".to_string(),
+        "/ui/flows".to_string(),
+    ] {
+        browser.goto(&page).await;
+        browser.find("main h1").await;
+        assert_eq!(browser.count("main form").await, 0, "a form on {page}");
+        assert_eq!(browser.count("main button").await, 0, "a button on {page}");
+    }
+    browser.wait_text("main", "yearly").await;
+    browser
+        .assert_no_console_errors("the read-only pages")
+        .await;
+    browser.goto("/ui/start").await;
+    browser.wait_text("main", "403").await;
+    let logged: Vec<(String, String)> = browser
+        .console_log()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect();
+    assert!(
+        logged.iter().all(|(_, m)| m.contains("403")),
+        "only the refused page's 403 is logged: {logged:?}"
+    );
+    browser.close().await;
+
+    // The action routes refuse a read-only session, whatever the form says.
+    let viewer = session(&node, &node.tokens.read).await;
+    let token = csrf(&node, &viewer, "/ui").await;
+    let refused = [
+        format!("/ui/instances/{sleeping}/cancel"),
+        format!("/ui/hospital/{held}/retry"),
+        format!("/ui/hospital/{held}/kill"),
+        "/ui/triggers/yearly/pause".to_string(),
+        "/ui/start".to_string(),
+    ];
+    for path in &refused {
+        let form = [
+            ("csrf", token.as_str()),
+            ("flow", "sleeper"),
+            ("input", "{\"ms\": 1}"),
+        ];
+        let code = post_form(&node, path, Some(&viewer), &node.url, &form).await;
+        assert_eq!(code, 403, "POST {path} as a viewer");
+    }
+    assert_eq!(status_of(&node, &sleeping).await, "running");
+    assert_eq!(status_of(&node, &held).await, "held");
+
+    // An operator's session too, without its CSRF token or from another site.
+    let ops = session(&node, &node.tokens.all).await;
+    let token = csrf(&node, &ops, &format!("/ui/instances/{sleeping}")).await;
+    let cancel = format!("/ui/instances/{sleeping}/cancel");
+    let wrong = "0".repeat(64);
+    assert_eq!(
+        post_form(&node, &cancel, Some(&ops), &node.url, &[("csrf", &wrong)]).await,
+        403
+    );
+    assert_eq!(
+        post_form(
+            &node,
+            &cancel,
+            Some(&ops),
+            "http://evil.example",
+            &[("csrf", &token)]
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        post_form(&node, &cancel, None, &node.url, &[("csrf", &token)]).await,
+        401
+    );
+    assert_eq!(
+        post_form(&node, &cancel, Some(&ops), &node.url, &[]).await,
+        400
+    );
+    assert_eq!(status_of(&node, &sleeping).await, "running");
+    // Bad input is a 4xx, never a 5xx.
+    for (path, form) in [
+        (
+            "/ui/start",
+            vec![
+                ("csrf", token.as_str()),
+                ("flow", "sleeper"),
+                ("input", "{nope"),
+            ],
+        ),
+        (
+            "/ui/start",
+            vec![("csrf", token.as_str()), ("flow", "nope"), ("input", "{}")],
+        ),
+        (
+            "/ui/start",
+            vec![
+                ("csrf", token.as_str()),
+                ("flow", "sleeper"),
+                ("input", "{}"),
+                ("priority", "urgent"),
+            ],
+        ),
+        ("/ui/hospital/no-such/retry", vec![("csrf", token.as_str())]),
+        ("/ui/triggers/nope/pause", vec![("csrf", token.as_str())]),
+    ] {
+        let code = post_form(&node, path, Some(&ops), &node.url, &form).await;
+        assert!((400..500).contains(&code), "POST {path} {form:?}: {code}");
+    }
+    for path in [
+        "/ui/instances/no%2Fsuch",
+        "/ui/instances?cursor=x",
+        "/ui/instances?status=odd",
+        "/ui/nowhere",
+        "/ui/assets/nope.js",
+    ] {
+        let code = http()
+            .get(format!("{}{path}", node.url))
+            .header("cookie", &ops)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!((400..500).contains(&code), "GET {path}: {code}");
+    }
+    assert_eq!(
+        post_form(&node, &cancel, Some(&ops), &node.url, &[("csrf", &token)]).await,
+        303
+    );
+    assert_eq!(status_of(&node, &sleeping).await, "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_a_flow_writes_is_shown_as_text() {
+    const MARKUP: &str =
+        "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"><b>bold</b>";
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &["echo"], "");
+    let shown = start(
+        &node,
+        "echo",
+        json!({ "step": MARKUP, "output": { "html": MARKUP } }),
+    )
+    .await;
+    let failed = start(&node, "echo", json!({ "step": MARKUP, "fail": MARKUP })).await;
+    until_status(&node, &shown, "completed").await;
+    until_status(&node, &failed, "failed").await;
+
+    let browser = Browser::open(&node.url).await;
+    browser.login(&node.tokens.all).await;
+    for id in [&shown, &failed] {
+        browser.goto(&format!("/ui/instances/{id}")).await;
+        browser.wait_text("#instance-id", id).await;
+        assert_eq!(
+            browser.text("#progress .step").await.as_deref(),
+            Some(MARKUP)
+        );
+        let ran = browser
+            .run("return [typeof window.__pwned, document.querySelectorAll('main img, main b, main script').length];")
+            .await;
+        assert_eq!(
+            ran,
+            json!(["undefined", 0]),
+            "markup from a flow became elements"
+        );
+    }
+    browser.goto(&format!("/ui/instances/{shown}")).await;
+    let output = browser.wait_text("#output", "onerror").await;
+    assert!(output.contains("<img src=x"), "{output}");
+    browser.goto(&format!("/ui/instances/{failed}")).await;
+    let error = browser.wait_text("#error", "<script>").await;
+    assert!(error.contains("onerror"), "{error}");
+    browser.screenshots("instance-markup").await;
+    browser.close().await;
+}
