@@ -96,7 +96,7 @@ fn timeline(journal: &[EntryView]) -> Markup {
     html! {
         ol.timeline {
             @for e in journal {
-                li class={ "call c-" (e.call) } {
+                li class={ "entry c-" (e.call) } {
                     div.head {
                         span.pos title="journal position" { "#" (e.position) }
                         " " span.call { (e.call) }

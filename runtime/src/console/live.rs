@@ -24,12 +24,17 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
 type EventStream = Sse<KeepAliveStream<Events>>;
 
-/// `GET /ui/live/overview`: a `figures` event every second (pools and totals).
+/// `GET /ui/live/overview`: a `figures` event every second (pools and totals), until the
+/// node drains.
 pub async fn overview(State(console): State<Arc<Console>>, _viewer: Viewer) -> EventStream {
     let stream = futures::stream::unfold(
         (console, tokio::time::interval(history::EVERY)),
         |(console, mut tick)| async move {
             tick.tick().await;
+            // A draining node ends its streams, so the drain does not wait for viewers.
+            if console.api.draining() {
+                return None;
+            }
             let (pools, totals) = overview::figures(&console);
             let data = json!({ "pools": pools, "totals": totals,
                 "uptime": overview::uptime(totals.uptime_secs) });
