@@ -97,10 +97,12 @@ async fn the_overview_shows_each_pool_live_while_a_workload_runs() {
             })
         })
         .await;
-    browser.screenshots("overview").await;
     browser.wait_text(&cell("work", "queued"), "0").await;
     browser.wait_text(&cell("work", "running"), "0").await;
     browser.wait_text("[data-total='completed']", "3").await;
+    browser.wait_text("[data-total='in_flight']", "0").await;
+    browser.wait_text(&cell("work", "rate"), "0.").await;
+    browser.screenshots("overview").await;
 
     // Flows and triggers: pause the schedule, then resume it.
     browser.click("header.top nav a[href='/ui/flows']").await;
