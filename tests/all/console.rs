@@ -130,6 +130,30 @@ async fn the_overview_shows_each_pool_live_while_a_workload_runs() {
         })
         .await;
     browser.screenshots("instances").await;
+    // Created in the last five minutes: the same three; the API's bounds agree.
+    browser.goto("/ui/instances?flow=spin&within=5m").await;
+    browser
+        .until("three recent spins listed", || async {
+            browser.count("table.instances tbody tr").await == 3
+        })
+        .await;
+    let (_, later) = node
+        .get("/v1/instances?flow=spin&since=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        later["instances"].as_array().map(Vec::len),
+        Some(0),
+        "{later}"
+    );
+    let (_, earlier) = node
+        .get("/v1/instances?flow=spin&since=2020-01-01T00:00:00Z&until=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        earlier["instances"].as_array().map(Vec::len),
+        Some(3),
+        "{earlier}"
+    );
+    assert_eq!(node.get("/v1/instances?since=yesterday").await.0, 400);
     browser.close().await;
 }
 
@@ -552,6 +576,7 @@ async fn a_read_only_token_sees_no_buttons_and_the_actions_refuse_it() {
         "/ui/instances/no%2Fsuch",
         "/ui/instances?cursor=x",
         "/ui/instances?status=odd",
+        "/ui/instances?within=3y",
         "/ui/nowhere",
         "/ui/assets/nope.js",
     ] {

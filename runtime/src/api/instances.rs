@@ -333,6 +333,21 @@ pub async fn list(
     Ok(Json(list_page(&state, params)?))
 }
 
+/// A time parameter (RFC 3339) as unix ms.
+fn unix_ms_of(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{name} = `{}` is not a time ({e}); write it like 2026-11-30T08:00:00Z",
+            text.chars().take(64).collect::<String>()
+        ))
+    })?;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Ok(Some(ms))
+}
+
 /// A page of the instances `params` asks for (filters, cursor, limit checked).
 pub(crate) fn list_page(state: &ApiState, params: ListParams) -> Result<InstancePage, ApiError> {
     let status = match params.status.as_deref() {
@@ -364,6 +379,8 @@ pub(crate) fn list_page(state: &ApiState, params: ListParams) -> Result<Instance
         parent: params.parent,
         root: params.root,
         after: params.cursor,
+        created_from: unix_ms_of("since", params.since.as_deref())?,
+        created_until: unix_ms_of("until", params.until.as_deref())?,
         limit: limit + 1,
     };
     let mut found = state.node.journal().store().list(&query)?;

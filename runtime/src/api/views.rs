@@ -268,6 +268,10 @@ pub struct ListParams {
     pub parent: Option<String>,
     /// Only this instance and its descendants.
     pub root: Option<String>,
+    /// Only instances created at or after this time (RFC 3339, e.g. `2026-11-30T08:00:00Z`).
+    pub since: Option<String>,
+    /// Only instances created before this time (RFC 3339).
+    pub until: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<u64>,
     /// At most this many (1 to 1000, default 100).

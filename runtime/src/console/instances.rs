@@ -1,5 +1,6 @@
-//! The instance list: filtered by flow, status and pool, a page at a time (oldest first, as
-//! the API lists them), and a search by id that opens the instance.
+//! The instance list: filtered by flow, status, pool and how recently it was created, a
+//! page at a time (oldest first, as the API lists them), and a search by id that opens the
+//! instance.
 
 use std::sync::Arc;
 
@@ -13,12 +14,14 @@ use super::Console;
 use super::error::ConsoleError;
 use super::page::{self, Nav};
 use super::session::Viewer;
-use crate::api::views::{InstanceView, ListParams};
+use crate::api::views::{InstanceView, ListParams, rfc3339};
 
 /// Instances per page.
 const PAGE: usize = 50;
 /// The statuses the list filters by.
 const STATUSES: [&str; 5] = ["running", "completed", "failed", "held", "cancelled"];
+/// How recent the listed instances may be: the filter's value and how many seconds back.
+const WITHIN: [(&str, u64); 4] = [("5m", 300), ("1h", 3600), ("24h", 86_400), ("7d", 604_800)];
 
 /// The list's query: filters, the page, or an id to open.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +30,7 @@ pub struct ListQuery {
     flow: Option<String>,
     status: Option<String>,
     pool: Option<String>,
+    within: Option<String>,
     cursor: Option<u64>,
 }
 
@@ -97,10 +101,25 @@ pub async fn page(
         return Ok((axum::http::StatusCode::NOT_FOUND, page).into_response());
     }
     let (flow, status, pool) = (given(&query.flow), given(&query.status), given(&query.pool));
+    let within = given(&query.within);
+    let since = match within.as_deref() {
+        None => None,
+        Some(w) => {
+            let Some((_, secs)) = WITHIN.iter().find(|(name, _)| *name == w) else {
+                return Err(ConsoleError::bad_request(format!(
+                    "within = `{}`: use 5m, 1h, 24h or 7d",
+                    w.chars().take(16).collect::<String>()
+                )));
+            };
+            let now = crate::model::unix_ms();
+            Some(rfc3339(now.saturating_sub(secs * 1000)))
+        }
+    };
     let params = ListParams {
         flow: flow.clone(),
         status: status.clone(),
         pool: pool.clone(),
+        since,
         cursor: query.cursor,
         limit: Some(PAGE),
         ..ListParams::default()
@@ -117,9 +136,15 @@ pub async fn page(
         .map(|p| p.name().to_string())
         .collect();
     let statuses: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
+    let recent: Vec<String> = WITHIN.iter().map(|(w, _)| w.to_string()).collect();
     let filters = |cursor: Option<u64>| {
         let mut q = Vec::new();
-        for (k, v) in [("flow", &flow), ("status", &status), ("pool", &pool)] {
+        for (k, v) in [
+            ("flow", &flow),
+            ("status", &status),
+            ("pool", &pool),
+            ("within", &within),
+        ] {
             if let Some(v) = v {
                 q.push(format!("{k}={}", page::encode_query(v)));
             }
@@ -143,6 +168,7 @@ pub async fn page(
             (select("flow", "Flow", &flows, flow.as_deref()))
             (select("status", "Status", &statuses, status.as_deref()))
             (select("pool", "Pool", &pools, pool.as_deref()))
+            (select("within", "Created in the last", &recent, within.as_deref()))
             button type="submit" { "Filter" }
         }
         @if found.instances.is_empty() {
