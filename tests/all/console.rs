@@ -273,6 +273,11 @@ async fn an_instance_page_shows_its_children_as_a_tree_and_its_journal_as_a_time
         "{calls:?}"
     );
     assert!(calls.contains(&"progress"), "{calls:?}");
+    // Each call shows when it was made, in the viewer's zone, the exact time on hover.
+    let timed = browser
+        .run("return Array.from(document.querySelectorAll('ol.timeline li')).filter(li => { const t = li.querySelector('time'); return t && t.title.endsWith('Z (UTC)') && t.textContent.length > 0; }).length;")
+        .await;
+    assert_eq!(timed, json!(calls.len()), "every entry has its time");
     let progress = browser
         .text("ol.timeline li.c-progress .args")
         .await

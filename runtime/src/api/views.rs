@@ -170,6 +170,10 @@ pub struct EntryView {
     pub args: Value,
     /// The host's answer.
     pub result: Value,
+    /// When the call was made: RFC 3339, UTC, in milliseconds (absent for calls journaled
+    /// before the store kept it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 impl From<Entry> for EntryView {
@@ -179,6 +183,7 @@ impl From<Entry> for EntryView {
             call: e.call,
             args: e.args,
             result: e.result,
+            at: e.at_ms.map(rfc3339),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! One instance: its status, origin, pool, parent and children (as a tree), its progress
-//! steps, its journal as a timeline (each host call with its arguments and answer), its
+//! steps, its journal as a timeline (each host call with its arguments, answer and time), its
 //! output or error, and the buttons its viewer may use: cancel; retry or kill when held.
 
 use std::collections::HashMap;
@@ -100,6 +100,7 @@ fn timeline(journal: &[EntryView]) -> Markup {
                     div.head {
                         span.pos title="journal position" { "#" (e.position) }
                         " " span.call { (e.call) }
+                        " " span.at { (page::time(e.at.as_deref())) }
                     }
                     div.args { span.label { "arguments" } (page::json_line(&e.args)) }
                     div.answer { span.label { "answer" } (page::json_line(&e.result)) }

@@ -159,6 +159,10 @@ pub struct Entry {
     pub args: serde_json::Value,
     /// The host's answer, as JSON.
     pub result: serde_json::Value,
+    /// When the call was made, unix ms (`None` for entries journaled before the store kept
+    /// it). Replay ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// One write to the store. A batch of them commits atomically.
