@@ -12,13 +12,13 @@ use crate::served::{Served, serve, served_config};
 use crate::support::{flow_entry, guest};
 
 /// A node for the console's tests: `flows` registered, `extra` config on top.
-fn node(dir: &std::path::Path, flows: &[&str], extra: &str) -> Served {
+pub(crate) fn node(dir: &std::path::Path, flows: &[&str], extra: &str) -> Served {
     let (config, tokens) = served_config(dir, flows, extra);
     serve(&config, &dir.join("data"), tokens)
 }
 
 /// Start `flow` with `input` over the API; its id.
-async fn start(node: &Served, flow: &str, input: Value) -> String {
+pub(crate) async fn start(node: &Served, flow: &str, input: Value) -> String {
     let (status, body) = node
         .post(&format!("/v1/flows/{flow}/start"), &input.to_string())
         .await;
@@ -27,14 +27,14 @@ async fn start(node: &Served, flow: &str, input: Value) -> String {
 }
 
 /// The instance's status over the API.
-async fn status_of(node: &Served, id: &str) -> String {
+pub(crate) async fn status_of(node: &Served, id: &str) -> String {
     let (code, body) = node.get(&format!("/v1/instances/{id}")).await;
     assert_eq!(code, 200, "{body}");
     body["status"].as_str().unwrap_or_default().to_string()
 }
 
 /// Wait (polling the API) until instance `id` has `status`.
-async fn until_status(node: &Served, id: &str, status: &str) {
+pub(crate) async fn until_status(node: &Served, id: &str, status: &str) {
     let deadline = tokio::time::Instant::now() + crate::browser::PATIENCE;
     loop {
         let now = status_of(node, id).await;
@@ -325,7 +325,7 @@ async fn a_sleeping_instance_is_cancelled_from_its_page() {
 }
 
 /// Config for a node where `flaky` holds once its retries run out (until `ready` exists).
-fn flaky_config(ready: &std::path::Path) -> String {
+pub(crate) fn flaky_config(ready: &std::path::Path) -> String {
     format!(
         "[[flows]]\nname = \"flaky\"\ncomponent = \"{}\"\ndirs = {{ \"/in\" = \"{}:ro\" }}\nretry = {{ attempts = 2, backoff = \"30ms\" }}\n",
         guest("flaky").display(),
@@ -384,86 +384,28 @@ async fn held_instances_are_retried_and_killed_from_the_hospital() {
     browser.close().await;
 }
 
-/// A client that keeps redirects to itself.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Log in over plain HTTP as a browser would; the session cookie (`name=value`).
-async fn session(node: &Served, token: &str) -> String {
-    let response = http()
-        .post(format!("{}/ui/login", node.url))
-        .header("origin", &node.url)
-        .form(&[("token", token), ("next", "/ui")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 303);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-        assert!(cookie.contains(attribute), "{cookie}");
-    }
-    assert!(
-        !cookie.contains(token),
-        "the cookie holds a session id, not the token"
-    );
-    cookie.split(';').next().unwrap().to_string()
-}
-
-/// The CSRF token in the page at `path`.
-async fn csrf(node: &Served, cookie: &str, path: &str) -> String {
-    let page = http()
-        .get(format!("{}{path}", node.url))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token")
-        + 19;
-    page[at..at + 64].to_string()
-}
-
-/// POST a console form; the status.
-async fn post_form(
-    node: &Served,
-    path: &str,
-    cookie: Option<&str>,
-    origin: &str,
-    form: &[(&str, &str)],
-) -> u16 {
-    let mut request = http()
-        .post(format!("{}{path}", node.url))
-        .header("origin", origin)
-        .form(form);
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    request.send().await.unwrap().status().as_u16()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_token_sees_no_buttons_and_the_actions_refuse_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let ready = tempfile::tempdir().unwrap();
+/// A node with a schedule trigger, a sleeping instance and one held in the hospital: the
+/// node and the two ids.
+pub(crate) async fn sleeping_and_held(
+    dir: &std::path::Path,
+    ready: &std::path::Path,
+) -> (Served, String, String) {
     let extra = format!(
         "{}\n[[triggers.schedule]]\nname = \"yearly\"\ncron = \"0 0 1 1 *\"\nflow = \"sleeper\"\n",
-        flaky_config(ready.path())
+        flaky_config(ready)
     );
-    let node = node(dir.path(), &["sleeper", "double"], &extra);
+    let node = node(dir, &["sleeper", "double"], &extra);
     let sleeping = start(&node, "sleeper", json!({ "ms": 600_000 })).await;
     let held = start(&node, "flaky", json!({ "x": 1 })).await;
     until_status(&node, &held, "held").await;
+    (node, sleeping, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_token_sees_no_buttons() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = tempfile::tempdir().unwrap();
+    let (node, sleeping, held) = sleeping_and_held(dir.path(), ready.path()).await;
 
     let browser = Browser::open(&node.url).await;
     browser.login(&node.tokens.read).await;
@@ -496,110 +438,6 @@ async fn a_read_only_token_sees_no_buttons_and_the_actions_refuse_it() {
         "only the refused page's 403 is logged: {logged:?}"
     );
     browser.close().await;
-
-    // The action routes refuse a read-only session, whatever the form says.
-    let viewer = session(&node, &node.tokens.read).await;
-    let token = csrf(&node, &viewer, "/ui").await;
-    let refused = [
-        format!("/ui/instances/{sleeping}/cancel"),
-        format!("/ui/hospital/{held}/retry"),
-        format!("/ui/hospital/{held}/kill"),
-        "/ui/triggers/yearly/pause".to_string(),
-        "/ui/start".to_string(),
-    ];
-    for path in &refused {
-        let form = [
-            ("csrf", token.as_str()),
-            ("flow", "sleeper"),
-            ("input", "{\"ms\": 1}"),
-        ];
-        let code = post_form(&node, path, Some(&viewer), &node.url, &form).await;
-        assert_eq!(code, 403, "POST {path} as a viewer");
-    }
-    assert_eq!(status_of(&node, &sleeping).await, "running");
-    assert_eq!(status_of(&node, &held).await, "held");
-
-    // An operator's session too, without its CSRF token or from another site.
-    let ops = session(&node, &node.tokens.all).await;
-    let token = csrf(&node, &ops, &format!("/ui/instances/{sleeping}")).await;
-    let cancel = format!("/ui/instances/{sleeping}/cancel");
-    let wrong = "0".repeat(64);
-    assert_eq!(
-        post_form(&node, &cancel, Some(&ops), &node.url, &[("csrf", &wrong)]).await,
-        403
-    );
-    assert_eq!(
-        post_form(
-            &node,
-            &cancel,
-            Some(&ops),
-            "http://evil.example",
-            &[("csrf", &token)]
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        post_form(&node, &cancel, None, &node.url, &[("csrf", &token)]).await,
-        401
-    );
-    assert_eq!(
-        post_form(&node, &cancel, Some(&ops), &node.url, &[]).await,
-        400
-    );
-    assert_eq!(status_of(&node, &sleeping).await, "running");
-    // Bad input is a 4xx, never a 5xx.
-    for (path, form) in [
-        (
-            "/ui/start",
-            vec![
-                ("csrf", token.as_str()),
-                ("flow", "sleeper"),
-                ("input", "{nope"),
-            ],
-        ),
-        (
-            "/ui/start",
-            vec![("csrf", token.as_str()), ("flow", "nope"), ("input", "{}")],
-        ),
-        (
-            "/ui/start",
-            vec![
-                ("csrf", token.as_str()),
-                ("flow", "sleeper"),
-                ("input", "{}"),
-                ("priority", "urgent"),
-            ],
-        ),
-        ("/ui/hospital/no-such/retry", vec![("csrf", token.as_str())]),
-        ("/ui/triggers/nope/pause", vec![("csrf", token.as_str())]),
-    ] {
-        let code = post_form(&node, path, Some(&ops), &node.url, &form).await;
-        assert!((400..500).contains(&code), "POST {path} {form:?}: {code}");
-    }
-    for path in [
-        "/ui/instances/no%2Fsuch",
-        "/ui/instances?cursor=x",
-        "/ui/instances?status=odd",
-        "/ui/instances?within=3y",
-        "/ui/nowhere",
-        "/ui/assets/nope.js",
-    ] {
-        let code = http()
-            .get(format!("{}{path}", node.url))
-            .header("cookie", &ops)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        assert!((400..500).contains(&code), "GET {path}: {code}");
-    }
-    assert_eq!(
-        post_form(&node, &cancel, Some(&ops), &node.url, &[("csrf", &token)]).await,
-        303
-    );
-    assert_eq!(status_of(&node, &sleeping).await, "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

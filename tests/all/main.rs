@@ -7,6 +7,7 @@ mod cancel;
 mod cli;
 mod client;
 mod console;
+mod console_access;
 mod drain;
 mod durability;
 mod durable_node;
