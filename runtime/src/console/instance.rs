@@ -24,6 +24,8 @@ use crate::store::{InstanceRecord, ListQuery};
 const TREE_MOST: usize = 500;
 /// Deepest level drawn; deeper descendants are reached from their ancestors' pages.
 const TREE_DEPTH: usize = 12;
+/// Most journal entries drawn (the API's journal has them all).
+const TIMELINE_MOST: usize = 1000;
 
 /// A notice after an action, by a fixed key (never text from the request).
 #[derive(Debug, Default, Deserialize)]
@@ -201,7 +203,11 @@ pub async fn page(
         }
         h2 { "Journal" }
         @if journal.is_empty() { p.empty { "No host calls journaled yet." } } @else {
-            (timeline(&journal))
+            (timeline(&journal[..journal.len().min(TIMELINE_MOST)]))
+            @if journal.len() > TIMELINE_MOST {
+                p.more { "The first " (TIMELINE_MOST) " of " (journal.len()) " calls are shown; "
+                    code { "GET /v1/instances/" (id) "/journal" } " has them all." }
+            }
         }
     };
     let title = format!("Instance {id}");

@@ -9,10 +9,13 @@
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       var at = new Date(el.getAttribute("datetime"));
       if (isNaN(at.getTime())) { return; }
-      el.textContent = at.toLocaleString(undefined, {
+      var options = {
         year: "numeric", month: "short", day: "numeric",
         hour: "2-digit", minute: "2-digit", second: "2-digit"
-      });
+      };
+      // A journal's calls are often in the same second: their times show milliseconds.
+      if (el.closest(".at")) { options.fractionalSecondDigits = 3; }
+      el.textContent = at.toLocaleString(undefined, options);
       el.title = el.getAttribute("datetime") + " (UTC)";
     });
   }
