@@ -437,6 +437,18 @@ async fn a_read_only_token_sees_no_buttons() {
         logged.iter().all(|(_, m)| m.contains("403")),
         "only the refused page's 403 is logged: {logged:?}"
     );
+
+    // Logging out ends the session: the console asks for a token again.
+    browser.goto("/ui").await;
+    browser.click("form.logout button").await;
+    browser
+        .wait_for_path("the login page after logout", "/ui/login")
+        .await;
+    browser.goto("/ui/hospital").await;
+    browser
+        .wait_for_path("the login page", "/ui/login?next=%2Fui%2Fhospital")
+        .await;
+    browser.assert_no_console_errors("logout").await;
     browser.close().await;
 }
 
