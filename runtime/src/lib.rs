@@ -24,6 +24,7 @@
 //! | [`operator`], [`triggers`] | offline operator verbs; URL, event and schedule triggers |
 //! | [`testing`], [`project`] | flows tested in isolation, journal replay; new flow projects and their builds |
 //! | [`api`] | the node as a service: HTTP API, OpenAPI, auth, drain |
+//! | [`console`] | the operator console: web pages under `/ui` beside the API |
 //!
 //! A start goes one way: [`Node::start`] → [`sched`] (a pool, a queue place) →
 //! [`instance`] → [`host`] calls → [`replay`]/[`store`]; a child's start goes back up only
@@ -59,6 +60,8 @@ pub mod project;
 pub mod testing;
 
 pub mod api;
+
+pub mod console;
 
 pub use config::NodeConfig;
 pub use error::{LoadError, StartError};

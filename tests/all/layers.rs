@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["operator", "triggers"],
     &["testing", "project"],
     &["api"],
+    &["console"],
 ];
 
 /// Files of the binary, which sits above every layer.

@@ -2,9 +2,12 @@
 //! `scripts/build-guests.sh`) through a real node.
 
 mod api;
+mod browser;
 mod cancel;
 mod cli;
 mod client;
+mod console;
+mod console_access;
 mod drain;
 mod durability;
 mod durable_node;

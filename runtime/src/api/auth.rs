@@ -52,6 +52,14 @@ impl Tokens {
         )
     }
 
+    /// The caller presenting `token`, if it is known (compared as [`Tokens`] always is).
+    pub fn authenticate(&self, token: &str) -> Option<Caller> {
+        self.caller(token.trim()).map(|t| Caller {
+            name: t.name.clone(),
+            permissions: t.permissions.clone(),
+        })
+    }
+
     /// Who presents `token`, if anyone. Every configured hash is compared, in constant time,
     /// so the answer's timing says nothing about how close a guess was.
     fn caller(&self, token: &str) -> Option<&Token> {

@@ -76,6 +76,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What was wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
 }
 
 impl IntoResponse for ApiError {

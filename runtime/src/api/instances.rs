@@ -30,18 +30,31 @@ pub(super) fn path_of(path: Result<Path<String>, PathRejection>) -> Result<Strin
     Ok(value)
 }
 
-/// An instance id as the API takes it: 1 to 256 of `A-Z a-z 0-9 . _ -`.
+/// An instance id as the API reads it: 1 to 256 of `A-Z a-z 0-9 . _ - ~` (the node itself
+/// writes `~` in the ids of deep descendants, see `model::ids`).
 pub fn check_id(id: &str) -> Result<(), ApiError> {
+    check_id_chars(
+        id,
+        |b| matches!(b, b'.' | b'_' | b'-' | b'~'),
+        "A-Z a-z 0-9 . _ - ~",
+    )
+}
+
+/// An id a caller chooses for a new instance: 1 to 256 of `A-Z a-z 0-9 . _ -` (`~` is
+/// kept for the ids the node derives).
+pub fn check_new_id(id: &str) -> Result<(), ApiError> {
+    check_id_chars(id, |b| matches!(b, b'.' | b'_' | b'-'), "A-Z a-z 0-9 . _ -")
+}
+
+fn check_id_chars(id: &str, other: fn(u8) -> bool, allowed: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 256
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || other(b));
     if ok {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "malformed instance id `{}`: use 1 to 256 of A-Z a-z 0-9 . _ -",
+            "malformed instance id `{}`: use 1 to 256 of {allowed}",
             id.chars().take(64).collect::<String>()
         )))
     }
@@ -73,6 +86,17 @@ pub fn accepted(id: &str) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
+}
+
+/// A start's priority by its name: `normal` (also when absent) or `high`.
+pub(crate) fn priority_of(name: Option<&str>) -> Result<Priority, ApiError> {
+    match name {
+        None | Some("normal") => Ok(Priority::Normal),
+        Some("high") => Ok(Priority::High),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "priority = `{other}`: use normal or high"
+        ))),
+    }
 }
 
 /// Start an instance of `flow` with the request body as its input.
@@ -107,15 +131,7 @@ pub async fn start(
         return Err(ApiError::draining());
     }
     let wait = wait_of(params.wait.as_deref())?;
-    let priority = match params.priority.as_deref() {
-        None | Some("normal") => Priority::Normal,
-        Some("high") => Priority::High,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "priority = `{other}`: use normal or high"
-            )));
-        }
-    };
+    let priority = priority_of(params.priority.as_deref())?;
     let body = body.map_err(|e| body_rejected(&e))?;
     let input = if body.is_empty() {
         b"null".to_vec()
@@ -126,7 +142,7 @@ pub async fn start(
     };
     let mut request = StartRequest::rpc(flow, input, caller.name.clone()).with_priority(priority);
     if let Some(id) = params.id {
-        check_id(&id)?;
+        check_new_id(&id)?;
         request = request.with_id(id);
     }
     let handle = state.node.start(request).await?;
@@ -142,7 +158,7 @@ pub async fn start(
 }
 
 /// The record of `id`, once anything queued of it is committed.
-pub(super) async fn record_of(state: &ApiState, id: &str) -> Result<InstanceRecord, ApiError> {
+pub(crate) async fn record_of(state: &ApiState, id: &str) -> Result<InstanceRecord, ApiError> {
     check_id(id)?;
     let journal = state.node.journal();
     if let Some(record) = journal.store().record(id)? {
@@ -278,18 +294,21 @@ pub async fn children(
     caller.require(Permission::Read)?;
     let id = path_of(id)?;
     record_of(&state, &id).await?;
+    Ok(Json(children_of(&state, &id)?))
+}
+
+/// The instances `id` started, oldest first.
+pub(crate) fn children_of(state: &ApiState, id: &str) -> Result<Vec<InstanceView>, ApiError> {
     let query = ListQuery {
-        parent: Some(id),
+        parent: Some(id.to_string()),
         limit: 100_000,
         ..ListQuery::default()
     };
     let found = state.node.journal().store().list(&query)?;
-    Ok(Json(
-        found
-            .iter()
-            .map(|(_, r)| InstanceView::of(r, None))
-            .collect(),
-    ))
+    Ok(found
+        .iter()
+        .map(|(_, r)| InstanceView::of(r, None))
+        .collect())
 }
 
 /// Instances, filtered, oldest first, a page at a time.
@@ -311,6 +330,26 @@ pub async fn list(
 ) -> Result<Json<InstancePage>, ApiError> {
     caller.require(Permission::Read)?;
     let Query(params) = params.map_err(|e| rejected(&e, e.status()))?;
+    Ok(Json(list_page(&state, params)?))
+}
+
+/// A time parameter (RFC 3339) as unix ms.
+fn unix_ms_of(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{name} = `{}` is not a time ({e}); write it like 2026-11-30T08:00:00Z",
+            text.chars().take(64).collect::<String>()
+        ))
+    })?;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Ok(Some(ms))
+}
+
+/// A page of the instances `params` asks for (filters, cursor, limit checked).
+pub(crate) fn list_page(state: &ApiState, params: ListParams) -> Result<InstancePage, ApiError> {
     let status = match params.status.as_deref() {
         None => None,
         Some("running") => Some(Status::Running),
@@ -340,12 +379,14 @@ pub async fn list(
         parent: params.parent,
         root: params.root,
         after: params.cursor,
+        created_from: unix_ms_of("since", params.since.as_deref())?,
+        created_until: unix_ms_of("until", params.until.as_deref())?,
         limit: limit + 1,
     };
     let mut found = state.node.journal().store().list(&query)?;
     let more = found.len() > limit;
     found.truncate(limit);
-    Ok(Json(InstancePage {
+    Ok(InstancePage {
         next_cursor: if more {
             found.last().map(|(n, _)| *n)
         } else {
@@ -355,7 +396,7 @@ pub async fn list(
             .iter()
             .map(|(_, r)| InstanceView::of(r, None))
             .collect(),
-    }))
+    })
 }
 
 impl From<CancelError> for ApiError {

@@ -36,6 +36,13 @@ use crate::triggers::Triggers;
 
 pub use url_triggers::INSTANCE_HEADER;
 
+// What another edge of the node (the console) reuses: the same reads and checks as the API.
+pub use instances::{check_id, check_new_id};
+pub(crate) use instances::{list_page, priority_of, record_of};
+pub(crate) use operate::flow_views;
+pub use triggers::TriggerView;
+pub(crate) use triggers::set_paused;
+
 /// Largest request body; a flow's `[limits] input` refuses larger inputs with 413 itself.
 const BODY_LIMIT: usize = 16 << 20;
 
@@ -74,6 +81,28 @@ impl ApiState {
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
+    }
+
+    /// State for a `[server]` section: its tokens and body timeout, and `triggers`.
+    pub fn for_server(node: Node, server: &ServerSection, triggers: Arc<Triggers>) -> Self {
+        ApiState::new(node, Tokens::from_config(&server.tokens))
+            .with_body_timeout(server.body_timeout.0)
+            .with_triggers(triggers)
+    }
+
+    /// The node served.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The tokens accepted.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The node's triggers.
+    pub fn triggers(&self) -> &Arc<Triggers> {
+        &self.triggers
     }
 
     /// Whether the node refuses new work because it drains.
@@ -190,22 +219,19 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// Serve `node` on `listener` until `stop` resolves or a drain is requested over the
-/// API; then drain (see [`ApiState::finish_drain`]) and return.
+/// Serve `state`'s node on `listener` (the API, and `edges` beside it: routes of other
+/// edges such as the console, with no fallback of their own) until `stop` resolves or a
+/// drain is requested over the API; then drain (see [`ApiState::finish_drain`]) within
+/// `grace` and return.
 pub async fn serve(
-    node: Node,
-    server: &ServerSection,
-    triggers: Arc<Triggers>,
+    state: Arc<ApiState>,
+    edges: Router,
+    grace: Duration,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(
-        ApiState::new(node, Tokens::from_config(&server.tokens))
-            .with_body_timeout(server.body_timeout.0)
-            .with_triggers(triggers),
-    );
     let (router, _) = router(state.clone());
-    let grace = server.grace.0;
+    let router = router.merge(edges);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let draining = {
         let state = state.clone();

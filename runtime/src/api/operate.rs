@@ -209,21 +209,24 @@ pub async fn flows(
     caller: Caller,
 ) -> Result<Json<Vec<FlowView>>, ApiError> {
     caller.require(Permission::Read)?;
+    Ok(Json(flow_views(&state)))
+}
+
+/// Every flow the node knows by name, with its build and instances in flight.
+pub(crate) fn flow_views(state: &ApiState) -> Vec<FlowView> {
     let listed = state.node.services().registry.list();
-    Ok(Json(
-        listed
-            .into_iter()
-            .map(|l| FlowView {
-                name: l.name,
-                pool: l.pool,
-                component: l.flow.as_ref().map(|f| f.component.hash.clone()),
-                in_flight: l
-                    .flow
-                    .as_ref()
-                    .map_or(0, |f| f.in_flight.load(Ordering::Relaxed)),
-            })
-            .collect(),
-    ))
+    listed
+        .into_iter()
+        .map(|l| FlowView {
+            name: l.name,
+            pool: l.pool,
+            component: l.flow.as_ref().map(|f| f.component.hash.clone()),
+            in_flight: l
+                .flow
+                .as_ref()
+                .map_or(0, |f| f.in_flight.load(Ordering::Relaxed)),
+        })
+        .collect()
 }
 
 /// Stop admitting work, let running instances park, commit, and stop the node.

@@ -49,7 +49,8 @@ pub struct TriggerView {
 }
 
 impl TriggerView {
-    fn of(state: &TriggerState) -> Self {
+    /// The view of one trigger's state now.
+    pub fn of(state: &TriggerState) -> Self {
         let s = state.snapshot();
         TriggerView {
             name: s.name,
@@ -71,7 +72,7 @@ impl TriggerView {
     }
 }
 
-async fn set_paused(
+pub(crate) async fn set_paused(
     state: &ApiState,
     name: &str,
     paused: bool,

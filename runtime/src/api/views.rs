@@ -170,6 +170,10 @@ pub struct EntryView {
     pub args: Value,
     /// The host's answer.
     pub result: Value,
+    /// When the call was made: RFC 3339, UTC, in milliseconds (absent for calls journaled
+    /// before the store kept it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 impl From<Entry> for EntryView {
@@ -179,6 +183,7 @@ impl From<Entry> for EntryView {
             call: e.call,
             args: e.args,
             result: e.result,
+            at: e.at_ms.map(rfc3339),
         }
     }
 }
@@ -268,6 +273,10 @@ pub struct ListParams {
     pub parent: Option<String>,
     /// Only this instance and its descendants.
     pub root: Option<String>,
+    /// Only instances created at or after this time (RFC 3339, e.g. `2026-11-30T08:00:00Z`).
+    pub since: Option<String>,
+    /// Only instances created before this time (RFC 3339).
+    pub until: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<u64>,
     /// At most this many (1 to 1000, default 100).

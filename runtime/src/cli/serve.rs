@@ -64,7 +64,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // One line a supervisor (or a test) can wait for.
         println!("sluice serving on http://{bound}");
         tracing::info!("serving on http://{bound}");
-        sluice::api::serve(node, &config.server, triggers, listener, stop_signal()).await?;
+        let state = Arc::new(sluice::api::ApiState::for_server(
+            node,
+            &config.server,
+            triggers,
+        ));
+        let console = sluice::console::router(state.clone());
+        sluice::api::serve(
+            state,
+            console,
+            config.server.grace.0,
+            listener,
+            stop_signal(),
+        )
+        .await?;
         anyhow::Ok(())
     })?;
     println!("sluice stopped");

@@ -282,6 +282,15 @@ impl Node {
         &self.inner.services.completions
     }
 
+    /// Builds other than the registered ones that instances of this node were resumed on
+    /// (pinned by an upgrade, a retry on another build, or a build registered since), each
+    /// with its flow name, component hash and instances in flight.
+    pub fn pinned_builds(&self) -> Vec<Arc<Flow>> {
+        let mut builds: Vec<Arc<Flow>> = self.pinned().values().cloned().collect();
+        builds.sort_by(|a, b| a.name.cmp(&b.name));
+        builds
+    }
+
     fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flow>>> {
         self.inner.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -204,6 +204,7 @@ impl Recorder {
             call: call.kind.name().into(),
             args: call.args,
             result: answer,
+            at_ms: Some(crate::model::unix_ms()),
         };
         let mut batch = take_pending(&self.pending).unwrap_or_default();
         batch.push(Write::Append {

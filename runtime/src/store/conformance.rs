@@ -38,6 +38,7 @@ fn entry(position: u64, call: &str) -> Entry {
         call: call.into(),
         args: json!(["a", { "b": 1 }]),
         result: json!({ "ok": [1, 2] }),
+        at_ms: (position % 2 == 0).then_some(1_764_000_000_000 + position),
     }
 }
 

@@ -163,6 +163,10 @@ pub struct Entry {
     pub args: serde_json::Value,
     /// The host's answer, as JSON.
     pub result: serde_json::Value,
+    /// When the call was made, unix ms (`None` for entries journaled before the store kept
+    /// it). Replay ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// One write to the store. A batch of them commits atomically.
@@ -263,6 +267,10 @@ pub struct ListQuery {
     pub root: Option<String>,
     /// Recorded after the instance with this sequence number.
     pub after: Option<u64>,
+    /// Created at or after this unix ms (instances without a creation time are left out).
+    pub created_from: Option<u64>,
+    /// Created before this unix ms (instances without a creation time are left out).
+    pub created_until: Option<u64>,
     /// At most this many.
     pub limit: usize,
 }
@@ -281,6 +289,12 @@ impl ListQuery {
                 meta.as_ref()
                     .is_some_and(|m| m.origin.parent() == Some(p.as_str()))
             })
+            && self
+                .created_from
+                .is_none_or(|from| record.created_ms.is_some_and(|c| c >= from))
+            && self
+                .created_until
+                .is_none_or(|until| record.created_ms.is_some_and(|c| c < until))
             && self.root.as_ref().is_none_or(|r| {
                 record.id == *r
                     || record

@@ -191,7 +191,7 @@ impl JournalStore for PostgresStore {
         self.bridge.run(move |c| {
             let rows = c
                 .query(
-                    "SELECT position, call, args, result FROM journal WHERE id = $1 ORDER BY position",
+                    "SELECT position, call, args, result, at_ms FROM journal WHERE id = $1 ORDER BY position",
                     &[&id],
                 )
                 .map_err(db)?;
@@ -209,6 +209,10 @@ impl JournalStore for PostgresStore {
                         call: r.try_get(1).map_err(db)?,
                         args: json(2)?,
                         result: json(3)?,
+                        at_ms: r
+                            .try_get::<_, Option<i64>>(4)
+                            .map_err(db)?
+                            .and_then(|ms| u64::try_from(ms).ok()),
                     })
                 })
                 .collect()

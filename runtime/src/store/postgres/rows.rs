@@ -47,13 +47,15 @@ pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), Store
                 });
             }
             tx.execute(
-                "INSERT INTO journal (id, position, call, args, result) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO journal (id, position, call, args, result, at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     id,
                     &(entry.position as i64),
                     &entry.call,
                     &entry.args.to_string(),
                     &entry.result.to_string(),
+                    &entry.at_ms.map(|ms| ms as i64),
                 ],
             )
             .map_err(db)?;

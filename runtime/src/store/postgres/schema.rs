@@ -52,6 +52,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seq BIGSERIAL UNIQUE, id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload BYTEA NOT NULL
      );
      CREATE TABLE cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 6: when each journaled call was made, in unix ms (NULL for older entries).
+    "ALTER TABLE journal ADD COLUMN at_ms BIGINT;",
 ];
 
 /// The advisory lock key that serializes migrations between nodes ("sluice" in ASCII).

@@ -150,7 +150,7 @@ impl JournalStore for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT position, call, args, result FROM journal WHERE id = ?1 ORDER BY position",
+                "SELECT position, call, args, result, at_ms FROM journal WHERE id = ?1 ORDER BY position",
             )
             .map_err(db)?;
         let rows = stmt
@@ -160,12 +160,13 @@ impl JournalStore for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             })
             .map_err(db)?;
         let mut entries = Vec::new();
         for row in rows {
-            let (position, call, args, result) = row.map_err(db)?;
+            let (position, call, args, result, at_ms) = row.map_err(db)?;
             let json = |text: &str| {
                 serde_json::from_str(text)
                     .map_err(|e| StoreError::Decode(format!("journal of {id} at {position}: {e}")))
@@ -175,6 +176,7 @@ impl JournalStore for SqliteStore {
                 args: json(&args)?,
                 result: json(&result)?,
                 call,
+                at_ms: at_ms.and_then(|ms| u64::try_from(ms).ok()),
             });
         }
         Ok(entries)

@@ -45,7 +45,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
                 });
             }
             tx.prepare_cached(
-                "INSERT INTO journal (id, position, call, args, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO journal (id, position, call, args, result, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -53,7 +53,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
                     entry.position as i64,
                     entry.call,
                     entry.args.to_string(),
-                    entry.result.to_string()
+                    entry.result.to_string(),
+                    entry.at_ms.map(|ms| ms as i64)
                 ])
             })
             .map_err(db)?;

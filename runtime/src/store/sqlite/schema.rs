@@ -48,6 +48,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // cursors (each schedule's last decided fire).
     "CREATE TABLE outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
      CREATE TABLE cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 6: when each journaled call was made, in unix ms (NULL for older entries).
+    "ALTER TABLE journal ADD COLUMN at_ms INTEGER;",
 ];
 
 /// Apply the migrations not yet applied, all in one write transaction: another process

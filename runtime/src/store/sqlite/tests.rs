@@ -27,6 +27,7 @@ fn entry(position: u64, call: &str) -> Entry {
         call: call.into(),
         args: json!([]),
         result: json!(1),
+        at_ms: Some(1_764_000_000_000 + position),
     }
 }
 
