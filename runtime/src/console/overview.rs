@@ -112,7 +112,7 @@ pub async fn page(
         section.cards {
             div.card { span.label { "Node" } span.value { (node.identity()) } }
             div.card { span.label { "Store" } span.value {
-                @if store.durable() { "SQLite (durable)" } @else { "memory (not durable)" }
+                (store.kind()) @if store.durable() { " (durable)" } @else { " (not durable)" }
             } }
             div.card { span.label { "Up" } span.value data-total="uptime" { (uptime(totals.uptime_secs)) }
                 span.sub { "since " (page::time(Some(started.as_str()))) } }

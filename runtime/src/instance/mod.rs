@@ -55,7 +55,9 @@ pub async fn run(start: Admitted) {
         && services.is_cancelled(parent)
     {
         tracing::info!(flow = %start.flow.name, id = %id, "parent {parent} was cancelled; so is {id}");
-        if let Err(e) = services.cancel_with(id, false).await {
+        // Boxed: rare, and a task holding room for it inline would cost every instance
+        // (parked ones included) its size.
+        if let Err(e) = Box::pin(services.cancel_with(id, false)).await {
             tracing::warn!(flow = %start.flow.name, id = %id, "cannot cancel {id} with its parent: {e}");
         }
     }

@@ -9,8 +9,11 @@ use serde_json::json;
 
 use super::*;
 
-/// Every check, by name; each backend runs all of them on fresh stores.
-pub(super) const CHECKS: &[(&str, fn(&dyn JournalStore))] = &[
+/// One check of the contract, on a fresh store.
+type Check = fn(&dyn JournalStore);
+
+/// Every check, by name.
+const CHECKS: &[(&str, Check)] = &[
     ("journals_are_ordered", journals_are_ordered),
     ("batches_are_atomic", batches_are_atomic),
     ("a_final_status_stays", a_final_status_stays),
@@ -38,7 +41,7 @@ fn entry(position: u64, call: &str) -> Entry {
         call: call.into(),
         args: json!(["a", { "b": 1 }]),
         result: json!({ "ok": [1, 2] }),
-        at_ms: (position % 2 == 0).then_some(1_764_000_000_000 + position),
+        at_ms: position.is_multiple_of(2).then_some(1_764_000_000_000 + position),
     }
 }
 

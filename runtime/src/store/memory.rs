@@ -245,6 +245,10 @@ impl JournalStore for MemoryStore {
         Ok(self.lock().cursors.get(key).cloned())
     }
 
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn durable(&self) -> bool {
         false
     }

@@ -335,6 +335,8 @@ pub trait JournalStore: Send + Sync {
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Whether a commit survives a crash of the process (false for an in-memory store).
     fn durable(&self) -> bool;
+    /// What kind of store this is, for operators: `SQLite`, `PostgreSQL` or `memory`.
+    fn kind(&self) -> &'static str;
 }
 
 /// Where a node keeps its instances.

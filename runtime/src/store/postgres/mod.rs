@@ -26,7 +26,7 @@ use rows::{RECORD_COLUMNS, apply, to_record_at};
 const CONNECTIONS: usize = 4;
 
 /// The advisory lock key a node holds its database by ("sluice-node" folded to 63 bits).
-const NODE_LOCK: i64 = 0x736c_7569_6365_6e;
+const NODE_LOCK: i64 = 0x0073_6c75_6963_656e;
 
 /// How long a node waits for the lock before it calls the database in use.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -334,6 +334,10 @@ impl JournalStore for PostgresStore {
                 })
                 .collect()
         })
+    }
+
+    fn kind(&self) -> &'static str {
+        "PostgreSQL"
     }
 
     fn durable(&self) -> bool {

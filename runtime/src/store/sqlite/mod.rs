@@ -303,6 +303,10 @@ impl JournalStore for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
+    fn kind(&self) -> &'static str {
+        "SQLite"
+    }
+
     fn durable(&self) -> bool {
         self.path != Path::new(":memory:")
     }
