@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::Console;
 use super::error::ConsoleError;
 use super::page;
-use super::session::{CsrfForm, Viewer, same_origin};
+use super::session::{CsrfForm, same_origin};
+use super::viewer::Viewer;
 use crate::api::ApiError;
 use crate::model::Permission;
 

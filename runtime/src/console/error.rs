@@ -2,18 +2,15 @@
 //! (4xx for anything a request got wrong, 503 when the store fails) and what was wrong.
 
 use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use maud::html;
 
-use super::page;
 use crate::api::ApiError;
 use crate::store::StoreError;
 
 /// A refused or failed console request, shown as a page.
 #[derive(Debug, Clone)]
 pub struct ConsoleError {
-    status: StatusCode,
-    message: String,
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl ConsoleError {
@@ -50,24 +47,6 @@ impl From<ApiError> for ConsoleError {
 impl From<StoreError> for ConsoleError {
     fn from(e: StoreError) -> Self {
         ConsoleError::from(ApiError::from(e))
-    }
-}
-
-impl IntoResponse for ConsoleError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, "console: {}", self.message);
-        }
-        let reason = self.status.canonical_reason().unwrap_or("Error");
-        let title = format!("{} {reason}", self.status.as_u16());
-        let body = html! {
-            section.error {
-                h1 { (title) }
-                p.message { (self.message) }
-                p { a href="/ui" { "Back to the overview" } }
-            }
-        };
-        (self.status, page::bare(&title, body)).into_response()
     }
 }
 

@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use super::Console;
 use super::error::ConsoleError;
 use super::page::{self, Nav};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use crate::api::TriggerView;
 use crate::model::Permission;
 

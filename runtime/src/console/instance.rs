@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::Console;
 use super::error::ConsoleError;
 use super::page::{self, Nav};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use crate::api::views::{EntryView, InstanceView, latest_progress};
 use crate::model::Permission;
 use crate::replay::Kind;

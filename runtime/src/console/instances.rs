@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::Console;
 use super::error::ConsoleError;
 use super::page::{self, Nav};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use crate::api::views::{InstanceView, ListParams, rfc3339};
 
 /// Instances per page.

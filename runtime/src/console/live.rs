@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::error::ConsoleError;
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{Console, history, overview};
 use crate::api::views::InstanceView;
 

@@ -24,6 +24,7 @@ mod overview;
 mod page;
 mod session;
 mod start;
+mod viewer;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -38,7 +39,8 @@ use crate::api::ApiState;
 use history::History;
 use maud::Markup;
 use page::{Frame, Nav};
-use session::{Sessions, Viewer};
+use session::Sessions;
+use viewer::Viewer;
 
 /// The largest form the console takes (a start's input included).
 const FORM_LIMIT: usize = 1 << 20;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::error::ConsoleError;
 use super::page::{self, Nav};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use super::{Console, history};
 use crate::api::views::{PoolView, rfc3339};
 

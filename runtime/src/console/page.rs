@@ -4,10 +4,11 @@
 //! maud escapes every value put in a page, in text and in attributes, so whatever a flow
 //! wrote reaches the browser as text. Nothing here uses `PreEscaped` on such a value.
 
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::Viewer;
+use super::error::ConsoleError;
+use super::viewer::Viewer;
 use crate::model::Permission;
 
 /// Which navigation entry a page belongs to.
@@ -180,6 +181,25 @@ pub fn may_start_any<'a>(viewer: &Viewer, mut flows: impl Iterator<Item = &'a st
 /// A table wrapped so that it scrolls sideways on a narrow screen instead of the page.
 pub fn scroll(table: Markup) -> Markup {
     html! { div.scroll { (table) } }
+}
+
+/// A refused or failed request as a page of its own (see [`ConsoleError`]).
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, "console: {}", self.message);
+        }
+        let reason = self.status.canonical_reason().unwrap_or("Error");
+        let title = format!("{} {reason}", self.status.as_u16());
+        let body = html! {
+            section.error {
+                h1 { (title) }
+                p.message { (self.message) }
+                p { a href="/ui" { "Back to the overview" } }
+            }
+        };
+        (self.status, bare(&title, body)).into_response()
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use super::Console;
 use super::error::ConsoleError;
 use super::page::{self, Nav};
-use super::session::{Viewer, same_origin};
+use super::session::same_origin;
+use super::viewer::Viewer;
 use crate::model::{Permission, StartRequest};
 
 /// `GET /ui/start`: the form.

@@ -41,7 +41,9 @@ fn entry(position: u64, call: &str) -> Entry {
         call: call.into(),
         args: json!(["a", { "b": 1 }]),
         result: json!({ "ok": [1, 2] }),
-        at_ms: position.is_multiple_of(2).then_some(1_764_000_000_000 + position),
+        at_ms: position
+            .is_multiple_of(2)
+            .then_some(1_764_000_000_000 + position),
     }
 }
 
