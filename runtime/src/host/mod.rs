@@ -347,13 +347,24 @@ impl host::Host for HostState {
             self.meter.child_started()?;
             return Ok(wit::outcome(calls::outcome_from_json(&answer)?));
         }
-        let written = call.journaled();
-        let request = StartRequest::subflow(flow, input, self.info.id.clone(), self.info.priority)
-            .with_id(self.child_id(None));
+        // The child gets copies; the journaled form (a JSON map, hundreds of bytes) is made
+        // from these after the wait, not kept by every parked caller of a deep chain.
+        let request = StartRequest::subflow(
+            flow.clone(),
+            input.clone(),
+            self.info.id.clone(),
+            self.info.priority,
+        )
+        .with_id(self.child_id(None));
         let outcome = match self.start_child(request).await? {
             Ok(handle) => self.park(handle.outcome()).await?,
             Err(e) => Err(e),
         };
+        let written = Call::Call {
+            flow: &flow,
+            input: &input,
+        }
+        .journaled();
         self.recorder
             .record_written(written, calls::outcome_to_json(&outcome), Vec::new())?;
         Ok(wit::outcome(outcome))

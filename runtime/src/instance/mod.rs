@@ -44,23 +44,18 @@ enum Segment {
 
 /// Run an admitted instance to its end and record the end. Never panics on guest
 /// behaviour: every trap, error, timeout or instantiation failure ends this instance only.
-pub async fn run(start: Admitted) {
+///
+/// The future is boxed, and is the episode's own: the task that runs it holds one pointer,
+/// not room for the start (every parked instance would pay for that room).
+pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     start.flow.in_flight.fetch_add(1, Ordering::Relaxed);
-    let services = &start.services;
-    let id = &start.invocation.id;
-    let cancel = services.cancels.register(id);
+    let cancel = start.services.cancels.register(&start.invocation.id);
     // A child whose parent was cancelled while starting it (after the cancellation looked
     // for descendants) cancels itself before any of its code runs.
-    if let Origin::Subflow(parent) = &start.invocation.origin
-        && services.is_cancelled(parent)
-    {
-        tracing::info!(flow = %start.flow.name, id = %id, "parent {parent} was cancelled; so is {id}");
-        // Boxed: rare, and a task holding room for it inline would cost every instance
-        // (parked ones included) its size.
-        if let Err(e) = Box::pin(services.cancel_with(id, false)).await {
-            tracing::warn!(flow = %start.flow.name, id = %id, "cannot cancel {id} with its parent: {e}");
-        }
-    }
+    let cancelled_parent = match &start.invocation.origin {
+        Origin::Subflow(parent) if start.services.is_cancelled(parent) => Some(parent.clone()),
+        _ => None,
+    };
     let life = Life {
         cancel,
         pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
@@ -77,7 +72,17 @@ pub async fn run(start: Admitted) {
         fresh: AtomicBool::new(start.fresh),
         started: false,
     };
-    life.episode(Some(start.admission), None).await;
+    let Some(parent) = cancelled_parent else {
+        return life.episode(Some(start.admission), None);
+    };
+    Box::pin(async move {
+        let (flow, id) = (&life.flow.name, &life.invocation.id);
+        tracing::info!(flow = %flow, id = %id, "parent {parent} was cancelled; so is {id}");
+        if let Err(e) = life.services.cancel_with(id, false).await {
+            tracing::warn!(flow = %flow, id = %id, "cannot cancel {id} with its parent: {e}");
+        }
+        life.episode(Some(start.admission), None).await;
+    })
 }
 
 /// An instance admitted to a pool, as [`run`] takes it.
@@ -218,7 +223,8 @@ impl Life {
             let result = match deadline {
                 None => Some(work.await),
                 // Dropping the work on time-out drops the store: the instance and its slot go.
-                Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+                // Boxed: without a time limit (the usual case) the attempt holds no timer.
+                Some(deadline) => Box::pin(tokio::time::timeout_at(deadline, work)).await.ok(),
             };
             let result = result.unwrap_or_else(|| {
                 tracing::error!(
@@ -284,9 +290,11 @@ impl Life {
                 Err(e) => Err(e),
             }
         };
+        // The waits for a slot and a place are boxed: they are over before the guest runs,
+        // and an instance that parks later should not keep room for them.
         let slot = match admission {
-            Some(admission) => admission.wait().await,
-            None => pool.acquire(QueueClass::Resume).await,
+            Some(admission) => Box::pin(admission.wait()).await,
+            None => Box::pin(pool.acquire(QueueClass::Resume)).await,
         };
         // Never wait for a place in memory while holding a slot: slot holders must be able
         // to finish or park, or everyone could wait on everyone.
@@ -294,8 +302,8 @@ impl Life {
             Some(resident) => (slot, resident),
             None => {
                 drop(slot);
-                let resident = services.residency.acquire().await;
-                (pool.acquire(QueueClass::Resume).await, resident)
+                let resident = Box::pin(services.residency.acquire()).await;
+                (Box::pin(pool.acquire(QueueClass::Resume)).await, resident)
             }
         };
         if !self.started {
@@ -454,13 +462,14 @@ async fn execute(
     invocation: &Invocation,
     input: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let invocation = wit::types::Invocation::from(invocation);
     let instance = flow
         .component
         .pre
         .instantiate_async(&mut *store)
         .await
         .map_err(Failure::Trapped)?;
+    // Made after instantiation, so it shares room with the instantiation's future.
+    let invocation = wit::types::Invocation::from(invocation);
     match instance.call_run(&mut *store, &invocation, input).await {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(message)) => Err(Failure::Returned(message)),

@@ -104,6 +104,11 @@ impl State {
                         got: entry.position,
                     });
                 }
+                // Doubling from one entry, not four: most journals are short, and every
+                // instance in memory keeps one (parked ones included).
+                if journal.len() == journal.capacity() {
+                    journal.reserve_exact(journal.len().max(1));
+                }
                 journal.push(entry.clone());
             }
             Write::Status {
