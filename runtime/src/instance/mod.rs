@@ -49,7 +49,6 @@ enum Segment {
 /// not room for the start (every parked instance would pay for that room).
 pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     start.flow.in_flight.fetch_add(1, Ordering::Relaxed);
-    let cancel = start.services.cancels.register(&start.invocation.id);
     // A child whose parent was cancelled while starting it (after the cancellation looked
     // for descendants) cancels itself before any of its code runs.
     let cancelled_parent = match &start.invocation.origin {
@@ -57,7 +56,7 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         _ => None,
     };
     let life = Life {
-        cancel,
+        cancel: start.cancel,
         pending: start.pending.map(|batch| Arc::new(Mutex::new(Some(batch)))),
         pool: start.admission.pool().clone(),
         services: start.services,
@@ -87,6 +86,9 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 
 /// An instance admitted to a pool, as [`run`] takes it.
 pub struct Admitted {
+    /// Its cancellation signal, from registering its id with the node's cancellations
+    /// (before its record was written, so a cancellation that finds the record finds it).
+    pub cancel: CancelSignal,
     /// What every instance of the node shares.
     pub services: Arc<Services>,
     /// How its children are started: the node.

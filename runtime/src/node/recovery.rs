@@ -64,10 +64,11 @@ impl Node {
         if self.completions().claim(&record.id).is_none() {
             return Ok(()); // already running here
         }
-        self.services().cancels.register(&record.id);
+        let cancel = self.services().cancels.register(&record.id);
         // Resumed work is never refused for a full queue: it was admitted before.
         let admission = pool.readmit();
         let run = instance::run(Admitted {
+            cancel,
             services: self.services().clone(),
             starter: self.inner.clone(),
             flow,

@@ -82,7 +82,7 @@ impl Node {
         };
         // Cancellable from before its record exists: a cancellation that finds the record
         // finds the instance's task too.
-        services.cancels.register(&id);
+        let cancel = services.cancels.register(&id);
         let meta = match StartMeta::new(&invocation, pool.name(), request.fan_out).to_json() {
             Ok(meta) => meta,
             Err(e) => {
@@ -136,6 +136,7 @@ impl Node {
             .metrics
             .admitted(pool.name(), admission.queued_at_insert());
         let run = instance::run(Admitted {
+            cancel,
             services: services.clone(),
             starter: self.inner.clone(),
             flow,
