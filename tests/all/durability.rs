@@ -2,7 +2,7 @@
 //! gives the values read before a crash and keeps a sleep's deadline, instances stay on the
 //! build they started with, and a bad store file is refused untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -12,29 +12,14 @@ use serde_json::{Value, json};
 use sluice::store::{JournalStore, Status};
 
 use crate::durable_node::{
-    config, crash, peak_parked, record, show, sluice_output, spawn, store, wait_for_journal,
-    wait_until_past,
+    config, crash, outputs, peak_parked, record, show, sluice_output, spawn, store,
+    wait_for_journal, wait_until_past,
 };
 use crate::support::guest;
 
 const ROOTS: usize = 1_000;
 /// `journey` starts one `call`, three `parallel` and one `start` child.
 const CHILDREN_PER_ROOT: usize = 5;
-
-/// `id → output` from the JSON lines of `sluice run --batch`.
-fn outputs(stdout: &[u8]) -> BTreeMap<String, Value> {
-    let mut map = BTreeMap::new();
-    for line in String::from_utf8_lossy(stdout).lines() {
-        let v: Value = serde_json::from_str(line).expect("batch output is JSON lines");
-        let id = v["id"].as_str().expect("id").to_string();
-        assert!(v.get("error").is_none(), "{id} failed: {v}");
-        assert!(
-            map.insert(id.clone(), v["output"].clone()).is_none(),
-            "{id} printed twice"
-        );
-    }
-    map
-}
 
 /// Instances the store of `data_dir` has as completed (0 before it exists).
 fn completed(data_dir: &Path) -> usize {

@@ -1,10 +1,12 @@
 //! A `sluice run` node as a child process on a data directory: started, killed with
 //! SIGKILL, restarted; and the store it leaves behind, read back.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use sluice::store::{Entry, InstanceRecord, JournalStore, SqliteStore};
 
 /// The `sluice` binary with `args`, logs quiet unless a test asks, compiled components
@@ -138,4 +140,19 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `id → output` from the JSON lines of `sluice run --batch`.
+pub fn outputs(stdout: &[u8]) -> BTreeMap<String, Value> {
+    let mut map = BTreeMap::new();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("batch output is JSON lines");
+        let id = v["id"].as_str().expect("id").to_string();
+        assert!(v.get("error").is_none(), "{id} failed: {v}");
+        assert!(
+            map.insert(id.clone(), v["output"].clone()).is_none(),
+            "{id} printed twice"
+        );
+    }
+    map
 }

@@ -3,14 +3,14 @@
 //! Each test makes a database of its own on the server at `SLUICE_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice::store::{JournalStore, PostgresStore, Status};
 
-use crate::durable_node::{crash, show, sluice_output, spawn};
+use crate::durable_node::{crash, outputs, show, sluice_output, spawn};
 use crate::support::guest;
 
 const ROOTS: usize = 200;
@@ -76,21 +76,6 @@ impl Drop for Database {
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
     }
-}
-
-/// `id → output` from the JSON lines of `sluice run --batch`.
-fn outputs(stdout: &[u8]) -> BTreeMap<String, Value> {
-    let mut map = BTreeMap::new();
-    for line in String::from_utf8_lossy(stdout).lines() {
-        let v: Value = serde_json::from_str(line).expect("batch output is JSON lines");
-        let id = v["id"].as_str().expect("id").to_string();
-        assert!(v.get("error").is_none(), "{id} failed: {v}");
-        assert!(
-            map.insert(id.clone(), v["output"].clone()).is_none(),
-            "{id} printed twice"
-        );
-    }
-    map
 }
 
 #[test]

@@ -144,6 +144,11 @@ fn a_final_status_stays(store: &dyn JournalStore) {
     assert_eq!(a.status, Status::Cancelled, "the first end stays");
     assert!(a.ended_ms.is_some());
     assert_eq!(a.outcome(), Some(Err(crate::model::FlowError::Cancelled)));
+    assert_eq!(
+        store.with_status(Status::Cancelled).unwrap().len(),
+        1,
+        "stored as `cancelled`"
+    );
     store
         .write(&[status("a.0", Status::Completed, Some(b"[7]"))])
         .unwrap();

@@ -1,4 +1,5 @@
-//! The SQLite store against its file: atomic batches, reopening, corrupt files, migrations.
+//! The SQLite store against its file: reopening, corrupt files, migrations. The contract
+//! every store keeps (batches, statuses, lists…) is checked in `store::conformance`.
 
 use serde_json::json;
 
@@ -96,32 +97,6 @@ fn records_and_journals_survive_a_reopen() {
 }
 
 #[test]
-fn a_batch_is_atomic_and_creating_twice_keeps_the_first() {
-    let store = SqliteStore::in_memory().unwrap();
-    store.write(&[Write::Create(record("a"))]).unwrap();
-    let mut again = record("a");
-    again.flow = "other".into();
-    let failed = store.write(&[
-        Write::Create(again),
-        Write::Create(record("c")),
-        Write::Append {
-            id: "a".into(),
-            entry: entry(5, "now"),
-        },
-    ]);
-    assert!(failed.is_err());
-    assert!(store.record("c").unwrap().is_none(), "rolled back");
-    assert_eq!(store.record("a").unwrap().unwrap().flow, "chain");
-    store
-        .write(&[Write::Component {
-            hash: "h".into(),
-            bytes: vec![1, 2],
-        }])
-        .unwrap();
-    assert_eq!(store.component("h").unwrap(), Some(vec![1, 2]));
-}
-
-#[test]
 fn a_corrupt_or_truncated_file_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
@@ -208,22 +183,6 @@ fn a_version_1_store_is_migrated_in_place() {
     );
 }
 
-/// A child of `parent`, as the node records one.
-fn child(id: &str, parent: &str) -> InstanceRecord {
-    let meta =
-        format!(r#"{{"origin":"subflow","by":"{parent}","priority":"normal","pool":"default"}}"#);
-    InstanceRecord::new(id, "chain", "ab12", b"{}", meta)
-}
-
-fn status(id: &str, status: Status) -> Write {
-    Write::Status {
-        id: id.into(),
-        status,
-        output: None,
-        message: None,
-    }
-}
-
 #[test]
 fn a_version_3_store_migrates_and_its_children_are_found_by_parent() {
     let dir = tempfile::tempdir().unwrap();
@@ -286,30 +245,4 @@ fn a_version_3_store_migrates_and_its_children_are_found_by_parent() {
         .unwrap();
     assert_eq!(children.len(), 1);
     assert_eq!(children[0].1.id, "root.0");
-}
-
-#[test]
-fn a_final_status_is_never_overwritten_and_stamps_when_it_ended() {
-    let store = SqliteStore::in_memory().unwrap();
-    store
-        .write(&[Write::Create(record("a")), Write::Create(child("a.0", "a"))])
-        .unwrap();
-    assert_eq!(
-        store.record("a.0").unwrap().unwrap().parent.as_deref(),
-        Some("a")
-    );
-    store.write(&[status("a", Status::Hospital)]).unwrap();
-    assert_eq!(store.record("a").unwrap().unwrap().ended_ms, None);
-    store.write(&[status("a", Status::Cancelled)]).unwrap();
-    store.write(&[status("a", Status::Completed)]).unwrap();
-    store.write(&[status("a", Status::Running)]).unwrap();
-    let a = store.record("a").unwrap().unwrap();
-    assert_eq!(a.status, Status::Cancelled, "the first end stays");
-    assert!(a.ended_ms.is_some());
-    assert_eq!(a.outcome(), Some(Err(crate::model::FlowError::Cancelled)));
-    assert_eq!(
-        store.with_status(Status::Cancelled).unwrap().len(),
-        1,
-        "stored as `cancelled`"
-    );
 }
