@@ -46,6 +46,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     List(remote::ListArgs),
     Pools(remote::PoolsArgs),
+    /// The nodes sharing this node's database (a cluster on PostgreSQL).
+    Nodes(remote::NodesArgs),
     Flows(remote::FlowsArgs),
     Events(events::EventsArgs),
     Publish(events::PublishArgs),
@@ -91,6 +93,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => cancel::run(args),
         Command::List(args) => remote::list(args),
         Command::Pools(args) => remote::pools(args),
+        Command::Nodes(args) => remote::nodes(args),
         Command::Flows(args) => remote::flows(args),
         Command::Events(args) => events::follow(args),
         Command::Publish(args) => events::publish(args),

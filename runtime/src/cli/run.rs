@@ -81,8 +81,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => vec![args.id.clone()],
     };
-    let results = runtime.block_on(run_all(&node, &name, inputs, ids, held))?;
-    runtime.block_on(wait_for_resumed(&node));
+    let fenced = node.fenced();
+    let results = runtime.block_on(async {
+        tokio::select! {
+            results = async {
+                let results = run_all(&node, &name, inputs, ids, held).await;
+                wait_for_resumed(&node).await;
+                results
+            } => results,
+            () = fenced => anyhow::bail!(
+                "node `{}` lost its place in the cluster (no lease renewal in time); stopping",
+                node.member_name().unwrap_or_default()
+            ),
+        }
+    })?;
+    node.leave_cluster();
     let elapsed = started.elapsed();
     if args.report {
         eprint!(

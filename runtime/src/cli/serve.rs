@@ -70,14 +70,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             triggers,
         ));
         let console = sluice::console::router(state.clone());
-        sluice::api::serve(
+        let node = state.node().clone();
+        let fenced = node.fenced();
+        let served = sluice::api::serve(
             state,
             console,
             config.server.grace.0,
             listener,
             stop_signal(),
-        )
-        .await?;
+        );
+        tokio::select! {
+            served = served => served?,
+            // Another node may take this one's work now: stop at once, writing nothing.
+            () = fenced => anyhow::bail!(
+                "node `{}` lost its place in the cluster (no lease renewal in time); stopping",
+                node.member_name().unwrap_or_default()
+            ),
+        }
+        // Drained: the other nodes take over what is left at once.
+        node.leave_cluster();
         anyhow::Ok(())
     })?;
     println!("sluice stopped");

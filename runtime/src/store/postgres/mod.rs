@@ -9,6 +9,7 @@
 //! joins under its name, and from then on its writes are fenced by its membership.
 
 mod bridge;
+mod bulk;
 mod cluster;
 mod rows;
 mod schema;
@@ -26,7 +27,7 @@ use super::{
 };
 use bridge::{Bridge, connect, redacted};
 use cluster::Joined;
-use rows::{RECORD_COLUMNS, apply, to_record_at};
+use rows::{RECORD_COLUMNS, to_record_at};
 
 /// Connections each store keeps: the journal writer's commits and concurrent reads.
 const CONNECTIONS: usize = 4;
@@ -145,9 +146,7 @@ impl JournalStore for PostgresStore {
                 joined.check(&mut tx, prepared)?;
             }
             let stamp = joined.as_ref().map(|j| j.name.as_str());
-            for write in &batch {
-                apply(&mut tx, prepared, stamp, write)?;
-            }
+            bulk::apply_batch(&mut tx, prepared, stamp, &batch)?;
             tx.commit().map_err(db)
         })
     }
