@@ -116,3 +116,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// A node fenced out of its cluster stops at once: another node may run its instances now.
+/// The process exits without unwinding, since connections cut by a partition may hang any
+/// orderly shutdown (a store call never answered).
+fn stop_fenced(name: Option<&str>) -> ! {
+    let name = name.unwrap_or_default();
+    tracing::error!(
+        node = name,
+        "node `{name}` lost its place in the cluster; exiting"
+    );
+    eprintln!(
+        "error: node `{name}` lost its place in the cluster (no lease renewal in time, or it joined again elsewhere); exiting"
+    );
+    std::process::exit(3)
+}

@@ -89,10 +89,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 wait_for_resumed(&node).await;
                 results
             } => results,
-            () = fenced => anyhow::bail!(
-                "node `{}` lost its place in the cluster (no lease renewal in time); stopping",
-                node.member_name().unwrap_or_default()
-            ),
+            () = fenced => super::stop_fenced(node.member_name()),
         }
     })?;
     node.leave_cluster();

@@ -82,10 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             served = served => served?,
             // Another node may take this one's work now: stop at once, writing nothing.
-            () = fenced => anyhow::bail!(
-                "node `{}` lost its place in the cluster (no lease renewal in time); stopping",
-                node.member_name().unwrap_or_default()
-            ),
+            () = fenced => super::stop_fenced(node.member_name()),
         }
         // Drained: the other nodes take over what is left at once.
         node.leave_cluster();

@@ -37,6 +37,8 @@ pub(super) struct Membership {
     renewed_at_ms: AtomicU64,
     /// Set once the node resumed its own work: only then does it claim others'.
     recovered: AtomicBool,
+    /// A round of duties (leader, takeover, polls) is under way.
+    busy: AtomicBool,
     leader: watch::Sender<bool>,
     fenced: watch::Sender<bool>,
 }
@@ -61,6 +63,7 @@ impl Membership {
             epoch_start,
             renewed_at_ms: AtomicU64::new(0),
             recovered: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             leader: watch::Sender::new(false),
             fenced: watch::Sender::new(false),
         })
@@ -181,29 +184,37 @@ impl Node {
         }
     }
 
-    /// One heartbeat: renew, learn who leads, take over orphans, poll awaited ends.
-    async fn beat(&self) -> Result<(), StoreError> {
-        let (Some(m), Some(_)) = (self.membership(), self.cluster()) else {
+    /// Renew the lease (on a connection of its own, so it never waits behind work).
+    async fn renew_lease(&self) -> Result<(), StoreError> {
+        let Some(m) = self.membership() else {
             return Ok(());
         };
         let sent = Instant::now();
         let lease = m.lease;
         let node = self.clone();
-        let renewed = blocking(move || node.cluster_or_closed()?.renew(lease)).await;
-        match renewed {
+        match blocking(move || node.cluster_or_closed()?.renew(lease)).await {
             Ok(()) => {
                 m.renewed_at_ms
                     .fetch_max(m.since_start_ms(sent), Ordering::AcqRel);
+                Ok(())
             }
             Err(e @ StoreError::Fenced { .. }) => {
                 self.fence(&e.to_string());
-                return Err(e);
+                Err(e)
             }
             Err(e) => {
                 tracing::warn!(node = %m.name, "lease renewal failed: {e}");
-                return Err(e);
+                Err(e)
             }
         }
+    }
+
+    /// A heartbeat's work besides the renewal: learn who leads, take over orphans, poll
+    /// awaited ends. Runs apart from the renewals, however long a takeover takes.
+    async fn duties(&self) -> Result<(), StoreError> {
+        let Some(m) = self.membership() else {
+            return Ok(());
+        };
         let node = self.clone();
         let members = blocking(move || node.cluster_or_closed()?.members()).await?;
         let leader = members
@@ -283,7 +294,20 @@ async fn heartbeat(weak: Weak<NodeInner>, every: Duration) {
         }
         // A renewal stuck on a cut connection must not stop the beats: the watchdog
         // judges by the last *successful* renewal.
-        let _ = tokio::time::timeout(every * 4, node.beat()).await;
+        let _ = tokio::time::timeout(every * 4, node.renew_lease()).await;
+        if let Some(m) = node.membership()
+            && !m.busy.swap(true, Ordering::AcqRel)
+        {
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.duties().await {
+                    tracing::debug!("cluster duties: {e}");
+                }
+                if let Some(m) = node.membership() {
+                    m.busy.store(false, Ordering::Release);
+                }
+            });
+        }
         drop(node);
         tokio::time::sleep(every).await;
     }

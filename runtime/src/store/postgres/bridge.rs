@@ -129,12 +129,19 @@ impl Bridge {
 
 /// One client to `url`, its errors named as the database's.
 pub(super) fn connect(url: &str) -> Result<Client, StoreError> {
-    Client::connect(url, NoTls).map_err(|e| {
+    let mut client = Client::connect(url, NoTls).map_err(|e| {
         StoreError::Database(format!(
             "cannot connect to PostgreSQL at {}: {e}",
             redacted(url)
         ))
-    })
+    })?;
+    // A node cut off mid-transaction must not keep its locks (its membership row's
+    // included) until TCP notices: the server ends such a transaction after this long.
+    // Sluice's transactions never idle: their statements follow each other at once.
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '5s'")
+        .map_err(db)?;
+    Ok(client)
 }
 
 /// `url` without its password, for messages and logs.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Transaction};
 
-use super::bridge::{Prepared, connect};
+use super::bridge::{Bridge, Prepared, connect};
 use super::rows::{record_columns, to_record_at};
 use super::{PostgresStore, db};
 use crate::store::{
@@ -101,6 +101,8 @@ impl ClusterStore for PostgresStore {
                 epoch,
             }));
         *self.name_hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(hold);
+        *self.lease_line.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::sync::Arc::new(Bridge::connect(&self.url, 1)?));
         self.fenced.store(false, Ordering::Release);
         Ok(epoch.max(0) as u64)
     }
@@ -111,7 +113,13 @@ impl ClusterStore for PostgresStore {
         let secs = lease.as_secs_f64();
         let now = crate::model::unix_ms() as i64;
         let me = joined.clone();
-        let renewed = self.bridge.run(move |c| {
+        let line = self
+            .lease_line
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let line = line.as_deref().unwrap_or(&self.bridge);
+        let renewed = line.run(move |c| {
             let sql = c.prepared(
                 "UPDATE nodes SET lease_until = now() + make_interval(secs => $3), heartbeat_ms = $4
                  WHERE name = $1 AND epoch = $2 AND state = 'live'",

@@ -45,6 +45,9 @@ pub struct PostgresStore {
     fenced: Arc<AtomicBool>,
     /// Dropped with the store: the session holding this node's name ends.
     name_hold: Mutex<Option<Sender<()>>>,
+    /// A connection of its own for lease renewals, once joined: a renewal never waits
+    /// behind the writer's commits or a burst of reads.
+    lease_line: Mutex<Option<Arc<Bridge>>>,
 }
 
 fn db(e: postgres::Error) -> StoreError {
@@ -83,6 +86,7 @@ impl PostgresStore {
             joined: Mutex::new(None),
             fenced: Arc::new(AtomicBool::new(false)),
             name_hold: Mutex::new(None),
+            lease_line: Mutex::new(None),
         })
     }
 
