@@ -201,6 +201,18 @@ async fn three_nodes_run_fan_outs_exactly_once() {
         assert!(ran > 0, "node {name} ran nothing");
     }
     any_node_answers(&all, "r-00001").await;
+    // The CLI's view of the cluster, from any node.
+    let out = crate::served::cli(&nodes[1], &["nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["n1", "n2", "n3"] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert_eq!(text.matches("live").count(), 3, "{text}");
     let (status, view) = nodes[2].get("/v1/instances/r-00000").await;
     assert_eq!(
         (status, &view["status"]),

@@ -49,3 +49,34 @@ impl ClusterSection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::NodeConfig;
+
+    fn parse(text: &str) -> Result<NodeConfig, String> {
+        NodeConfig::parse(text, Path::new("node.toml"), Path::new(".")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_cluster_needs_a_shared_store_and_sane_values() {
+        let e = parse("[cluster]\nname = \"a\"\n").unwrap_err();
+        assert!(e.contains("cluster: needs `[store] url`"), "{e}");
+        let pg = "[store]\nurl = \"postgres://u@h/db\"\n";
+        let e = parse(&format!("{pg}[cluster]\nlease = \"200ms\"\n")).unwrap_err();
+        assert!(
+            e.contains("cluster.lease = 200ms: must be at least 1s"),
+            "{e}"
+        );
+        let e = parse(&format!("{pg}[cluster]\nname = \" \"\n")).unwrap_err();
+        assert!(e.contains("cluster.name: must not be empty"), "{e}");
+        let e = parse(&format!("{pg}[cluster]\nnmae = \"a\"\n")).unwrap_err();
+        assert!(e.contains("nmae"), "{e}");
+        let c = parse(&format!("{pg}[cluster]\nname = \"a\"\nlease = \"3s\"\n")).unwrap();
+        assert_eq!(c.cluster.name.as_deref(), Some("a"));
+        assert_eq!(c.cluster.lease(), std::time::Duration::from_secs(3));
+        assert_eq!(parse(pg).unwrap().cluster.lease(), super::DEFAULT_LEASE);
+    }
+}
