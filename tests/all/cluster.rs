@@ -34,8 +34,20 @@ fn flows() -> usize {
 
 /// A node named `name` on `url`, in `dir`, with `extra` TOML.
 fn node(dir: &Path, url: &str, name: &str, extra: &str, clock: Option<&Path>) -> Served {
+    leased_node(dir, url, name, extra, clock, LEASE)
+}
+
+/// [`node`] with another lease.
+fn leased_node(
+    dir: &Path,
+    url: &str,
+    name: &str,
+    extra: &str,
+    clock: Option<&Path>,
+    lease: &str,
+) -> Served {
     let extra = format!(
-        "[store]\nurl = \"{url}\"\n[cluster]\nname = \"{name}\"\nlease = \"{LEASE}\"\n\
+        "[store]\nurl = \"{url}\"\n[cluster]\nname = \"{name}\"\nlease = \"{lease}\"\n\
          [pools.default]\nsize = 8\nqueue = 1000000\n{extra}"
     );
     let (config, tokens) = served_config(dir, &["fanout", "sleeper", "hello"], &extra);
@@ -554,4 +566,66 @@ async fn a_partitioned_node_stops_before_its_work_is_taken_over() {
         "n3 wrote to an instance after another node took it over"
     );
     any_node_answers(&[&n1, &n2], "p-00001").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_its_work_over_without_waiting_out_its_lease() {
+    let db = Database::fresh();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // A lease far longer than the test's deadline: only a handover can beat it.
+    let n1 = leased_node(dirs[0].path(), &db.url, "n1", "", None, "120s");
+    let mut n2 = leased_node(dirs[1].path(), &db.url, "n2", "", None, "120s");
+    until_members(&n1, 2).await;
+    for i in 0..50 {
+        let (status, body) = n2
+            .post(
+                &format!("/v1/flows/sleeper/start?id=nap-{i}"),
+                r#"{"ms":3000}"#,
+            )
+            .await;
+        assert!(status == 202 || status == 200, "{status} {body}");
+    }
+    until_count(
+        &db,
+        "SELECT count(*) FROM journal WHERE node = 'n2' AND call = 'sleep'",
+        50,
+        Duration::from_secs(120),
+    );
+    let (status, body) = n2.post("/v1/drain", "").await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(status) = n2.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the drained node never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit}");
+    // Within 60 s, half the lease: handed over, not taken after a lapse.
+    until_count(
+        &db,
+        "SELECT count(*) FROM instances WHERE flow = 'sleeper' AND status = 'completed'",
+        50,
+        Duration::from_secs(60),
+    );
+    let (_, view) = n1.get("/v1/cluster").await;
+    let n2 = view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "n2")
+        .unwrap();
+    assert_eq!(n2["state"], "left", "{view}");
+    let (status, metrics) = n1.call(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("sluice_cluster_taken_over_total{node=\"n1\"} 50"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_cluster_leader{node=\"n1\"} 1"),
+        "{text}"
+    );
 }

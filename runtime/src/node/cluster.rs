@@ -39,6 +39,8 @@ pub(super) struct Membership {
     recovered: AtomicBool,
     /// A round of duties (leader, takeover, polls) is under way.
     busy: AtomicBool,
+    /// Instances taken over from other nodes.
+    taken_over: AtomicU64,
     leader: watch::Sender<bool>,
     fenced: watch::Sender<bool>,
 }
@@ -64,6 +66,7 @@ impl Membership {
             renewed_at_ms: AtomicU64::new(0),
             recovered: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            taken_over: AtomicU64::new(0),
             leader: watch::Sender::new(false),
             fenced: watch::Sender::new(false),
         })
@@ -121,6 +124,38 @@ impl Node {
         }
     }
 
+    /// This node's cluster figures in the Prometheus text format (empty when not clustered).
+    pub(super) fn render_cluster_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let Some(m) = self.membership() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let name = m.name.replace(['\\', '"', '\n'], "_");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_cluster_leader Whether this node leads its cluster (runs the schedules).\n\
+             # TYPE sluice_cluster_leader gauge\nsluice_cluster_leader{{node=\"{name}\"}} {}",
+            u8::from(*m.leader.borrow())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_cluster_taken_over_total Instances this node took over from nodes that died or left.\n\
+             # TYPE sluice_cluster_taken_over_total counter\nsluice_cluster_taken_over_total{{node=\"{name}\"}} {}",
+            m.taken_over.load(Ordering::Relaxed)
+        );
+        let lease_ms = m
+            .since_start_ms(Instant::now())
+            .saturating_sub(m.renewed_at_ms.load(Ordering::Acquire));
+        let _ = writeln!(
+            out,
+            "# HELP sluice_cluster_since_renewal_seconds Time since the lease was last renewed.\n\
+             # TYPE sluice_cluster_since_renewal_seconds gauge\nsluice_cluster_since_renewal_seconds{{node=\"{name}\"}} {:.3}",
+            lease_ms as f64 / 1e3
+        );
+        out
+    }
+
     /// Leave the cluster after a drain: the others take over what is left at once.
     pub fn leave_cluster(&self) {
         let (Some(m), Some(cluster)) = (self.membership(), self.cluster()) else {
@@ -148,6 +183,8 @@ impl Node {
                 if batch.is_empty() {
                     break;
                 }
+                m.taken_over
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 records.extend(batch);
             }
             Ok(records)
@@ -249,6 +286,10 @@ impl Node {
                 "taking over {} instance(s)",
                 batch.len()
             );
+            if let Some(m) = self.membership() {
+                m.taken_over
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
             for record in batch {
                 self.resume(record).await?;
             }

@@ -252,7 +252,9 @@ impl Node {
             live_sessions: messaging.sessions.live() as u64,
             waiting_events: messaging.topics.waiting() as u64,
         };
-        services.metrics.render(&services.pools, figures)
+        let mut text = services.metrics.render(&services.pools, figures);
+        text.push_str(&self.render_cluster_metrics());
+        text
     }
 
     /// The node's instance events.
