@@ -629,3 +629,68 @@ async fn a_drained_node_hands_its_work_over_without_waiting_out_its_lease() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_made_on_another_node_stops_the_instance_where_it_runs() {
+    let db = Database::fresh();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let n1 = node(dirs[0].path(), &db.url, "n1", "", None);
+    let n2 = node(dirs[1].path(), &db.url, "n2", "", None);
+    until_members(&n1, 2).await;
+    let (status, body) = n1
+        .post("/v1/flows/sleeper/start?id=long", r#"{"ms":600000}"#)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    until_count(
+        &db,
+        "SELECT count(*) FROM journal WHERE id = 'long' AND call = 'sleep'",
+        1,
+        Duration::from_secs(60),
+    );
+    // A waiter on n2 for an instance running on n1.
+    let waiting = {
+        let url = format!("{}/v1/instances/long/result?wait=120s", n2.url);
+        let token = n2.tokens.all.clone();
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("n2 answers");
+            answer.json::<Value>().await.expect("JSON")
+        })
+    };
+    let (status, body) = n2.post("/v1/instances/long/cancel", "").await;
+    assert_eq!(status, 200, "{body}");
+    let outcome = tokio::time::timeout(Duration::from_secs(120), waiting)
+        .await
+        .expect("the waiter on n2 learned the end")
+        .unwrap();
+    assert_eq!(outcome["status"], "cancelled", "{outcome}");
+    // n1 stops it: nothing of it stays parked there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, pools) = n1.get("/v1/pools").await;
+        let parked: u64 = pools
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["parked"].as_u64().unwrap_or(0))
+            .sum();
+        if parked == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n1 still holds the cancelled instance: {pools}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, view) = n1.get("/v1/instances/long").await;
+    assert_eq!(
+        (status, &view["status"]),
+        (200, &json!("cancelled")),
+        "{view}"
+    );
+}
