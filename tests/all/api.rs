@@ -540,6 +540,7 @@ async fn every_documented_route_is_served_and_every_served_route_is_documented()
         "PATCH /v1/pools/{name}",
         "GET /v1/flows",
         "POST /v1/drain",
+        "GET /v1/cluster",
         "GET /v1/triggers",
         "POST /v1/triggers/{name}/pause",
         "POST /v1/triggers/{name}/resume",
