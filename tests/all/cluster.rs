@@ -135,6 +135,29 @@ async fn until_members(node: &Served, live: usize) -> Value {
     }
 }
 
+/// Member `name` in a `/v1/cluster` view.
+fn member(view: &Value, name: &str) -> Value {
+    view["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no member {name} in {view}"))
+        .clone()
+}
+
+/// Wait (up to 120 s) until `node`'s process has exited.
+async fn exited(node: &mut Served, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = node.child.try_wait().expect("the node's status") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every root completed with `FAN` results, every child completed once, nothing else.
 fn assert_exactly_once(db: &Database, roots: u64) {
     let sql = |flow: &str, status: &str| {
@@ -269,13 +292,7 @@ async fn a_killed_node_is_taken_over_and_every_flow_completes_once() {
     assert_exactly_once(&db, roots as u64);
     let survivors: Vec<&Served> = nodes.iter().flatten().collect();
     let view = until_members(survivors[0], 2).await;
-    let n2 = view["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "n2")
-        .unwrap()
-        .clone();
+    let n2 = member(&view, "n2");
     assert_eq!(n2["state"], "dead", "{view}");
     assert_eq!(n2["running"], 0, "{view}");
     if owned_by_dead > 0 {
@@ -525,17 +542,7 @@ async fn a_partitioned_node_stops_before_its_work_is_taken_over() {
     );
     relay.cut();
     // n3 cannot renew: it stops by itself, before its lease can lapse.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let exit = loop {
-        if let Some(status) = n3.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the partitioned node never stopped"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = exited(&mut n3, "the partitioned node").await;
     assert_eq!(exit.code(), Some(3), "{exit}");
     let said: Vec<String> = n3.stderr.try_iter().collect();
     assert!(
@@ -593,14 +600,7 @@ async fn a_drained_node_hands_its_work_over_without_waiting_out_its_lease() {
     );
     let (status, body) = n2.post("/v1/drain", "").await;
     assert_eq!(status, 202, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(status) = n2.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the drained node never stopped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = exited(&mut n2, "the drained node").await;
     assert!(exit.success(), "{exit}");
     // Within 60 s, half the lease: handed over, not taken after a lapse.
     until_count(
@@ -610,13 +610,7 @@ async fn a_drained_node_hands_its_work_over_without_waiting_out_its_lease() {
         Duration::from_secs(60),
     );
     let (_, view) = n1.get("/v1/cluster").await;
-    let n2 = view["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "n2")
-        .unwrap();
-    assert_eq!(n2["state"], "left", "{view}");
+    assert_eq!(member(&view, "n2")["state"], "left", "{view}");
     let (status, metrics) = n1.call(reqwest::Method::GET, "/metrics", None, None).await;
     assert_eq!(status, 200);
     let text = metrics.as_str().unwrap_or_default().to_string();
