@@ -105,6 +105,9 @@ impl From<StartError> for ApiError {
             StartError::ShuttingDown => return Self::draining(),
             StartError::Meta { .. } => (StatusCode::BAD_REQUEST, "bad-request"),
             StartError::Store { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            StartError::StoreUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
+            }
         };
         Self::new(status, code, e.to_string())
     }

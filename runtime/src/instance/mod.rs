@@ -375,6 +375,13 @@ impl Life {
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let recorded = match recorded {
             Ok(entries) => entries,
+            // A journal this build cannot read is held for an operator: replaying a guess
+            // could redo what the instance did.
+            Err(StoreError::Decode(why)) => {
+                return Segment::Done(Err(Stop::Held(format!(
+                    "its journal cannot be read: {why}"
+                ))));
+            }
             Err(e) => return failed(e.to_string()),
         };
         let recorder = Recorder::new(&self.invocation.id, services.journal.clone(), recorded)

@@ -17,7 +17,7 @@ pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
 pub use names::{TopicName, TriggerName};
-pub use outcome::{FlowError, Outcome};
+pub use outcome::{FlowError, Outcome, json_of, printed_output};
 pub use permission::Permission;
 pub use session::{SessionRef, Side, end_reason};
 pub use settings::{DirGrant, FlowSettings, RetryPolicy};

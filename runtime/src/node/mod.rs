@@ -231,6 +231,8 @@ impl Node {
             evictions: services.residency.evictions(),
             live_sessions: messaging.sessions.live() as u64,
             waiting_events: messaging.topics.waiting() as u64,
+            store_writable: services.journal.unavailable().is_none(),
+            store_refused_commits: services.journal.refused_commits(),
         };
         services.metrics.render(&services.pools, figures)
     }

@@ -7,9 +7,15 @@
 //! the node waits for durability ([`Journal::write`]) only where something leaves the node:
 //! an instance's end (its waiters and callers see it) and a start acknowledged to a caller.
 //! Whatever a crash loses was never seen outside: replay redoes it, with the same ids.
+//!
+//! A commit the storage cannot take now ([`StoreError::Unavailable`]: a full disk, an I/O
+//! error) is not dropped: the writer keeps it, with everything queued after it, and tries
+//! again with a growing pause until it commits, so nothing queued is lost or reordered.
+//! Meanwhile [`Journal::unavailable`] says why, and the node refuses new starts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -17,6 +23,12 @@ use super::{JournalStore, StoreError, Write};
 
 /// Most writes committed in one transaction; bounds the latency of the first of them.
 const MAX_BATCH: usize = 8192;
+/// First pause before a commit the storage refused is tried again; it doubles up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause between tries of a refused commit: how late the node notices that space
+/// came back.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A handle to the node's store. Cheap to clone.
 #[derive(Clone)]
@@ -30,6 +42,31 @@ struct Inner {
     queue: Option<mpsc::Sender<Job>>,
     commits: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
+    health: Arc<Health>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A writer retrying a refused commit stops: nobody is left to wait for it.
+        self.health.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether the storage takes writes, shared by the writer thread and the handles.
+#[derive(Default)]
+struct Health {
+    /// Why the last commit was refused, until one succeeds.
+    failing: Mutex<Option<String>>,
+    /// Commits refused so far (each try counts).
+    failures: AtomicU64,
+    /// Every handle is gone.
+    closed: AtomicBool,
+}
+
+impl Health {
+    fn failing(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 struct Job {
@@ -43,12 +80,14 @@ impl Journal {
     pub fn new(store: Arc<dyn JournalStore>) -> std::io::Result<Self> {
         let commits = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(Health::default());
         let queue = if store.durable() {
             let (tx, rx) = mpsc::channel();
             let (s, c, w) = (store.clone(), commits.clone(), writes.clone());
+            let h = health.clone();
             std::thread::Builder::new()
                 .name("sluice-journal".into())
-                .spawn(move || write_loop(&*s, &rx, &c, &w))?;
+                .spawn(move || write_loop(&*s, &rx, &c, &w, &h))?;
             Some(tx)
         } else {
             None
@@ -59,6 +98,7 @@ impl Journal {
                 queue,
                 commits,
                 writes,
+                health,
             }),
         })
     }
@@ -111,6 +151,17 @@ impl Journal {
         &self.inner.store
     }
 
+    /// Why the store cannot take writes now (its last commit was refused and is being
+    /// retried); `None` while it can. The node refuses new starts meanwhile.
+    pub fn unavailable(&self) -> Option<String> {
+        self.inner.health.failing().clone()
+    }
+
+    /// Commits the store refused so far (each retry counts): for the metrics.
+    pub fn refused_commits(&self) -> u64 {
+        self.inner.health.failures.load(Ordering::Relaxed)
+    }
+
     /// Commits and writes so far: their ratio is the batching achieved.
     pub fn commit_stats(&self) -> (u64, u64) {
         (
@@ -125,6 +176,7 @@ fn write_loop(
     queue: &mpsc::Receiver<Job>,
     commits: &AtomicU64,
     writes: &AtomicU64,
+    health: &Health,
 ) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
@@ -147,10 +199,13 @@ fn write_loop(
             }
             continue;
         }
-        match store.write(&all) {
+        let count = |len: usize| {
+            commits.fetch_add(1, Ordering::Relaxed);
+            writes.fetch_add(len as u64, Ordering::Relaxed);
+        };
+        match commit(store, &all, health) {
             Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                writes.fetch_add(all.len() as u64, Ordering::Relaxed);
+                count(all.len());
                 for job in jobs {
                     reply(job.done, Ok(()));
                 }
@@ -164,16 +219,43 @@ fn write_loop(
                     let result = if batch.is_empty() {
                         Ok(())
                     } else {
-                        store.write(&batch)
+                        commit(store, &batch, health)
                     };
                     if result.is_ok() && len > 0 {
-                        commits.fetch_add(1, Ordering::Relaxed);
-                        writes.fetch_add(len as u64, Ordering::Relaxed);
+                        count(len);
                     }
                     reply(job.done, result);
                 }
             }
         }
+    }
+}
+
+/// Write `batch`; while the storage refuses it as [`StoreError::Unavailable`], mark the
+/// journal failing and try again after a growing pause. Any other error is the batch's own
+/// (it would fail again) and is returned. Gives up only when every handle is gone.
+fn commit(store: &dyn JournalStore, batch: &[Write], health: &Health) -> Result<(), StoreError> {
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        let result = store.write(batch);
+        let Err(StoreError::Unavailable(why)) = result else {
+            if health.failing().take().is_some() {
+                tracing::warn!("the store takes writes again; new starts are admitted");
+            }
+            return result;
+        };
+        health.failures.fetch_add(1, Ordering::Relaxed);
+        let first = health.failing().replace(why.clone()).is_none();
+        if first {
+            tracing::error!(
+                "the store refused a commit ({why}); keeping it and retrying, new starts are refused meanwhile"
+            );
+        }
+        if health.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(why));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
 }
 
