@@ -1,6 +1,7 @@
 //! Plain data and its serde forms: what the layers above pass each other. Imports nothing
 //! from the crate.
 
+pub mod clock;
 pub mod ids;
 pub mod invocation;
 pub mod limits;
@@ -13,6 +14,7 @@ pub mod start;
 pub mod units;
 pub mod urls;
 
+pub use clock::{WallClock, wait_left};
 pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
