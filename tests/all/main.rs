@@ -15,6 +15,7 @@ mod engine;
 mod event_triggers;
 mod eviction;
 mod failures;
+mod faults;
 mod first_flow;
 mod hospital;
 mod ids;
