@@ -26,6 +26,7 @@ mod parking;
 mod polyglot;
 mod pools;
 mod postgres_store;
+mod replay_props;
 mod sandbox;
 mod schedules;
 mod scheduling;

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 pub struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `bad-request`, `not-found`,
     /// `unknown-flow`, `unknown-instance`, `method-not-allowed`, `payload-too-large`,
-    /// `unknown-pool`, `queue-full`, `conflict`, `draining`, `unavailable`.
+    /// `unknown-pool`, `queue-full`, `conflict`, `draining`, `unavailable`, `store-unavailable`.
     pub code: String,
     /// What was wrong, for people.
     pub message: String,

@@ -1,7 +1,7 @@
 //! Fuzz bodies: what each target in `fuzz/` feeds its bytes to. Each asserts that no input
 //! panics and, where a value can be written back, that it round-trips. They live in the
-//! library so the fuzz crate and the test suite's smoke run (`tests/all/fuzz_smoke.rs`)
-//! run the same code.
+//! library so the fuzz crate and the test suite's smoke run (the tests below) run the same
+//! code.
 
 use std::path::Path;
 
