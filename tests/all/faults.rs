@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sluice::engine::component_cache::content_hash;
 use sluice::model::WallClock;
 use sluice::node::NodeParts;
+use sluice::observe::EventKind;
 use sluice::store::{
     Entry, InstanceRecord, JournalStore, ListQuery, SqliteStore, Status, StoreError, StoredEvent,
     Write,
@@ -398,5 +399,61 @@ async fn a_live_sleep_lasts_its_length_whatever_the_wall_clock_does() {
     assert!(
         deadline > unix_ms() + 9 * 24 * HOUR_MS,
         "the deadline {deadline} was not journaled by the node's clock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeper_evicted_while_the_clock_goes_back_wakes_on_time_not_hours_later() {
+    let clock = WallClock::system();
+    let parts = NodeParts {
+        clock: clock.clone(),
+        ..NodeParts::default()
+    };
+    let mut config = config(None);
+    config.node.max_resident = 1;
+    let node = node_with(&config, parts).await;
+    let mut events = node.events().subscribe();
+    let first = node
+        .start(start("sleeper", json!({ "ms": 300 })))
+        .await
+        .unwrap();
+    let id = first.id().to_string();
+    until("the first sleep journaled", Duration::from_secs(60), || {
+        node.journal()
+            .store()
+            .journal(&id)
+            .is_ok_and(|j| !j.is_empty())
+    })
+    .await;
+    // The second needs the only place in memory: the parked first is evicted.
+    let second = node
+        .start(start("sleeper", json!({ "ms": 300 })))
+        .await
+        .unwrap();
+    until("the first sleeper evicted", Duration::from_secs(60), || {
+        node.residency().evictions() >= 1
+    })
+    .await;
+    clock.jump(-3 * HOUR_MS as i64);
+    // Rebuilt by replay once its wait ends, it must not wait again for its deadline, which
+    // the clock now puts three hours away.
+    let slept = within("the evicted sleeper's end", first.outcome())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&slept).unwrap(),
+        json!({ "slept_ms": 300 })
+    );
+    within("the second sleeper's end", second.outcome())
+        .await
+        .unwrap();
+    // Its one sleep ended in its eviction's wait: the rebuild did not park in it again.
+    let mut resumed = 0;
+    while let Ok(event) = events.try_recv() {
+        resumed += usize::from(event.id == id && event.kind == EventKind::Resumed);
+    }
+    assert_eq!(
+        resumed, 0,
+        "the evicted sleeper slept again after its rebuild"
     );
 }

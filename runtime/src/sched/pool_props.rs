@@ -238,11 +238,7 @@ impl World {
 
     fn check_counters(&self) -> Result<(), TestCaseError> {
         let snapshot = self.pool.stats().snapshot();
-        prop_assert_eq!(
-            snapshot.running as usize,
-            self.running.len(),
-            "running counter"
-        );
+        prop_assert_eq!(snapshot.running, self.running.len(), "running counter");
         prop_assert_eq!(self.model.held, self.running.len());
         prop_assert_eq!(self.pool.queued(), self.model.queued, "queued counter");
         let lined: usize = self.model.lines.iter().map(VecDeque::len).sum();
@@ -273,7 +269,7 @@ proptest! {
             );
             world.check_counters()?;
         }
-        let peak = world.pool.stats().snapshot().peak_running as usize;
+        let peak = world.pool.stats().snapshot().peak_running;
         let largest = ops.iter().fold(size, |m, op| match op {
             Op::Resize(s, _) => m.max(*s),
             _ => m,

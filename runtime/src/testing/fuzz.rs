@@ -14,8 +14,11 @@ use crate::replay::calls::{self, Exchanged, Kind, Opened};
 use crate::store::{Payload, decode};
 use crate::testing::scenario::Scenario;
 
+/// A fuzz body: takes any bytes, panics only on a bug.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (as in `fuzz/fuzz_targets/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("node_config", node_config),
     ("scenario", scenario),
     ("journal_export", journal_export),
