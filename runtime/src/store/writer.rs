@@ -55,6 +55,8 @@ impl Drop for Inner {
 /// Whether the storage takes writes, shared by the writer thread and the handles.
 #[derive(Default)]
 struct Health {
+    /// Whether `failing` holds a reason: read by every start, without the lock.
+    down: AtomicBool,
     /// Why the last commit was refused, until one succeeds.
     failing: Mutex<Option<String>>,
     /// Commits refused so far (each try counts).
@@ -66,6 +68,31 @@ struct Health {
 impl Health {
     fn failing(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reason commits are refused, if they are.
+    fn reason(&self) -> Option<String> {
+        if !self.down.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failing().clone()
+    }
+
+    /// Commits are refused for `why`; returns whether they were taken until now.
+    fn refused(&self, why: String) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let first = self.failing().replace(why).is_none();
+        self.down.store(true, Ordering::Release);
+        first
+    }
+
+    /// A commit was taken; returns whether commits were refused until now.
+    fn recovered(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return false;
+        }
+        self.down.store(false, Ordering::Release);
+        self.failing().take().is_some()
     }
 }
 
@@ -154,7 +181,7 @@ impl Journal {
     /// Why the store cannot take writes now (its last commit was refused and is being
     /// retried); `None` while it can. The node refuses new starts meanwhile.
     pub fn unavailable(&self) -> Option<String> {
-        self.inner.health.failing().clone()
+        self.inner.health.reason()
     }
 
     /// Commits the store refused so far (each retry counts): for the metrics.
@@ -239,14 +266,12 @@ fn commit(store: &dyn JournalStore, batch: &[Write], health: &Health) -> Result<
     loop {
         let result = store.write(batch);
         let Err(StoreError::Unavailable(why)) = result else {
-            if health.failing().take().is_some() {
+            if health.recovered() {
                 tracing::warn!("the store takes writes again; new starts are admitted");
             }
             return result;
         };
-        health.failures.fetch_add(1, Ordering::Relaxed);
-        let first = health.failing().replace(why.clone()).is_none();
-        if first {
+        if health.refused(why.clone()) {
             tracing::error!(
                 "the store refused a commit ({why}); keeping it and retrying, new starts are refused meanwhile"
             );
