@@ -33,6 +33,7 @@ mod scheduling;
 mod schemathesis;
 mod served;
 mod sessions;
+mod side_effects;
 mod store_lock;
 mod support;
 mod testing;
