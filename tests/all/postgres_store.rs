@@ -4,79 +4,18 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice::store::{JournalStore, PostgresStore, Status};
+use sluice::store::{JournalStore, Status};
 
 use crate::durable_node::{crash, outputs, show, sluice_output, spawn};
+use crate::pg::{Database, execute};
 use crate::support::guest;
 
 const ROOTS: usize = 200;
 /// `journey` starts one `call`, three `parallel` and one `start` child.
 const CHILDREN_PER_ROOT: usize = 5;
-
-/// A database made for one test on the test server, dropped with its connections after.
-struct Database {
-    url: String,
-    name: String,
-    admin: String,
-}
-
-/// Run `sql` on the server at `url`, off any runtime (the sync client makes its own).
-fn execute(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
-            format!(
-                "cannot reach the test PostgreSQL at {url}: {e} (set SLUICE_TEST_POSTGRES \
-                 to a server tests may create databases on)"
-            )
-        })?;
-        client
-            .batch_execute(&sql)
-            .map_err(|e| format!("{sql}: {e}"))
-    })
-    .join()
-    .expect("the SQL thread ends")
-}
-
-impl Database {
-    fn fresh() -> Self {
-        let admin = std::env::var("SLUICE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("sluice_it_{}", ulid::Ulid::new().to_string().to_lowercase());
-        execute(&admin, &format!("CREATE DATABASE {name}")).unwrap();
-        let base = admin.rsplit_once('/').expect("a URL with a database").0;
-        Database {
-            url: format!("{base}/{name}"),
-            name,
-            admin,
-        }
-    }
-
-    /// The database read back without holding it (the node may be writing).
-    fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url).expect("the test database opens")
-    }
-
-    /// A node config keeping instances in this database.
-    fn config(&self, dir: &Path) -> String {
-        let path = dir.join("node.toml");
-        std::fs::write(&path, format!("[store]\nurl = \"{}\"\n", self.url)).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = execute(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
 
 #[test]
 fn a_node_on_postgres_killed_twice_completes_every_flow_once() {
@@ -182,19 +121,4 @@ fn a_node_refuses_a_database_it_cannot_use() {
     // Refused untouched: still one row, at the newer version, and no instance recorded.
     let store = db.store_unchecked_count();
     assert_eq!(store, 0, "nothing was recorded in a refused database");
-}
-
-impl Database {
-    /// Instances recorded, read with plain SQL (the store itself refuses a newer schema).
-    fn store_unchecked_count(&self) -> i64 {
-        let url = self.url.clone();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            c.query_one("SELECT COUNT(*) FROM instances", &[])
-                .unwrap()
-                .get(0)
-        })
-        .join()
-        .unwrap()
-    }
 }

@@ -3,6 +3,7 @@
 //! uses only [`Node`]'s public methods.
 
 pub mod auth;
+mod cluster;
 mod error;
 mod health;
 mod instances;
@@ -193,6 +194,7 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::resize_pool))
         .routes(routes!(operate::flows))
         .routes(routes!(operate::drain))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(triggers::list))
         .routes(routes!(triggers::pause))
         .routes(routes!(triggers::resume))

@@ -61,7 +61,7 @@ impl ServedNode {
     }
 }
 
-/// Start `exe serve` with the `noop` and `fanout` guests of `guests` and the config `extra`
+/// Start `exe serve` with the `noop`, `fanout` and `sleeper` guests of `guests` and the config `extra`
 /// (triggers); the token may start, read and publish. Returns once it listens.
 pub(super) fn serve(
     exe: &Path,
@@ -86,10 +86,12 @@ pub(super) fn serve(
          [server]\nlisten = \"127.0.0.1:0\"\n\
          [[server.tokens]]\nname = \"bench\"\nsha256 = \"{token_hash}\"\npermissions = [\"start:*\", \"read\", \"publish:*\"]\n\
          [[flows]]\nname = \"noop\"\ncomponent = \"{noop}\"\n\
-         [[flows]]\nname = \"fanout\"\ncomponent = \"{fanout}\"\n{extra}",
+         [[flows]]\nname = \"fanout\"\ncomponent = \"{fanout}\"\n\
+         [[flows]]\nname = \"sleeper\"\ncomponent = \"{sleeper}\"\n{extra}",
         data = dir.join("data").display(),
         noop = component("noop")?,
         fanout = component("fanout")?,
+        sleeper = component("sleeper")?,
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, config)?;
@@ -151,26 +153,91 @@ pub async fn api(
     let dir = scratch_dir("api");
     let (token, hash) = sluice::api::new_token();
     let node = serve(exe, guests, &dir, &hash, "")?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients.max(1))
-        .build()?;
-    let w1 = format!("{}/v1/flows/noop/start?wait=60s", node.url);
-    let w2 = format!("{}/v1/flows/fanout/start?wait=300s", node.url);
-    const TRIVIAL: &str = "{}";
-    const FAN: &str = r#"{"n":100,"child":"noop","input":{}}"#;
-
-    // Warm up: both flows compiled and their first instances run, then let it settle.
-    for _ in 0..20 {
-        start_and_wait(&client, &w1, &token, TRIVIAL).await?;
-    }
-    start_and_wait(&client, &w2, &token, FAN).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let urls = [node.url.clone()];
+    let warm = warm_up(&urls, &token).await?;
     let rss_rest = node.memory("VmRSS")?;
+    let w = workloads(&warm, &urls, &token, iterations, clients).await?;
+    let rss_peak = node.memory("VmHWM")?;
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ApiFigures {
+        w1_median: w.w1_median,
+        w1_p99: w.w1_p99,
+        w1_per_sec: w.w1_per_sec,
+        w2_one: w.w2_one,
+        w2_ten: w.w2_ten,
+        rss_rest,
+        rss_peak,
+    })
+}
 
+/// W1 and W2 as measured through the API of one or more nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Workloads {
+    /// W1 one at a time: median start-and-await of a trivial flow.
+    pub w1_median: Duration,
+    /// W1 one at a time: 99th percentile.
+    pub w1_p99: Duration,
+    /// W1 with concurrent clients: flows per second.
+    pub w1_per_sec: f64,
+    /// W2 one parent of 100 children at a time (median).
+    pub w2_one: Duration,
+    /// W2 ten such parents at once, until all ten end (median).
+    pub w2_ten: Duration,
+}
+
+/// A client ready to drive nodes: both flows compiled on each and run once, settled.
+pub(super) async fn warm_up(urls: &[String], token: &str) -> anyhow::Result<reqwest::Client> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    for url in urls {
+        for _ in 0..20 {
+            start_and_wait(
+                &client,
+                &format!("{url}/v1/flows/noop/start?wait=60s"),
+                token,
+                TRIVIAL,
+            )
+            .await?;
+        }
+        start_and_wait(
+            &client,
+            &format!("{url}/v1/flows/fanout/start?wait=300s"),
+            token,
+            FAN,
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(client)
+}
+
+const TRIVIAL: &str = "{}";
+const FAN: &str = r#"{"n":100,"child":"noop","input":{}}"#;
+
+/// W1 and W2 through the nodes at `urls`: one-at-a-time requests go to each in turn, and
+/// the `clients` concurrent clients are spread over them.
+pub(super) async fn workloads(
+    client: &reqwest::Client,
+    urls: &[String],
+    token: &str,
+    iterations: usize,
+    clients: usize,
+) -> anyhow::Result<Workloads> {
+    let w1: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{u}/v1/flows/noop/start?wait=60s"))
+        .collect();
+    let w2: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{u}/v1/flows/fanout/start?wait=300s"))
+        .collect();
+    let token = token.to_string();
     let mut sequential = Vec::with_capacity(iterations);
-    for _ in 0..iterations.min(2000) {
+    for i in 0..iterations.min(2000) {
         let t = Instant::now();
-        start_and_wait(&client, &w1, &token, TRIVIAL).await?;
+        start_and_wait(client, &w1[i % w1.len()], &token, TRIVIAL).await?;
         sequential.push(t.elapsed());
     }
     sequential.sort();
@@ -179,9 +246,13 @@ pub async fn api(
     let issued = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let workers: Vec<_> = (0..clients.max(1))
-        .map(|_| {
-            let (client, url, token, issued) =
-                (client.clone(), w1.clone(), token.clone(), issued.clone());
+        .map(|c| {
+            let (client, url, token, issued) = (
+                client.clone(),
+                w1[c % w1.len()].clone(),
+                token.clone(),
+                issued.clone(),
+            );
             tokio::spawn(async move {
                 while issued.fetch_add(1, Ordering::Relaxed) < total {
                     start_and_wait(&client, &url, &token, TRIVIAL).await?;
@@ -196,9 +267,9 @@ pub async fn api(
     let w1_per_sec = total as f64 / t.elapsed().as_secs_f64();
 
     let mut one = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         let t = Instant::now();
-        start_and_wait(&client, &w2, &token, FAN).await?;
+        start_and_wait(client, &w2[i % w2.len()], &token, FAN).await?;
         one.push(t.elapsed());
     }
     one.sort();
@@ -206,8 +277,9 @@ pub async fn api(
     for _ in 0..10 {
         let t = Instant::now();
         let parents: Vec<_> = (0..10)
-            .map(|_| {
-                let (client, url, token) = (client.clone(), w2.clone(), token.clone());
+            .map(|p| {
+                let (client, url, token) =
+                    (client.clone(), w2[p % w2.len()].clone(), token.clone());
                 tokio::spawn(async move { start_and_wait(&client, &url, &token, FAN).await })
             })
             .collect();
@@ -217,16 +289,11 @@ pub async fn api(
         ten.push(t.elapsed());
     }
     ten.sort();
-    let rss_peak = node.memory("VmHWM")?;
-    drop(node);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ApiFigures {
+    Ok(Workloads {
         w1_median: percentile(&sequential, 0.5),
         w1_p99: percentile(&sequential, 0.99),
         w1_per_sec,
         w2_one: percentile(&one, 0.5),
         w2_ten: percentile(&ten, 0.5),
-        rss_rest,
-        rss_peak,
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod cluster;
 pub mod durable;
 pub mod messaging;
 pub mod triggers;

@@ -34,6 +34,13 @@ pub struct BenchArgs {
     /// How long each `--only scale` flow sleeps, in ms (long enough for all to park).
     #[arg(long, default_value_t = 240_000)]
     sleep_ms: u64,
+    /// The PostgreSQL server `--only cluster` makes its databases on.
+    #[arg(
+        long,
+        env = "SLUICE_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
     /// Chain depths measured by `--only chain`.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 10_000, 100_000])]
     depths: Vec<u64>,
@@ -72,6 +79,9 @@ enum Part {
     /// (W): W1 and W2 through the HTTP API of a node served in its own process, beside the
     /// same figures in process
     Api,
+    /// (K): W1 and W2 on one, two and three nodes sharing PostgreSQL (`--postgres`), against
+    /// one on SQLite; the takeover of a killed node's parked instances
+    Cluster,
 }
 
 impl Part {
@@ -161,6 +171,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.only == Part::Api {
         api(&runtime, &args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only == Part::Cluster {
+        cluster(&runtime, &args)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.only == Part::Scale {
@@ -333,6 +347,43 @@ fn api(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()
         local.flows_per_sec / w.w1_per_sec,
         ms(w.w2_one) / ms(local.fan_out_100),
         ms(w.w2_ten) / ms(local.ten_fan_outs)
+    );
+    Ok(())
+}
+
+/// Parked instances on the node `--only cluster` kills.
+const ORPHANS: u64 = 2_000;
+
+/// (K): W1/W2 by number of nodes on PostgreSQL against one on SQLite, then a takeover.
+fn cluster(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let exe = std::env::current_exe()?;
+    let k = runtime.block_on(bench::cluster::cluster(
+        &exe,
+        &args.guests,
+        &args.postgres,
+        args.iterations as usize,
+        args.starters as usize,
+        ORPHANS,
+    ))?;
+    let base = k.setups[0].1;
+    for (label, w) in &k.setups {
+        println!(
+            "(K) {label:<12} W1 median {:>7.3} ms  p99 {:>7.3} ms  {:>7.0} flows/s ({} clients)   W2 one {:>7.1} ms  ten {:>7.1} ms   throughput {:.2}x sqlite",
+            ms(w.w1_median),
+            ms(w.w1_p99),
+            w.w1_per_sec,
+            args.starters,
+            ms(w.w2_one),
+            ms(w.w2_ten),
+            w.w1_per_sec / base.w1_per_sec
+        );
+    }
+    println!(
+        "    takeover: {} parked instances of a SIGKILLed node owned by the others {:.2} s after the kill (lease {} s)",
+        k.orphans,
+        k.takeover.as_secs_f64(),
+        k.lease.as_secs()
     );
     Ok(())
 }

@@ -46,6 +46,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     List(remote::ListArgs),
     Pools(remote::PoolsArgs),
+    /// The nodes sharing this node's database (a cluster on PostgreSQL).
+    Nodes(remote::NodesArgs),
     Flows(remote::FlowsArgs),
     Events(events::EventsArgs),
     Publish(events::PublishArgs),
@@ -91,6 +93,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => cancel::run(args),
         Command::List(args) => remote::list(args),
         Command::Pools(args) => remote::pools(args),
+        Command::Nodes(args) => remote::nodes(args),
         Command::Flows(args) => remote::flows(args),
         Command::Events(args) => events::follow(args),
         Command::Publish(args) => events::publish(args),
@@ -112,4 +115,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// A node fenced out of its cluster stops at once: another node may run its instances now.
+/// The process exits without unwinding, since connections cut by a partition may hang any
+/// orderly shutdown (a store call never answered).
+fn stop_fenced(name: Option<&str>) -> ! {
+    let name = name.unwrap_or_default();
+    tracing::error!(
+        node = name,
+        "node `{name}` lost its place in the cluster; exiting"
+    );
+    eprintln!(
+        "error: node `{name}` lost its place in the cluster (no lease renewal in time, or it joined again elsewhere); exiting"
+    );
+    std::process::exit(3)
 }

@@ -1,4 +1,4 @@
-//! Client verbs that read a served node: `result`, `list`, `pools`, `flows`; and the
+//! Client verbs that read a served node: `result`, `list`, `pools`, `flows`, `nodes`; and the
 //! node side of `status` and `hospital`.
 
 use std::process::ExitCode;
@@ -184,6 +184,58 @@ pub fn pools(args: PoolsArgs) -> anyhow::Result<ExitCode> {
     let mut t = table(&columns.map(|(header, _)| header));
     for p in pools.as_array().into_iter().flatten() {
         t.add_row(columns.iter().map(|(_, k)| cell(p, k)).collect::<Vec<_>>());
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The nodes sharing the node's database: name, state, lease, instances each runs.
+#[derive(Debug, clap::Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let Some(view) = fetch(&args.node, "/v1/cluster")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(me) = view["node"].as_str() else {
+        println!("this node is not in a cluster (its store is its own: SQLite or memory)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut t = table(&[
+        "node",
+        "epoch",
+        "state",
+        "lease left",
+        "running",
+        "leader",
+        "this",
+    ]);
+    let mut leader_seen = false;
+    for m in view["members"].as_array().into_iter().flatten() {
+        let live = m["state"] == "live" && m["lease_left_ms"].as_i64().unwrap_or(0) > 0;
+        let leads = live && !leader_seen;
+        leader_seen |= leads;
+        let left = m["lease_left_ms"].as_i64().unwrap_or(0);
+        t.add_row(vec![
+            cell(m, "name"),
+            cell(m, "epoch"),
+            cell(m, "state"),
+            if left > 0 {
+                format!("{:.1} s", left as f64 / 1e3)
+            } else {
+                "lapsed".into()
+            },
+            cell(m, "running"),
+            if leads { "yes".into() } else { String::new() },
+            if m["name"] == me {
+                "*".into()
+            } else {
+                String::new()
+            },
+        ]);
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)

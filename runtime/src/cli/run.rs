@@ -81,8 +81,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => vec![args.id.clone()],
     };
-    let results = runtime.block_on(run_all(&node, &name, inputs, ids, held))?;
-    runtime.block_on(wait_for_resumed(&node));
+    let fenced = node.fenced();
+    let results = runtime.block_on(async {
+        tokio::select! {
+            results = async {
+                let results = run_all(&node, &name, inputs, ids, held).await;
+                wait_for_resumed(&node).await;
+                results
+            } => results,
+            () = fenced => super::stop_fenced(node.member_name()),
+        }
+    })?;
+    node.leave_cluster();
     let elapsed = started.elapsed();
     if args.report {
         eprint!(

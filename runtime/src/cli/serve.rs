@@ -70,14 +70,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             triggers,
         ));
         let console = sluice::console::router(state.clone());
-        sluice::api::serve(
+        let node = state.node().clone();
+        let fenced = node.fenced();
+        let served = sluice::api::serve(
             state,
             console,
             config.server.grace.0,
             listener,
             stop_signal(),
-        )
-        .await?;
+        );
+        tokio::select! {
+            served = served => served?,
+            // Another node may take this one's work now: stop at once, writing nothing.
+            () = fenced => super::stop_fenced(node.member_name()),
+        }
+        // Drained: the other nodes take over what is left at once.
+        node.leave_cluster();
         anyhow::Ok(())
     })?;
     println!("sluice stopped");

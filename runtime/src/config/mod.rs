@@ -25,9 +25,11 @@ use thiserror::Error;
 
 use crate::model::{DirGrant, FlowSettings, HumanDuration, Limits, LimitsConfig, RetryPolicy};
 
+mod cluster;
 mod server;
 mod triggers;
 
+pub use cluster::{ClusterSection, DEFAULT_LEASE};
 pub use server::{DEFAULT_LISTEN, ServerSection, TokenConfig};
 pub use triggers::{
     CronExpr, EventTriggerConfig, ExecuteMode, HttpMethod, HttpTriggerConfig, MissedRun, Overlap,
@@ -82,6 +84,9 @@ pub struct NodeConfig {
     /// `[store]`: a PostgreSQL database instead of the data dir's SQLite file.
     #[serde(default)]
     pub store: StoreSection,
+    /// `[cluster]`: this node's name and lease among nodes sharing the store.
+    #[serde(default)]
+    pub cluster: ClusterSection,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -290,6 +295,7 @@ impl NodeConfig {
         }
         self.server.validate()?;
         self.store.validate()?;
+        self.cluster.validate(self.store.url.is_some())?;
         if self.node.max_resident < 1 {
             return Err("node.max-resident = 0: must be at least 1".into());
         }

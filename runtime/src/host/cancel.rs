@@ -262,6 +262,7 @@ impl Services {
             return Err(e.into());
         }
         let signals: Vec<CancelSignal> = marked.iter().filter_map(|(_, s)| s.clone()).collect();
+        self.ask_owners_to_stop(&marked);
         let count = self.tell_cancelled(marked);
         if wait {
             let stopped = futures::future::join_all(signals.iter().map(CancelSignal::stopped));
@@ -271,6 +272,28 @@ impl Services {
         }
         tracing::debug!("instance {id} cancelled, with its descendants: {count} in all");
         Ok(count)
+    }
+
+    /// In a cluster, the instances cancelled here that run on no task here may run on
+    /// another node: ask it to stop them (their `cancelled` status is already durable, so
+    /// a missed request only lets one run on until its end, which the store ignores).
+    fn ask_owners_to_stop(&self, marked: &[Marked]) {
+        let Some(cluster) = self.journal.store().cluster() else {
+            return;
+        };
+        for (id, _) in marked.iter().filter(|(_, signal)| signal.is_none()) {
+            if let Err(e) = cluster.ask_cancel(id) {
+                tracing::warn!(id = %id, "cannot ask the cluster to stop {id}: {e}");
+            }
+        }
+    }
+
+    /// Another node cancelled `id` (its `cancelled` status is in the store): stop its task
+    /// here, if it runs here, and tell its waiters.
+    pub fn stop_cancelled_elsewhere(&self, id: &str) {
+        if let Some(Some(signal)) = self.cancels.mark(id) {
+            self.tell_cancelled(vec![(id.to_string(), Some(signal))]);
+        }
     }
 
     /// The unfinished descendants of `id`, marked for cancellation; those ending by

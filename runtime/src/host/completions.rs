@@ -100,6 +100,23 @@ impl Completions {
         }
     }
 
+    /// Instances someone here waits for that do not run here (in a cluster, they may run
+    /// on another node: their end is looked up in the store).
+    pub fn awaited_elsewhere(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, w)| !w.running && !w.waiters.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Whether someone here waits for `id` while it does not run here.
+    pub fn is_awaited_elsewhere(&self, id: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|w| !w.running && !w.waiters.is_empty())
+    }
+
     /// Instances with a run under way here.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)

@@ -17,6 +17,7 @@ use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
 use crate::store::{self, DirLock, Journal, JournalStore};
 
 mod cancel;
+mod cluster;
 mod hospital;
 mod publish;
 mod recovery;
@@ -40,6 +41,8 @@ struct NodeInner {
     pinned: Mutex<HashMap<String, Arc<Flow>>>,
     /// Hashes of components already kept in the store by this process.
     stored: Mutex<HashSet<String>>,
+    /// Its place in a cluster, when its store is shared (PostgreSQL).
+    membership: Option<cluster::Membership>,
     /// The data dir, held while the node lives (see [`DirLock`]).
     _lock: Option<DirLock>,
 }
@@ -104,6 +107,21 @@ impl Node {
             Some(store) => (journal_over(store)?, None),
             None => open_journal(location)?,
         };
+        let membership = match journal.store().cluster() {
+            Some(cluster) => {
+                let name = config
+                    .cluster
+                    .name
+                    .as_ref()
+                    .unwrap_or(&config.node.identity);
+                Some(cluster::Membership::join(
+                    cluster,
+                    name,
+                    config.cluster.lease(),
+                )?)
+            }
+            None => None,
+        };
         let defaults = FlowSettings {
             limits: config.default_limits(),
             ..FlowSettings::default()
@@ -141,9 +159,11 @@ impl Node {
                 mapper,
                 pinned: Mutex::default(),
                 stored: Mutex::default(),
+                membership,
                 _lock: lock,
             }),
         };
+        node.start_membership();
         for flow in &config.flows {
             let path = config.resolve(&flow.component);
             let settings = config
@@ -253,7 +273,9 @@ impl Node {
             store_writable: services.journal.unavailable().is_none(),
             store_refused_commits: services.journal.refused_commits(),
         };
-        services.metrics.render(&services.pools, figures)
+        let mut text = services.metrics.render(&services.pools, figures);
+        text.push_str(&self.render_cluster_metrics());
+        text
     }
 
     /// The node's instance events.

@@ -14,8 +14,20 @@ impl Node {
     /// running: each is rebuilt on the component it is pinned to and replays its journal. Returns how many were resumed; one that
     /// cannot be rebuilt (its component is gone) is held in the hospital, saying why.
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        // Events nobody took go back on their topics before anyone waits again.
-        let events = self.journal().store().untaken_events()?;
+        // Events nobody took go back on their topics before anyone waits again. Topics are
+        // a node's own: in a cluster, only a node alone in it puts them back (else two
+        // nodes could each hand one out).
+        let alone = match self.members()? {
+            None => true,
+            Some(members) => members
+                .iter()
+                .all(|m| m.state != "live" || Some(m.name.as_str()) == self.member_name()),
+        };
+        let events = if alone {
+            self.journal().store().untaken_events()?
+        } else {
+            Vec::new()
+        };
         if !events.is_empty() {
             tracing::info!("Restored {} untaken event(s) to their topics", events.len());
         }
@@ -39,7 +51,11 @@ impl Node {
                 }])
                 .await?;
         }
-        let records = self.journal().store().with_status(Status::Running)?;
+        // In a cluster: this node's own unfinished instances and those no live node owns.
+        let records = match self.claim_for_recovery() {
+            Some(claimed) => claimed?,
+            None => self.journal().store().with_status(Status::Running)?,
+        };
         let count = records.len();
         for record in records {
             self.resume(record).await?;

@@ -393,7 +393,7 @@ fn the_postgres_store_keeps_the_contract() {
     let mut dbs = Vec::new();
     run_all(|| {
         let db = server.fresh_database();
-        let store = PostgresStore::open(&db.url).unwrap();
+        let store = PostgresStore::connect(&db.url).unwrap();
         dbs.push(db);
         Box::new(store)
     });
@@ -403,39 +403,18 @@ fn the_postgres_store_keeps_the_contract() {
 fn a_postgres_database_with_a_newer_schema_is_refused_untouched() {
     let server = postgres_server();
     let db = server.fresh_database();
-    drop(PostgresStore::open(&db.url).unwrap());
+    drop(PostgresStore::connect(&db.url).unwrap());
     server.execute(&db.url, "UPDATE sluice_schema SET version = version + 1");
-    let e = PostgresStore::open(&db.url).err().expect("refused");
+    let e = PostgresStore::connect(&db.url).err().expect("refused");
     let shown = e.to_string();
     assert!(matches!(e, StoreError::TooNew { .. }), "{shown}");
     assert!(shown.contains("newer than this build's"), "{shown}");
 }
 
 #[test]
-fn a_second_node_on_one_postgres_database_is_refused() {
-    let server = postgres_server();
-    let db = server.fresh_database();
-    let first = PostgresStore::open(&db.url).unwrap();
-    let e = PostgresStore::open(&db.url).err().expect("refused");
-    assert!(matches!(e, StoreError::InUse { .. }), "{e}");
-    drop(first);
-    // The lock goes with the store's session; its end is noticed by the server shortly.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match PostgresStore::open(&db.url) {
-            Ok(_) => break,
-            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("the lock was not released: {e}"),
-        }
-    }
-}
-
-#[test]
 fn an_unreachable_postgres_server_is_a_clear_error() {
     // Port 9 (discard) on loopback: nothing listens there on these machines.
-    let e = PostgresStore::open("postgres://sluice:secret@127.0.0.1:9/none")
+    let e = PostgresStore::connect("postgres://sluice:secret@127.0.0.1:9/none")
         .err()
         .expect("refused");
     let shown = e.to_string();

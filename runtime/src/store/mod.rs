@@ -7,6 +7,7 @@
 //! [`STORE_FILE`]) and [`MemoryStore`] (no data dir). Nothing above this module knows which
 //! one it has; a PostgreSQL store is one more implementation of the trait.
 
+pub mod cluster;
 mod codec;
 #[cfg(test)]
 mod conformance;
@@ -18,6 +19,7 @@ mod postgres;
 mod sqlite;
 mod writer;
 
+pub use cluster::{ClusterStore, Member, Signal};
 pub use codec::{Payload, decode, encode};
 pub use lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
@@ -256,6 +258,13 @@ pub enum StoreError {
     /// The writer thread is gone (the node is shutting down).
     #[error("store: the journal writer stopped")]
     Closed,
+    /// This node is no longer a live member of its cluster: its lease lapsed (another node
+    /// may have taken its work) or a newer incarnation of it joined. Nothing it writes
+    /// commits any more.
+    #[error(
+        "node {node} lost its place in the cluster (its lease lapsed or it joined again elsewhere): it writes nothing more"
+    )]
+    Fenced { node: String },
 }
 
 /// Which instances [`JournalStore::list`] returns.
@@ -350,6 +359,11 @@ pub trait JournalStore: Send + Sync {
     fn durable(&self) -> bool;
     /// What kind of store this is, for operators: `SQLite`, `PostgreSQL` or `memory`.
     fn kind(&self) -> &'static str;
+    /// Membership, when several nodes may share this store (PostgreSQL); `None` for a
+    /// store one node owns.
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        None
+    }
 }
 
 /// Where a node keeps its instances.
@@ -363,16 +377,16 @@ pub enum Location<'a> {
     Postgres(&'a str),
 }
 
-/// The store at `location`, held by this process until the returned lock (or, for
-/// PostgreSQL, the store) is dropped: a data dir's file (the directory created if
-/// missing), a PostgreSQL database, or memory.
+/// The store at `location`: a data dir's file (the directory created if missing), held by
+/// this process until the returned lock is dropped; a PostgreSQL database, which several
+/// nodes share as members of a cluster (a node joins it: [`ClusterStore::join`]); or memory.
 pub fn open(
     location: Location<'_>,
 ) -> Result<(Arc<dyn JournalStore>, Option<DirLock>), StoreError> {
     let dir = match location {
         Location::Memory => return Ok((Arc::new(MemoryStore::new()), None)),
         Location::Postgres(url) => {
-            let store = PostgresStore::open(url)?;
+            let store = PostgresStore::connect(url)?;
             tracing::info!("Durable store: PostgreSQL at {}", store.shown());
             return Ok((Arc::new(store), None));
         }

@@ -43,6 +43,9 @@ struct EventTrigger {
     state: Arc<TriggerState>,
 }
 
+/// How often a node in a cluster looks for events kept by nodes that died.
+const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Start the dispatcher of `configs` on `node`: register it with the node's topics (from
 /// now on every publish on their topics reaches it), then dispatch what the outbox kept.
 pub(super) fn start(
@@ -81,7 +84,12 @@ pub(super) fn start(
     node.messaging().topics.dispatch_to(topics, tx.clone());
     // Registered first, read second: an event published in between is seen twice, and its
     // second dispatch attaches to the instances of the first.
-    let kept = node.journal().store().outbox()?;
+    // In a cluster: the events this node kept, and those of nodes no longer live.
+    let store = node.journal().store();
+    let kept = match store.cluster() {
+        Some(cluster) => cluster.claim_outbox()?,
+        None => store.outbox()?,
+    };
     if !kept.is_empty() {
         tracing::info!(
             "event triggers: {} event(s) kept from before the restart",
@@ -94,6 +102,9 @@ pub(super) fn start(
             topic: event.topic,
             payload: event.payload.0,
         });
+    }
+    if store.cluster().is_some() {
+        tokio::spawn(adopt_kept_events(node.clone(), tx.downgrade()));
     }
     let by_topic = Arc::new(by_topic);
     let (node, stopping) = (node.clone(), stopping.clone());
@@ -117,6 +128,37 @@ pub(super) fn start(
         }
     });
     Ok(states)
+}
+
+/// In a cluster: now and then, dispatch the events kept by nodes that died (and this
+/// node's own kept ones again: a second dispatch attaches to the first's instances).
+async fn adopt_kept_events(node: Node, tx: mpsc::WeakUnboundedSender<Published>) {
+    loop {
+        tokio::time::sleep(ADOPT_EVERY).await;
+        let Some(tx) = tx.upgrade() else {
+            return;
+        };
+        let store = node.journal().store().clone();
+        let kept = tokio::task::spawn_blocking(move || match store.cluster() {
+            Some(cluster) => cluster.claim_outbox(),
+            None => Ok(Vec::new()),
+        })
+        .await;
+        match kept {
+            Ok(Ok(kept)) => {
+                for event in kept {
+                    let _ = tx.send(Published {
+                        id: event.id,
+                        topic: event.topic,
+                        payload: event.payload.0,
+                    });
+                }
+            }
+            Ok(Err(StoreError::Fenced { .. })) => return,
+            Ok(Err(e)) => tracing::warn!("event triggers: cannot read kept events: {e}"),
+            Err(e) => tracing::warn!("event triggers: {e}"),
+        }
+    }
 }
 
 /// Start every trigger's instance for `event`, then forget the event.

@@ -139,9 +139,13 @@ pub(super) fn start(
             state.pause();
         }
         let key = format!("schedule:{}", state.name);
-        let cursor = match node.journal().store().cursor(&key)? {
-            Some(text) => serde_json::from_str::<Cursor>(&text).ok(),
-            None => None,
+        // In a cluster the schedule runs on the leading node only, from the cursor as the
+        // previous leader left it: read when this node takes the lead.
+        let clustered = node.member_name().is_some();
+        let cursor = if clustered {
+            None
+        } else {
+            read_cursor(node, &key)?
         };
         let schedule = Schedule {
             node: node.clone(),
@@ -153,10 +157,35 @@ pub(super) fn start(
             buffered: None,
             stopping: stopping.clone(),
         };
-        tokio::spawn(schedule.run(cursor));
+        if clustered {
+            tokio::spawn(async move {
+                schedule.node.leadership().await;
+                let cursor = loop {
+                    match read_cursor(&schedule.node, &schedule.key) {
+                        Ok(cursor) => break cursor,
+                        Err(e) => {
+                            tracing::warn!(trigger = %schedule.name(), "cannot read the schedule's cursor, retrying: {e}");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                tracing::info!(trigger = %schedule.name(), "schedule `{}` runs on this node (the cluster's leader)", schedule.name());
+                schedule.run(cursor).await;
+            });
+        } else {
+            tokio::spawn(schedule.run(cursor));
+        }
         states.push(state);
     }
     Ok(states)
+}
+
+/// The cursor a schedule saved last (`None`: a new schedule, or an unreadable cursor).
+fn read_cursor(node: &Node, key: &str) -> Result<Option<Cursor>, StoreError> {
+    Ok(match node.journal().store().cursor(key)? {
+        Some(text) => serde_json::from_str::<Cursor>(&text).ok(),
+        None => None,
+    })
 }
 
 /// One schedule's task.

@@ -6,15 +6,72 @@
 //! to one of a few connection threads and its answer awaited on a channel: any thread may
 //! call, inside a runtime or not.
 
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls, Statement};
 
+use super::db;
 use crate::store::StoreError;
 
 /// A unit of work for one connection (`Err`: the database cannot be reached now).
-type Job = Box<dyn FnOnce(Result<&mut Client, StoreError>) + Send>;
+type Job = Box<dyn FnOnce(Result<&mut Conn, StoreError>) + Send>;
+
+/// One connection and the statements prepared on it: the hot statements are parsed once
+/// per connection, not on every call (an unprepared query costs a second round trip).
+pub(super) struct Conn {
+    client: Client,
+    prepared: Prepared,
+}
+
+/// Statements prepared on one connection, by their text.
+#[derive(Default)]
+pub(super) struct Prepared(HashMap<&'static str, Statement>);
+
+impl Prepared {
+    /// `sql` prepared on `client` (the connection these were prepared on, or a transaction
+    /// of it), once.
+    pub(super) fn get(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql).map_err(db)?;
+        self.0.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl Conn {
+    /// The client and its prepared statements, borrowed apart (for a transaction).
+    pub(super) fn split(&mut self) -> (&mut Client, &mut Prepared) {
+        (&mut self.client, &mut self.prepared)
+    }
+
+    /// `sql` prepared on this connection, once.
+    pub(super) fn prepared(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        let (client, prepared) = self.split();
+        prepared.get(client, sql)
+    }
+}
+
+impl Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
 
 /// A fixed set of connections, each on its own thread, shared by every caller.
 pub(super) struct Bridge {
@@ -55,7 +112,7 @@ impl Bridge {
     /// Run `f` on a connection and return its result.
     pub(super) fn run<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx): (SyncSender<Result<R, StoreError>>, _) = sync_channel(1);
         let job: Job = Box::new(move |client| {
@@ -72,12 +129,19 @@ impl Bridge {
 
 /// One client to `url`, its errors named as the database's.
 pub(super) fn connect(url: &str) -> Result<Client, StoreError> {
-    Client::connect(url, NoTls).map_err(|e| {
+    let mut client = Client::connect(url, NoTls).map_err(|e| {
         StoreError::Database(format!(
             "cannot connect to PostgreSQL at {}: {e}",
             redacted(url)
         ))
-    })
+    })?;
+    // A node cut off mid-transaction must not keep its locks (its membership row's
+    // included) until TCP notices: the server ends such a transaction after this long.
+    // Sluice's transactions never idle: their statements follow each other at once.
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '5s'")
+        .map_err(db)?;
+    Ok(client)
 }
 
 /// `url` without its password, for messages and logs.
@@ -89,7 +153,11 @@ pub(super) fn redacted(url: &str) -> String {
 /// replaced before the next job (the job that found it broken has reported its error);
 /// while the database cannot be reached, jobs fail with the reason.
 fn serve(url: &str, client: Client, jobs: &Mutex<Receiver<Job>>) {
-    let mut client = Some(client);
+    let fresh = |client| Conn {
+        client,
+        prepared: Prepared::default(),
+    };
+    let mut client = Some(fresh(client));
     loop {
         let job = {
             let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -98,9 +166,9 @@ fn serve(url: &str, client: Client, jobs: &Mutex<Receiver<Job>>) {
                 Err(_) => return,
             }
         };
-        if client.as_ref().is_none_or(Client::is_closed) {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = match connect(url) {
-                Ok(c) => Some(c),
+                Ok(c) => Some(fresh(c)),
                 Err(e) => {
                     tracing::warn!("{e}");
                     job(Err(e));

@@ -4,40 +4,50 @@
 //! server makes them (`synchronous_commit`, on by default).
 //!
 //! Here: the store and its reads; the schema in [`schema`], writes and rows in [`rows`],
-//! the connection threads in [`bridge`]. Until nodes share a database by claiming work
-//! (leases), one node holds a database at a time: an advisory lock, held by a session of
-//! its own, refuses a second node as a data dir's lock file does.
+//! the connection threads in [`bridge`], membership of several nodes in [`cluster`].
+//! Several nodes share a database as members of a cluster (see `store::cluster`): a node
+//! joins under its name, and from then on its writes are fenced by its membership.
 
 mod bridge;
+mod bulk;
+mod cluster;
 mod rows;
 mod schema;
 
-use std::sync::mpsc::{Sender, channel};
+#[cfg(test)]
+mod membership_tests;
 
-use postgres::Client;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use super::{
-    Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
+    ClusterStore, Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError,
+    StoredEvent, Write,
 };
 use bridge::{Bridge, connect, redacted};
-use rows::{RECORD_COLUMNS, apply, to_record_at};
+use cluster::Joined;
+use rows::{RECORD_COLUMNS, to_record_at};
 
 /// Connections each store keeps: the journal writer's commits and concurrent reads.
 const CONNECTIONS: usize = 4;
 
-/// The advisory lock key a node holds its database by ("sluice-node" folded to 63 bits).
-const NODE_LOCK: i64 = 0x0073_6c75_6963_656e;
-
-/// How long a node waits for the lock before it calls the database in use.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// A [`JournalStore`] in a PostgreSQL database.
 pub struct PostgresStore {
+    /// The URL as configured (with its password: never shown).
+    url: String,
     /// The URL without its password, for messages.
     shown: String,
     bridge: Bridge,
-    /// Dropped with the store: the session holding the node lock ends.
-    _lock: Option<Sender<()>>,
+    /// This node's membership, once joined: stamped on writes and checked by each.
+    joined: Mutex<Option<Arc<Joined>>>,
+    /// Set when this node must write nothing more (lease lost, or left).
+    fenced: Arc<AtomicBool>,
+    /// Dropped with the store: the session holding this node's name ends.
+    name_hold: Mutex<Option<Sender<()>>>,
+    /// A connection of its own for lease renewals, once joined: a renewal never waits
+    /// behind the writer's commits or a burst of reads.
+    lease_line: Mutex<Option<Arc<Bridge>>>,
 }
 
 fn db(e: postgres::Error) -> StoreError {
@@ -70,18 +80,21 @@ impl PostgresStore {
         });
         prepared.map_err(|_| StoreError::Database("the schema check panicked".into()))??;
         Ok(PostgresStore {
+            url: url.to_string(),
             shown: redacted(url),
             bridge: Bridge::connect(url, CONNECTIONS)?,
-            _lock: None,
+            joined: Mutex::new(None),
+            fenced: Arc::new(AtomicBool::new(false)),
+            name_hold: Mutex::new(None),
+            lease_line: Mutex::new(None),
         })
     }
 
-    /// [`PostgresStore::connect`], then hold the database for this process until the store
-    /// is dropped; refused when another node holds it.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        let mut store = PostgresStore::connect(url)?;
-        store._lock = Some(hold(url)?);
-        Ok(store)
+    fn joined(&self) -> Option<Arc<Joined>> {
+        self.joined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The database's URL, without its password.
@@ -119,61 +132,25 @@ impl PostgresStore {
     }
 }
 
-/// Take the node lock on a session of its own, kept by a thread until the returned
-/// sender is dropped.
-fn hold(url: &str) -> Result<Sender<()>, StoreError> {
-    let (stop, stopped) = channel::<()>();
-    let (told, answer) = channel::<Result<(), StoreError>>();
-    let url = url.to_string();
-    std::thread::Builder::new()
-        .name("sluice-pg-lock".into())
-        .spawn(move || {
-            let taken = connect(&url).and_then(|mut c: Client| {
-                // A node restarted right after a crash may find its old session still
-                // holding the lock for a moment, until the server sees the socket close.
-                let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-                loop {
-                    let got: bool = c
-                        .query_one("SELECT pg_try_advisory_lock($1)", &[&NODE_LOCK])
-                        .map_err(db)?
-                        .get(0);
-                    if got || std::time::Instant::now() >= deadline {
-                        return Ok((c, got));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-            });
-            match taken {
-                Ok((client, true)) => {
-                    let _ = told.send(Ok(()));
-                    // Hold until the store goes (every sender dropped).
-                    let _ = stopped.recv();
-                    drop(client);
-                }
-                Ok((_, false)) => {
-                    let _ = told.send(Err(StoreError::InUse {
-                        dir: redacted(&url).into(),
-                        holder: "another Sluice node holds this database".into(),
-                    }));
-                }
-                Err(e) => {
-                    let _ = told.send(Err(e));
-                }
-            }
-        })
-        .map_err(|e| StoreError::Database(format!("cannot start the lock thread: {e}")))?;
-    answer.recv().map_err(|_| StoreError::Closed)??;
-    Ok(stop)
-}
-
 impl JournalStore for PostgresStore {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        let joined = self.joined();
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(StoreError::Fenced {
+                node: joined.map(|j| j.name.clone()).unwrap_or_default(),
+            });
+        }
         let batch = batch.to_vec();
         self.bridge.run(move |c| {
-            let mut tx = c.transaction().map_err(db)?;
-            for write in &batch {
-                apply(&mut tx, write)?;
+            let (client, prepared) = c.split();
+            let mut tx = client.transaction().map_err(db)?;
+            if let Some(joined) = &joined {
+                // Commits only while this node is a live member: the row lock orders this
+                // transaction before any declaring it dead, or after and refused.
+                joined.check(&mut tx, prepared)?;
             }
+            let stamp = joined.as_ref().map(|j| j.name.as_str());
+            bulk::apply_batch(&mut tx, prepared, stamp, &batch)?;
             tx.commit().map_err(db)
         })
     }
@@ -338,6 +315,10 @@ impl JournalStore for PostgresStore {
 
     fn kind(&self) -> &'static str {
         "PostgreSQL"
+    }
+
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        Some(self)
     }
 
     fn durable(&self) -> bool {

@@ -4,20 +4,42 @@
 
 use postgres::{Row, Transaction};
 
+use super::bridge::Prepared;
 use super::db;
 use crate::store::{InstanceRecord, Payload, Status, StoreError, Write};
 
-pub(super) const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
+/// The columns of an `instances` row read as a record, as a literal (for `concat!`).
+macro_rules! record_columns {
+    () => {
+        "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms"
+    };
+}
+pub(super) use record_columns;
 
-/// One write inside an open transaction.
-pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+pub(super) const RECORD_COLUMNS: &str = record_columns!();
+
+/// The node a write is made for, stamped on what it creates: the instances it records
+/// run on it (`owner`), the entries it appends are its (`node`).
+pub(super) type Stamp<'a> = Option<&'a str>;
+
+/// One write inside an open transaction, with statements prepared once per connection.
+pub(super) fn apply(
+    tx: &mut Transaction<'_>,
+    prepared: &mut Prepared,
+    stamp: Stamp<'_>,
+    write: &Write,
+) -> Result<(), StoreError> {
     match write {
         Write::Create(r) => {
             let created = r.created_ms.unwrap_or_else(crate::model::unix_ms) as i64;
-            tx.execute(
+            let sql = prepared.get(
+                tx,
                 "INSERT INTO instances \
-                 (id, flow, component, input, status, meta, parent, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                 (id, flow, component, input, status, meta, parent, created_ms, owner) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            )?;
+            tx.execute(
+                &sql,
                 &[
                     &r.id,
                     &r.flow,
@@ -27,38 +49,47 @@ pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), Store
                     &r.meta,
                     &r.parent,
                     &created,
+                    &stamp,
                 ],
             )
             .map_err(db)?;
         }
         Write::Append { id, entry } => {
-            let next: i64 = tx
-                .query_one(
-                    "SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = $1",
-                    &[id],
+            // One round trip: the entry goes in only at the journal's next position.
+            let sql = prepared.get(
+                tx,
+                "INSERT INTO journal (id, position, call, args, result, at_ms, node) \
+                 SELECT $1::TEXT, $2::BIGINT, $3::TEXT, $4::TEXT, $5::TEXT, $6::BIGINT, $7::TEXT \
+                 WHERE $2::BIGINT = (SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = $1)",
+            )?;
+            let added = tx
+                .execute(
+                    &sql,
+                    &[
+                        id,
+                        &(entry.position as i64),
+                        &entry.call,
+                        &entry.args.to_string(),
+                        &entry.result.to_string(),
+                        &entry.at_ms.map(|ms| ms as i64),
+                        &stamp,
+                    ],
                 )
-                .map_err(db)?
-                .get(0);
-            if entry.position != next as u64 {
+                .map_err(db)?;
+            if added == 0 {
+                let next: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = $1",
+                        &[id],
+                    )
+                    .map_err(db)?
+                    .get(0);
                 return Err(StoreError::OutOfOrder {
                     id: id.clone(),
                     expected: next as u64,
                     got: entry.position,
                 });
             }
-            tx.execute(
-                "INSERT INTO journal (id, position, call, args, result, at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    id,
-                    &(entry.position as i64),
-                    &entry.call,
-                    &entry.args.to_string(),
-                    &entry.result.to_string(),
-                    &entry.at_ms.map(|ms| ms as i64),
-                ],
-            )
-            .map_err(db)?;
         }
         Write::Status {
             id,
@@ -66,13 +97,20 @@ pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), Store
             output,
             message,
         } => {
-            // A final status stays: whichever end reached the store first is the end.
+            // A final status stays: whichever end reached the store first is the end. An
+            // instance set running again (a retry) runs on the node that set it.
             let ended = status.is_final().then(|| crate::model::unix_ms() as i64);
+            let owner = (*status == Status::Running).then_some(stamp).flatten();
+            let sql = prepared.get(
+                tx,
+                "UPDATE instances SET status = $2, output = $3, message = $4, ended_ms = $5, \
+                 owner = COALESCE($6, owner) \
+                 WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+            )?;
             let changed = tx
                 .execute(
-                    "UPDATE instances SET status = $2, output = $3, message = $4, ended_ms = $5 \
-                     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
-                    &[id, &status.as_str(), output, message, &ended],
+                    &sql,
+                    &[id, &status.as_str(), output, message, &ended, &owner],
                 )
                 .map_err(db)?;
             if changed == 0 {
@@ -90,11 +128,8 @@ pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), Store
         }
         Write::Attempted { id, attempts } => {
             let attempts = i32::try_from(*attempts).unwrap_or(i32::MAX);
-            tx.execute(
-                "UPDATE instances SET attempts = $2 WHERE id = $1",
-                &[id, &attempts],
-            )
-            .map_err(db)?;
+            let sql = prepared.get(tx, "UPDATE instances SET attempts = $2 WHERE id = $1")?;
+            tx.execute(&sql, &[id, &attempts]).map_err(db)?;
         }
         Write::Component { hash, bytes } => {
             tx.execute(
@@ -104,34 +139,38 @@ pub(super) fn apply(tx: &mut Transaction<'_>, write: &Write) -> Result<(), Store
             .map_err(db)?;
         }
         Write::Publish(event) => {
-            tx.execute(
+            let sql = prepared.get(
+                tx,
                 "INSERT INTO events (id, topic, payload) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                &[&event.id, &event.topic, &event.payload.0],
-            )
-            .map_err(db)?;
+            )?;
+            tx.execute(&sql, &[&event.id, &event.topic, &event.payload.0])
+                .map_err(db)?;
         }
         Write::Take { id } => {
-            tx.execute("DELETE FROM events WHERE id = $1", &[id])
-                .map_err(db)?;
+            let sql = prepared.get(tx, "DELETE FROM events WHERE id = $1")?;
+            tx.execute(&sql, &[id]).map_err(db)?;
         }
         Write::Outbox(event) => {
-            tx.execute(
-                "INSERT INTO outbox (id, topic, payload) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                &[&event.id, &event.topic, &event.payload.0],
-            )
-            .map_err(db)?;
+            // Kept for the event triggers of the node that published it (while it lives).
+            let sql = prepared.get(
+                tx,
+                "INSERT INTO outbox (id, topic, payload, node) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )?;
+            tx.execute(&sql, &[&event.id, &event.topic, &event.payload.0, &stamp])
+                .map_err(db)?;
         }
         Write::Cursor { key, value } => {
-            tx.execute(
+            let sql = prepared.get(
+                tx,
                 "INSERT INTO cursors (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[key, value],
-            )
-            .map_err(db)?;
+            )?;
+            tx.execute(&sql, &[key, value]).map_err(db)?;
         }
         Write::Dispatched { id } => {
-            tx.execute("DELETE FROM outbox WHERE id = $1", &[id])
-                .map_err(db)?;
+            let sql = prepared.get(tx, "DELETE FROM outbox WHERE id = $1")?;
+            tx.execute(&sql, &[id]).map_err(db)?;
         }
         Write::Pin { id, component } => {
             let changed = tx

@@ -54,6 +54,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE TABLE cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     // 6: when each journaled call was made, in unix ms (NULL for older entries).
     "ALTER TABLE journal ADD COLUMN at_ms BIGINT;",
+    // 7: nodes sharing the database: each one's lease (in the server's clock, the one clock
+    // every node agrees on) and incarnation (`epoch`, which fences a node's older self);
+    // who runs each instance, who wrote each entry, who dispatches each kept event.
+    "CREATE TABLE nodes (
+        name TEXT PRIMARY KEY, epoch INTEGER NOT NULL, state TEXT NOT NULL,
+        address TEXT, joined_ms BIGINT NOT NULL, heartbeat_ms BIGINT NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL
+     );
+     ALTER TABLE instances ADD COLUMN owner TEXT;
+     ALTER TABLE journal ADD COLUMN node TEXT;
+     ALTER TABLE outbox ADD COLUMN node TEXT;
+     CREATE INDEX instances_running_by_owner ON instances(owner) WHERE status = 'running';
+     CREATE FUNCTION sluice_notify_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('sluice_ended', NEW.id); RETURN NULL; END $$;
+     CREATE TRIGGER instances_ended AFTER INSERT OR UPDATE OF status ON instances
+        FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'cancelled'))
+        EXECUTE FUNCTION sluice_notify_ended();",
 ];
 
 /// The advisory lock key that serializes migrations between nodes ("sluice" in ASCII).

@@ -50,6 +50,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE TABLE cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     // 6: when each journaled call was made, in unix ms (NULL for older entries).
     "ALTER TABLE journal ADD COLUMN at_ms INTEGER;",
+    // 7: nodes sharing one database (used by the PostgreSQL store; a SQLite file has one
+    // node and leaves them empty): who runs an instance, who wrote an entry.
+    "CREATE TABLE nodes (
+        name TEXT PRIMARY KEY, epoch INTEGER NOT NULL, state TEXT NOT NULL,
+        address TEXT, joined_ms INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL
+     );
+     ALTER TABLE instances ADD COLUMN owner TEXT;
+     ALTER TABLE journal ADD COLUMN node TEXT;
+     ALTER TABLE outbox ADD COLUMN node TEXT;",
 ];
 
 /// Apply the migrations not yet applied, all in one write transaction: another process
