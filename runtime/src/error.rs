@@ -75,6 +75,12 @@ pub enum StartError {
     /// How the instance was started could not be encoded for the store.
     #[error("flow `{flow}` not started: its start metadata cannot be encoded: {reason}")]
     Meta { flow: String, reason: String },
+    /// The store cannot take writes now (a full disk): new work is refused until it can.
+    /// Work admitted before goes on and is kept; retry the start later.
+    #[error(
+        "flow `{flow}` not started: the node's store cannot write now ({reason}); new starts are refused until it can, retry later"
+    )]
+    StoreUnavailable { flow: String, reason: String },
     /// The instance could not be recorded in the store.
     #[error("flow `{flow}` not started: {source}")]
     Store {

@@ -41,7 +41,7 @@ pub enum OperatorError {
 
 /// An instance's record and journal, as `sluice export` writes them and `sluice replay`
 /// reads them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Export {
     /// Format version of this file.

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 pub struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `bad-request`, `not-found`,
     /// `unknown-flow`, `unknown-instance`, `method-not-allowed`, `payload-too-large`,
-    /// `unknown-pool`, `queue-full`, `conflict`, `draining`, `unavailable`.
+    /// `unknown-pool`, `queue-full`, `conflict`, `draining`, `unavailable`, `store-unavailable`.
     pub code: String,
     /// What was wrong, for people.
     pub message: String,
@@ -105,6 +105,9 @@ impl From<StartError> for ApiError {
             StartError::ShuttingDown => return Self::draining(),
             StartError::Meta { .. } => (StatusCode::BAD_REQUEST, "bad-request"),
             StartError::Store { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            StartError::StoreUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
+            }
         };
         Self::new(status, code, e.to_string())
     }

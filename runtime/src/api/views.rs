@@ -9,11 +9,7 @@ use crate::replay::Kind;
 use crate::sched::Pool;
 use crate::store::{Entry, InstanceRecord, Status};
 
-/// Payload bytes as JSON, or as a JSON string when they are not JSON.
-pub fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
+pub use crate::model::json_of;
 
 /// The status word of an outcome: `completed`, `failed`, `cancelled`, `timed-out`, `rejected`.
 pub fn outcome_status(outcome: &Outcome) -> &'static str {

@@ -155,7 +155,7 @@ async fn run_all(
                 break Err("is held in the flow hospital (see `sluice hospital list`)".to_string());
             }
             tokio::select! {
-                outcome = &mut outcome => break outcome.map(|b| json_or_text(&b)).map_err(describe),
+                outcome = &mut outcome => break outcome.map(|b| sluice::model::json_of(&b)).map_err(describe),
                 event = events.recv() => match event {
                     Ok(e) if e.kind == EventKind::Held => { held.insert(e.id); }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -177,11 +177,6 @@ async fn wait_for_resumed(node: &Node) {
 
 fn describe(e: FlowError) -> String {
     e.to_string()
-}
-
-fn json_or_text(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 fn stem(file: &Path) -> String {

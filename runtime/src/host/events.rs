@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::HostState;
 use crate::model::ids;
-use crate::model::unix_ms;
 use crate::replay::Call;
 use crate::store::{Payload, StoredEvent, Write};
 
@@ -53,35 +54,45 @@ impl HostState {
         };
         // Two entries: the deadline, journaled before the wait (so it survives restarts
         // unchanged, as a sleep's does), then what the wait took.
-        let deadline: Option<u64> = match self.recorder.replay_as(&call)? {
-            Some(deadline) => deadline,
+        let (deadline, fresh): (Option<u64>, bool) = match self.recorder.replay_as(&call)? {
+            Some(deadline) => (deadline, false),
             None => {
-                let deadline = timeout_ms.map(|ms| unix_ms().saturating_add(ms));
+                let now = self.services.clock.now_ms();
+                let deadline = timeout_ms.map(|ms| now.saturating_add(ms));
                 self.recorder.record(&call, &deadline)?;
-                deadline
+                (deadline, true)
             }
         };
         let call = Call::TakeEvent { topic: &topic };
         if let Some(taken) = self.recorder.replay_as::<Option<Payload>>(&call)? {
             return Ok(taken.map(|p| p.0));
         }
+        // When the wait times out, on the monotonic clock, decided once: a jump of the wall
+        // clock while it waits changes nothing (see `model::clock`).
+        let until = match (timeout_ms, deadline) {
+            (Some(ms), _) if fresh => Some(Instant::now() + Duration::from_millis(ms)),
+            // (Later entries would mean the take was replayed above: ended at once.)
+            (Some(ms), Some(deadline)) => {
+                Some(Instant::now() + self.replayed_wait(ms, deadline).unwrap_or_default())
+            }
+            _ => None,
+        };
+        self.wait_end = until;
         let events = self.services.messaging.topics.topic(&topic);
         let taken = loop {
             if let Some(event) = events.take() {
                 break Some(event);
             }
-            let left = deadline.map(|d| d.saturating_sub(unix_ms()));
-            if left == Some(0) {
+            if until.is_some_and(|until| Instant::now() >= until) {
                 break None;
             }
             let ready = events.clone();
             // Waiting takes nothing, so an instance evicted meanwhile leaves the event to
             // whoever looks first, its rebuilt self included.
             self.park(async move {
-                match left {
-                    Some(ms) => {
-                        let _ =
-                            tokio::time::timeout(Duration::from_millis(ms), ready.ready()).await;
+                match until {
+                    Some(until) => {
+                        let _ = tokio::time::timeout_at(until, ready.ready()).await;
                     }
                     None => ready.ready().await,
                 }

@@ -30,7 +30,7 @@ pub use services::{BoxFuture, Services, Starter};
 use crate::engine::Meter;
 use crate::engine::sandbox::{self, GuestOutput, Stream};
 use crate::model::{
-    FlowError, FlowHandle, FlowSettings, IdScheme, Outcome, Priority, StartRequest, ids, unix_ms,
+    FlowError, FlowHandle, FlowSettings, IdScheme, Outcome, Priority, StartRequest, ids, wait_left,
 };
 use crate::observe::EventKind;
 use crate::replay::Recorder;
@@ -98,6 +98,9 @@ pub struct HostState {
     recorder: Recorder,
     /// The wait an evicted instance left behind; its run loop awaits it before the rebuild.
     evicted_wait: Option<EvictedWait>,
+    /// When the last timed wait (a sleep, a wait-event timeout) ends on the monotonic
+    /// clock: an instance evicted in it is rebuilt to wait for what is left, not again.
+    wait_end: Option<tokio::time::Instant>,
 }
 
 /// What an evicted instance was waiting for.
@@ -140,6 +143,7 @@ impl HostState {
             meter: Meter::new(settings.limits),
             recorder,
             evicted_wait: None,
+            wait_end: None,
         })
     }
 
@@ -166,6 +170,30 @@ impl HostState {
     /// The instance's journal.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// When the instance's last timed wait ends on the monotonic clock, if it made one.
+    pub fn wait_end(&self) -> Option<tokio::time::Instant> {
+        self.wait_end
+    }
+
+    /// How long a replayed timed wait of `requested_ms`, journaled to end at wall-clock
+    /// `deadline_ms`, waits now; `None` when it ended in an earlier life (later calls are
+    /// journaled). See `model::clock` for why the wall clock alone never decides.
+    fn replayed_wait(&self, requested_ms: u64, deadline_ms: u64) -> Option<Duration> {
+        if self.recorder.replaying() {
+            return None;
+        }
+        Some(match self.recorder.resumed_wait() {
+            // Evicted in this wait: the rest of it on the monotonic clock.
+            Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+            // After a restart: the journaled deadline, capped by the requested duration.
+            None => Duration::from_millis(wait_left(
+                requested_ms,
+                deadline_ms,
+                self.services.clock.now_ms(),
+            )),
+        })
     }
 
     /// What the instance was waiting for when it was evicted, if it was.
@@ -450,7 +478,7 @@ impl host::Host for HostState {
         if let Some(now) = self.recorder.replay_as(&Call::Now)? {
             return Ok(now);
         }
-        let now = unix_ms();
+        let now = self.services.clock.now_ms();
         self.recorder.record(&Call::Now, &now)?;
         Ok(now)
     }
@@ -458,23 +486,27 @@ impl host::Host for HostState {
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
         self.meter.journaled(1)?;
         let call = Call::Sleep { ms };
-        // The deadline is journaled before the wait, so it survives restarts unchanged.
-        let deadline: u64 = match self.recorder.replay_as(&call)? {
-            Some(deadline) => deadline,
+        // The deadline is journaled before the wait, so it survives restarts unchanged; the
+        // wait itself runs on the monotonic clock (see `model::clock`).
+        let wait = match self.recorder.replay_as::<u64>(&call)? {
+            Some(deadline) => match self.replayed_wait(ms, deadline) {
+                Some(wait) => wait,
+                None => return Ok(()),
+            },
             None => {
-                let deadline = unix_ms().saturating_add(ms);
+                let deadline = self.services.clock.now_ms().saturating_add(ms);
                 self.recorder.record(&call, &deadline)?;
                 if ms == 0 {
                     // Still a real park and resume: gives the slot to whoever waits for it.
                     return self.park(tokio::task::yield_now()).await;
                 }
-                deadline
+                Duration::from_millis(ms)
             }
         };
-        let left = deadline.saturating_sub(unix_ms());
-        if left > 0 {
-            self.park(tokio::time::sleep(Duration::from_millis(left)))
-                .await?;
+        if !wait.is_zero() {
+            let until = tokio::time::Instant::now() + wait;
+            self.wait_end = Some(until);
+            self.park(tokio::time::sleep_until(until)).await?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use super::completions::Completions;
 use crate::engine::{FlowEngine, FlowRegistry};
 use crate::error::StartError;
 use crate::messaging::Messaging;
-use crate::model::{FlowError, FlowHandle, Outcome, StartRequest};
+use crate::model::{FlowError, FlowHandle, Outcome, StartRequest, WallClock};
 use crate::observe::{Events, Metrics};
 use crate::sched::{Pools, Residency};
 use crate::store::Journal;
@@ -57,6 +57,8 @@ pub struct Services {
     pub metrics: Metrics,
     /// The node's identity (`our-identity`).
     pub identity: String,
+    /// The wall clock `now()` answers and waits journal their deadlines by.
+    pub clock: WallClock,
 }
 
 impl Services {

@@ -39,7 +39,8 @@ enum Stop {
 /// What one segment (one store and instance) came to.
 enum Segment {
     Done(Result<Vec<u8>, Stop>),
-    Evicted(EvictedWait),
+    /// Evicted while parked: what it waited for, and when its timed wait (if any) ends.
+    Evicted(EvictedWait, Option<tokio::time::Instant>),
 }
 
 /// Run an admitted instance to its end and record the end. Never panics on guest
@@ -70,6 +71,7 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         attempt_deadline: None,
         fresh: AtomicBool::new(start.fresh),
         started: false,
+        wait_end: None,
     };
     let Some(parent) = cancelled_parent else {
         return life.episode(Some(start.admission), None);
@@ -133,6 +135,8 @@ struct Life {
     fresh: AtomicBool,
     /// Whether it got its first slot.
     started: bool,
+    /// When the timed wait it was evicted in ends (monotonic): the rebuild waits the rest.
+    wait_end: Option<tokio::time::Instant>,
     /// Its record, until something makes it go to the store.
     pending: PendingRecord,
 }
@@ -240,7 +244,10 @@ impl Life {
                 Segment::Done(Err(Stop::Failed(FlowError::TimedOut)))
             });
             let error = match result {
-                Segment::Evicted(wait) => return Episode::Evicted(wait),
+                Segment::Evicted(wait, wait_end) => {
+                    self.wait_end = wait_end;
+                    return Episode::Evicted(wait);
+                }
                 Segment::Done(Ok(output)) => return Episode::End(End::Completed(output)),
                 Segment::Done(Err(Stop::Held(why))) => return Episode::End(End::Held(why)),
                 Segment::Done(Err(Stop::Failed(e))) => e,
@@ -375,11 +382,19 @@ impl Life {
         let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let recorded = match recorded {
             Ok(entries) => entries,
+            // A journal this build cannot read is held for an operator: replaying a guess
+            // could redo what the instance did.
+            Err(StoreError::Decode(why)) => {
+                return Segment::Done(Err(Stop::Held(format!(
+                    "its journal cannot be read: {why}"
+                ))));
+            }
             Err(e) => return failed(e.to_string()),
         };
         let recorder = Recorder::new(&self.invocation.id, services.journal.clone(), recorded)
             .with_pending(self.pending.clone())
-            .in_first_life(first_life);
+            .in_first_life(first_life)
+            .resuming_wait(self.wait_end);
         let info = InstanceInfo {
             id: self.invocation.id.clone(),
             flow: self.flow.name.clone(),
@@ -424,7 +439,7 @@ impl Life {
         let outcome = execute(&mut store, &self.flow, &self.invocation, &self.input).await;
         let state = store.data_mut();
         if let Some(wait) = state.take_evicted_wait() {
-            return Segment::Evicted(wait);
+            return Segment::Evicted(wait, state.wait_end());
         }
         if let Err(Failure::Trapped(e)) = &outcome
             && let Some(n) = e.downcast_ref::<Nondeterminism>()

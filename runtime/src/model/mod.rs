@@ -1,6 +1,7 @@
 //! Plain data and its serde forms: what the layers above pass each other. Imports nothing
 //! from the crate.
 
+pub mod clock;
 pub mod ids;
 pub mod invocation;
 pub mod limits;
@@ -13,11 +14,12 @@ pub mod start;
 pub mod units;
 pub mod urls;
 
+pub use clock::{WallClock, wait_left};
 pub use ids::IdScheme;
 pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
 pub use names::{TopicName, TriggerName};
-pub use outcome::{FlowError, Outcome};
+pub use outcome::{FlowError, Outcome, json_of, printed_output};
 pub use permission::Permission;
 pub use session::{SessionRef, Side, end_reason};
 pub use settings::{DirGrant, FlowSettings, RetryPolicy};

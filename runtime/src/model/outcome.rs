@@ -22,3 +22,17 @@ pub enum FlowError {
 
 /// What a finished instance produced: its output bytes, or why there are none.
 pub type Outcome = Result<Vec<u8>, FlowError>;
+
+/// An output (or any payload) as JSON: the bytes themselves when they are JSON, else a JSON
+/// string of their text (bytes that are not UTF-8 are shown lossily). One mapping for what
+/// `sluice run`, the API and the scenario host show of a flow's bytes.
+pub fn json_of(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// An output as `sluice run` prints it: [`json_of`], pretty-printed.
+pub fn printed_output(bytes: &[u8]) -> String {
+    // A `Value` always serializes: its map keys are strings and its numbers finite.
+    serde_json::to_string_pretty(&json_of(bytes)).unwrap_or_default()
+}

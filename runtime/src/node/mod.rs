@@ -10,11 +10,11 @@ use crate::error::{LoadError, StartError};
 use crate::host::{BoxFuture, Cancellations, Completions, Services, Starter};
 use crate::instance::Flow;
 use crate::messaging::Messaging;
-use crate::model::{FlowHandle, FlowSettings, Invocation, Limits, StartRequest};
+use crate::model::{FlowHandle, FlowSettings, Invocation, Limits, StartRequest, WallClock};
 use crate::observe::{Events, Metrics, NodeFigures};
 use crate::sched::rules::{self, Placement};
 use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
-use crate::store::{self, DirLock, Journal};
+use crate::store::{self, DirLock, Journal, JournalStore};
 
 mod cancel;
 mod cluster;
@@ -72,6 +72,21 @@ impl Node {
     /// [`Node::new`] with another [`Metering`]; for benchmarks that compare them.
     #[doc(hidden)]
     pub async fn with_metering(config: &NodeConfig, metering: Metering) -> Result<Self, LoadError> {
+        Self::build(config, metering, NodeParts::default()).await
+    }
+
+    /// [`Node::new`] with `parts` in place of what the config would open; for tests of
+    /// faults (a store that fails, a clock that jumps).
+    #[doc(hidden)]
+    pub async fn with_parts(config: &NodeConfig, parts: NodeParts) -> Result<Self, LoadError> {
+        Self::build(config, Metering::Epoch, parts).await
+    }
+
+    async fn build(
+        config: &NodeConfig,
+        metering: Metering,
+        parts: NodeParts,
+    ) -> Result<Self, LoadError> {
         let cache_dir = config
             .node
             .cache_dir
@@ -88,7 +103,10 @@ impl Node {
             (None, Some(dir)) => store::Location::Dir(dir),
             (None, None) => store::Location::Memory,
         };
-        let (journal, lock) = open_journal(location)?;
+        let (journal, lock) = match parts.store {
+            Some(store) => (journal_over(store)?, None),
+            None => open_journal(location)?,
+        };
         let membership = match journal.store().cluster() {
             Some(cluster) => {
                 let name = config
@@ -132,6 +150,7 @@ impl Node {
             events: Events::default(),
             metrics: Metrics::default(),
             identity: config.node.identity.clone(),
+            clock: parts.clock,
         };
         let node = Node {
             inner: Arc::new(NodeInner {
@@ -251,6 +270,8 @@ impl Node {
             evictions: services.residency.evictions(),
             live_sessions: messaging.sessions.live() as u64,
             waiting_events: messaging.topics.waiting() as u64,
+            store_writable: services.journal.unavailable().is_none(),
+            store_refused_commits: services.journal.refused_commits(),
         };
         let mut text = services.metrics.render(&services.pools, figures);
         text.push_str(&self.render_cluster_metrics());
@@ -359,7 +380,20 @@ fn warn_if_over_map_limit(max_resident: u32) {
 /// The journal over the store at `location` (held by this node).
 fn open_journal(location: store::Location<'_>) -> Result<(Journal, Option<DirLock>), LoadError> {
     let (store, lock) = store::open(location)?;
-    let journal = Journal::new(store)
-        .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))?;
-    Ok((journal, lock))
+    Ok((journal_over(store)?, lock))
+}
+
+fn journal_over(store: Arc<dyn JournalStore>) -> Result<Journal, LoadError> {
+    Journal::new(store)
+        .map_err(|e| LoadError::Startup(format!("cannot start the journal writer: {e}")))
+}
+
+/// What a test may give a node in place of what its config opens.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct NodeParts {
+    /// The store, instead of the config's data dir or database (no data-dir lock is taken).
+    pub store: Option<Arc<dyn JournalStore>>,
+    /// The wall clock, instead of the system's.
+    pub clock: WallClock,
 }

@@ -37,6 +37,20 @@ impl Node {
                 .topic(&event.topic)
                 .restore(event.id, event.payload.0);
         }
+        // A row this build cannot read is held, with why, instead of stopping the node (or
+        // being forgotten): the operator decides, the rest runs.
+        for (id, why) in self.journal().store().unreadable()? {
+            let why = format!("its stored record cannot be read: {why}");
+            tracing::error!("instance {id} held in the flow hospital: {why}");
+            self.journal()
+                .write(vec![Write::Status {
+                    id,
+                    status: Status::Hospital,
+                    output: None,
+                    message: Some(why),
+                }])
+                .await?;
+        }
         // In a cluster: this node's own unfinished instances and those no live node owns.
         let records = match self.claim_for_recovery() {
             Some(claimed) => claimed?,

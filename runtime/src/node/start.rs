@@ -38,6 +38,17 @@ impl Node {
             return Ok(handle);
         }
         let services = self.services();
+        // New work waits for a store that takes writes; a running flow's children are part
+        // of work admitted before, and queue behind the commit being retried.
+        if !matches!(request.origin, Origin::Subflow(_))
+            && let Some(reason) = services.journal.unavailable()
+        {
+            services.metrics.refused_for_store();
+            return Err(StartError::StoreUnavailable {
+                flow: request.flow,
+                reason,
+            });
+        }
         let flow = services
             .registry
             .resolve(&services.engine, &request.flow)

@@ -43,6 +43,13 @@ pub const LIVE_SESSIONS: &str = "sluice_live_sessions";
 /// Published events not yet taken, all topics.
 pub const WAITING_EVENTS: &str = "sluice_waiting_events";
 
+/// 1 while the store takes writes, 0 while its commits are refused (a full disk).
+pub const STORE_WRITABLE: &str = "sluice_store_writable";
+/// Commits the store refused, each retry counted (`_total` is appended).
+pub const STORE_REFUSED_COMMITS: &str = "sluice_store_refused_commits";
+/// New starts refused because the store could not write (`_total` is appended).
+pub const STORE_REFUSED_STARTS: &str = "sluice_store_refused_starts";
+
 /// Node-wide figures read when the metrics are rendered.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NodeFigures {
@@ -54,6 +61,10 @@ pub struct NodeFigures {
     pub live_sessions: u64,
     /// Events not yet taken.
     pub waiting_events: u64,
+    /// Whether the store takes writes now.
+    pub store_writable: bool,
+    /// Commits the store refused so far.
+    pub store_refused_commits: u64,
 }
 
 /// A `pool` label.
@@ -99,6 +110,9 @@ pub struct Metrics {
     evictions: Counter,
     live_sessions: Gauge,
     waiting_events: Gauge,
+    store_writable: Gauge,
+    store_refused_commits: Counter,
+    store_refused_starts: Counter,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -127,6 +141,9 @@ impl Default for Metrics {
             evictions: Counter::default(),
             live_sessions: Gauge::default(),
             waiting_events: Gauge::default(),
+            store_writable: Gauge::default(),
+            store_refused_commits: Counter::default(),
+            store_refused_starts: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -190,6 +207,21 @@ impl Default for Metrics {
             "Published events not yet taken",
             m.waiting_events.clone(),
         );
+        r.register(
+            STORE_WRITABLE,
+            "1 while the store takes writes, 0 while it refuses them",
+            m.store_writable.clone(),
+        );
+        r.register(
+            STORE_REFUSED_COMMITS,
+            "Commits the store refused (each retry counted)",
+            m.store_refused_commits.clone(),
+        );
+        r.register(
+            STORE_REFUSED_STARTS,
+            "New starts refused because the store could not write",
+            m.store_refused_starts.clone(),
+        );
         m
     }
 }
@@ -211,6 +243,11 @@ impl Metrics {
     /// A start was refused: `pool`'s queue was full.
     pub fn rejected(&self, pool_name: &str) {
         self.rejected.get_or_create(&pool(pool_name)).inc();
+    }
+
+    /// A new start was refused: the store could not write.
+    pub fn refused_for_store(&self) {
+        self.store_refused_starts.inc();
     }
 
     /// An instance got its first slot after waiting `waited`.
@@ -248,6 +285,10 @@ impl Metrics {
         self.resident.set(gauge(node.resident));
         self.live_sessions.set(gauge(node.live_sessions));
         self.waiting_events.set(gauge(node.waiting_events));
+        self.store_writable.set(i64::from(node.store_writable));
+        let refused = self.store_refused_commits.get();
+        self.store_refused_commits
+            .inc_by(node.store_refused_commits.saturating_sub(refused));
         // The counter follows the node's own count, which only grows.
         let counted = self.evictions.get();
         self.evictions

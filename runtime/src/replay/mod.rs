@@ -3,6 +3,8 @@
 //! one instance's side of the journal.
 
 pub mod calls;
+#[cfg(test)]
+mod props;
 pub mod recorder;
 
 pub use calls::{Call, Kind, Written};

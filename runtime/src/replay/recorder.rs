@@ -92,6 +92,7 @@ pub struct Recorder {
     next: u64,
     pending: PendingRecord,
     first_life: bool,
+    resumed_wait: Option<tokio::time::Instant>,
 }
 
 impl Recorder {
@@ -104,7 +105,21 @@ impl Recorder {
             next: 0,
             pending: PendingRecord::default(),
             first_life: false,
+            resumed_wait: None,
         }
+    }
+
+    /// The same recorder for an instance evicted in a timed wait that ends at `until` on
+    /// the monotonic clock: its last recorded wait, replayed, waits only for what is left.
+    pub fn resuming_wait(mut self, until: Option<tokio::time::Instant>) -> Self {
+        self.resumed_wait = until;
+        self
+    }
+
+    /// When the wait of the last recorded call ends on the monotonic clock, if this process
+    /// knows (see [`Recorder::resuming_wait`]).
+    pub fn resumed_wait(&self) -> Option<tokio::time::Instant> {
+        self.resumed_wait
     }
 
     /// The same recorder for an instance in its first life: created just now, never run

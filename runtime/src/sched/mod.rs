@@ -9,6 +9,8 @@
 mod executor;
 mod mapper;
 mod pool;
+#[cfg(test)]
+mod pool_props;
 mod pools;
 pub mod residency;
 pub mod rules;

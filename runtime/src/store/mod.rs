@@ -11,6 +11,8 @@ pub mod cluster;
 mod codec;
 #[cfg(test)]
 mod conformance;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lock;
 mod memory;
 mod postgres;
@@ -244,6 +246,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("store: {0}")]
     Database(String),
+    /// The storage cannot take writes now (disk full, an I/O error, locked): the same
+    /// write may succeed later, so the journal's writer retries it (see [`Journal`]).
+    #[error("store cannot write now: {0} (is the disk full?)")]
+    Unavailable(String),
     /// Another process holds the data dir (a node, or an offline verb that writes).
     #[error(
         "data dir {dir} is in use by another Sluice process ({holder}); stop it first, or use another data dir"
@@ -325,6 +331,13 @@ pub trait JournalStore: Send + Sync {
     fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError>;
     /// Every instance with `status`, oldest first (`Running`: what recovery resumes).
     fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// Unfinished instances whose stored record this build cannot read (a corrupt value, a
+    /// status it does not know), each with why; held ones are left out. Reads that list
+    /// instances ([`JournalStore::with_status`], [`JournalStore::list`]) skip such rows, so
+    /// one bad row hides nothing else; recovery holds these in the hospital instead.
+    fn unreadable(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
     /// The bytes of the component with `hash`, if kept.
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Events published and not yet taken, in the order they were published.

@@ -7,9 +7,15 @@
 //! the node waits for durability ([`Journal::write`]) only where something leaves the node:
 //! an instance's end (its waiters and callers see it) and a start acknowledged to a caller.
 //! Whatever a crash loses was never seen outside: replay redoes it, with the same ids.
+//!
+//! A commit the storage cannot take now ([`StoreError::Unavailable`]: a full disk, an I/O
+//! error) is not dropped: the writer keeps it, with everything queued after it, and tries
+//! again with a growing pause until it commits, so nothing queued is lost or reordered.
+//! Meanwhile [`Journal::unavailable`] says why, and the node refuses new starts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -17,6 +23,12 @@ use super::{JournalStore, StoreError, Write};
 
 /// Most writes committed in one transaction; bounds the latency of the first of them.
 const MAX_BATCH: usize = 8192;
+/// First pause before a commit the storage refused is tried again; it doubles up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause between tries of a refused commit: how late the node notices that space
+/// came back.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A handle to the node's store. Cheap to clone.
 #[derive(Clone)]
@@ -30,6 +42,58 @@ struct Inner {
     queue: Option<mpsc::Sender<Job>>,
     commits: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
+    health: Arc<Health>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A writer retrying a refused commit stops: nobody is left to wait for it.
+        self.health.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether the storage takes writes, shared by the writer thread and the handles.
+#[derive(Default)]
+struct Health {
+    /// Whether `failing` holds a reason: read by every start, without the lock.
+    down: AtomicBool,
+    /// Why the last commit was refused, until one succeeds.
+    failing: Mutex<Option<String>>,
+    /// Commits refused so far (each try counts).
+    failures: AtomicU64,
+    /// Every handle is gone.
+    closed: AtomicBool,
+}
+
+impl Health {
+    fn failing(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reason commits are refused, if they are.
+    fn reason(&self) -> Option<String> {
+        if !self.down.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failing().clone()
+    }
+
+    /// Commits are refused for `why`; returns whether they were taken until now.
+    fn refused(&self, why: String) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let first = self.failing().replace(why).is_none();
+        self.down.store(true, Ordering::Release);
+        first
+    }
+
+    /// A commit was taken; returns whether commits were refused until now.
+    fn recovered(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return false;
+        }
+        self.down.store(false, Ordering::Release);
+        self.failing().take().is_some()
+    }
 }
 
 struct Job {
@@ -43,12 +107,14 @@ impl Journal {
     pub fn new(store: Arc<dyn JournalStore>) -> std::io::Result<Self> {
         let commits = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
+        let health = Arc::new(Health::default());
         let queue = if store.durable() {
             let (tx, rx) = mpsc::channel();
             let (s, c, w) = (store.clone(), commits.clone(), writes.clone());
+            let h = health.clone();
             std::thread::Builder::new()
                 .name("sluice-journal".into())
-                .spawn(move || write_loop(&*s, &rx, &c, &w))?;
+                .spawn(move || write_loop(&*s, &rx, &c, &w, &h))?;
             Some(tx)
         } else {
             None
@@ -59,6 +125,7 @@ impl Journal {
                 queue,
                 commits,
                 writes,
+                health,
             }),
         })
     }
@@ -111,6 +178,17 @@ impl Journal {
         &self.inner.store
     }
 
+    /// Why the store cannot take writes now (its last commit was refused and is being
+    /// retried); `None` while it can. The node refuses new starts meanwhile.
+    pub fn unavailable(&self) -> Option<String> {
+        self.inner.health.reason()
+    }
+
+    /// Commits the store refused so far (each retry counts): for the metrics.
+    pub fn refused_commits(&self) -> u64 {
+        self.inner.health.failures.load(Ordering::Relaxed)
+    }
+
     /// Commits and writes so far: their ratio is the batching achieved.
     pub fn commit_stats(&self) -> (u64, u64) {
         (
@@ -125,6 +203,7 @@ fn write_loop(
     queue: &mpsc::Receiver<Job>,
     commits: &AtomicU64,
     writes: &AtomicU64,
+    health: &Health,
 ) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
@@ -147,10 +226,13 @@ fn write_loop(
             }
             continue;
         }
-        match store.write(&all) {
+        let count = |len: usize| {
+            commits.fetch_add(1, Ordering::Relaxed);
+            writes.fetch_add(len as u64, Ordering::Relaxed);
+        };
+        match commit(store, &all, health) {
             Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                writes.fetch_add(all.len() as u64, Ordering::Relaxed);
+                count(all.len());
                 for job in jobs {
                     reply(job.done, Ok(()));
                 }
@@ -164,16 +246,41 @@ fn write_loop(
                     let result = if batch.is_empty() {
                         Ok(())
                     } else {
-                        store.write(&batch)
+                        commit(store, &batch, health)
                     };
                     if result.is_ok() && len > 0 {
-                        commits.fetch_add(1, Ordering::Relaxed);
-                        writes.fetch_add(len as u64, Ordering::Relaxed);
+                        count(len);
                     }
                     reply(job.done, result);
                 }
             }
         }
+    }
+}
+
+/// Write `batch`; while the storage refuses it as [`StoreError::Unavailable`], mark the
+/// journal failing and try again after a growing pause. Any other error is the batch's own
+/// (it would fail again) and is returned. Gives up only when every handle is gone.
+fn commit(store: &dyn JournalStore, batch: &[Write], health: &Health) -> Result<(), StoreError> {
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        let result = store.write(batch);
+        let Err(StoreError::Unavailable(why)) = result else {
+            if health.recovered() {
+                tracing::warn!("the store takes writes again; new starts are admitted");
+            }
+            return result;
+        };
+        if health.refused(why.clone()) {
+            tracing::error!(
+                "the store refused a commit ({why}); keeping it and retrying, new starts are refused meanwhile"
+            );
+        }
+        if health.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(why));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
 }
 
@@ -187,5 +294,151 @@ fn reply(done: Option<oneshot::Sender<Result<(), StoreError>>>, result: Result<(
                 tracing::error!("journal write failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{Entry, InstanceRecord, ListQuery, MemoryStore, Status, StoredEvent};
+
+    /// A memory store, written through the writer thread, that refuses commits while `full`.
+    #[derive(Default)]
+    struct Refusing {
+        inner: MemoryStore,
+        full: AtomicBool,
+        tries: AtomicU64,
+    }
+
+    impl JournalStore for Refusing {
+        fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            if self.full.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("disk full".into()));
+            }
+            self.inner.write(batch)
+        }
+        fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.inner.record(id)
+        }
+        fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
+            self.inner.journal(id)
+        }
+        fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
+            self.inner.with_status(status)
+        }
+        fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.component(hash)
+        }
+        fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.untaken_events()
+        }
+        fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.outbox()
+        }
+        fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
+            self.inner.cursor(key)
+        }
+        fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
+            self.inner.list(query)
+        }
+        fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
+            self.inner.descendants(id)
+        }
+        fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
+            self.inner.count_by_flow()
+        }
+        fn durable(&self) -> bool {
+            true
+        }
+        fn kind(&self) -> &'static str {
+            "refusing"
+        }
+    }
+
+    fn append(position: u64) -> Vec<Write> {
+        vec![Write::Append {
+            id: "a".into(),
+            entry: Entry {
+                position,
+                call: "now".into(),
+                args: json!(null),
+                result: json!(position),
+                at_ms: None,
+            },
+        }]
+    }
+
+    /// Poll `check` until it holds; fail naming `what` after a generous deadline.
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_commit_is_kept_in_order_and_acknowledged_once_durable() {
+        let store = Arc::new(Refusing::default());
+        let journal = Journal::new(store.clone()).unwrap();
+        let record = InstanceRecord::new("a", "f", "c", b"", "{}".into());
+        journal.write(vec![Write::Create(record)]).await.unwrap();
+        store.full.store(true, Ordering::SeqCst);
+        journal.append(append(0)).unwrap();
+        journal.append(append(1)).unwrap();
+        let waiter = tokio::spawn({
+            let journal = journal.clone();
+            async move { journal.write(append(2)).await }
+        });
+        until("the journal to report the refusal", || {
+            journal.unavailable().is_some()
+        })
+        .await;
+        assert!(journal.unavailable().unwrap().contains("disk full"));
+        // Tried again, and not acknowledged while refused.
+        until("a retry", || store.tries.load(Ordering::SeqCst) >= 3).await;
+        assert!(
+            !waiter.is_finished(),
+            "a write was acknowledged before it was durable"
+        );
+        assert!(journal.refused_commits() >= 2);
+
+        store.full.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("the write is acknowledged once space returns")
+            .unwrap()
+            .expect("the kept write commits");
+        assert_eq!(journal.unavailable(), None);
+        let positions: Vec<u64> = store
+            .journal("a")
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(positions, [0, 1, 2], "lost, reordered or doubled");
+    }
+
+    #[tokio::test]
+    async fn a_writer_retrying_for_nobody_stops() {
+        let store = Arc::new(Refusing::default());
+        store.full.store(true, Ordering::SeqCst);
+        let journal = Journal::new(store.clone()).unwrap();
+        journal.append(append(0)).unwrap();
+        until("a refusal", || store.tries.load(Ordering::SeqCst) >= 1).await;
+        drop(journal);
+        // The writer thread holds the store until it ends: then only this test does.
+        until("the writer to stop retrying", || {
+            Arc::strong_count(&store) == 1
+        })
+        .await;
     }
 }

@@ -62,11 +62,7 @@ impl HostCall {
     }
 }
 
-/// Payload bytes as JSON, or as a JSON string when they are not JSON.
-pub fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
+pub use crate::model::json_of;
 
 impl fmt::Display for HostCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

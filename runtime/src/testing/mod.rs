@@ -25,6 +25,8 @@
 //! ```
 
 mod calls;
+#[doc(hidden)]
+pub mod fuzz;
 mod host;
 pub mod replay;
 pub mod scenario;

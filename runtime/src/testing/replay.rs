@@ -3,7 +3,7 @@
 //! calls in the same order: the check before redeploying a flow with instances in flight.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -65,8 +65,12 @@ pub struct ReplayReport {
 impl JournalReplay {
     /// Load the build at `path`.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let cache = ComponentCache::new(ComponentCache::default_dir());
-        let pre = super::load_pre::<ReplayState>(path, cache)?;
+        Self::load_with_cache(path, ComponentCache::default_dir())
+    }
+
+    /// [`JournalReplay::load`], compiled components cached in `cache_dir` (none: no cache).
+    pub fn load_with_cache(path: &Path, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let pre = super::load_pre::<ReplayState>(path, ComponentCache::new(cache_dir))?;
         Ok(JournalReplay { pre })
     }
 

@@ -153,13 +153,22 @@ fn json(v: toml::Value) -> Value {
 impl Scenario {
     /// Read and check a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            path: path.into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Check the text of a scenario file; `path` names it in errors and, without a `name`,
+    /// gives the scenario its name.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
         let err = |message: String| ScenarioError {
             path: path.into(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let file: ScenarioFile =
-            toml::from_str(&text).map_err(|e| err(crate::config::one_line(&e, &text)))?;
+            toml::from_str(text).map_err(|e| err(crate::config::one_line(&e, text)))?;
         let expected = match (file.expect.output, file.expect.error) {
             (Some(output), None) => Expected::Output(json(output)),
             (None, Some(error)) => Expected::Error(error),

@@ -213,7 +213,11 @@ async fn start_once(node: &Node, trigger: &EventTrigger, event: &Published) -> b
                 return true;
             }
             Err(StartError::ShuttingDown) => return false,
-            Err(e @ (StartError::QueueFull { .. } | StartError::Store { .. })) => {
+            Err(
+                e @ (StartError::QueueFull { .. }
+                | StartError::Store { .. }
+                | StartError::StoreUnavailable { .. }),
+            ) => {
                 tracing::debug!(trigger = %state.name, "event trigger: {e}; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

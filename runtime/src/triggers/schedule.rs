@@ -431,7 +431,11 @@ impl Schedule {
                     return;
                 }
                 Err(StartError::ShuttingDown) => return,
-                Err(e @ (StartError::QueueFull { .. } | StartError::Store { .. })) => {
+                Err(
+                    e @ (StartError::QueueFull { .. }
+                    | StartError::Store { .. }
+                    | StartError::StoreUnavailable { .. }),
+                ) => {
                     tracing::debug!(trigger = %self.name(), "schedule fire {id}: {e}; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));

@@ -2,6 +2,7 @@
 //! commits with `synchronous = FULL` (an fsync per commit; the [`super::Journal`] batches).
 //! Here: the store and its reads; its schema in [`schema`], writes and rows in [`rows`].
 
+pub(crate) mod fuzzing;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -15,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
 };
-use rows::{RECORD_COLUMNS, apply, to_record, to_record_at};
+use rows::{RECORD_COLUMNS, Unreadable, apply, decoded, skip_unreadable, to_record};
 
 /// How long a write waits for another process's lock on the file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -29,8 +30,29 @@ pub struct SqliteStore {
     reader: Option<Mutex<Connection>>,
 }
 
+/// A SQLite error as the store's: a full disk or an I/O error is [`StoreError::Unavailable`]
+/// (worth retrying), a stored value of the wrong type [`StoreError::Decode`] (a corrupt row).
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    use rusqlite::ErrorCode as Code;
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(
+                failure.code,
+                Code::DiskFull
+                    | Code::SystemIoFailure
+                    | Code::DatabaseBusy
+                    | Code::DatabaseLocked
+                    | Code::CannotOpen
+                    | Code::OutOfMemory
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Decode(e.to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
 }
 
 impl SqliteStore {
@@ -189,8 +211,37 @@ impl JournalStore for SqliteStore {
                 "SELECT {RECORD_COLUMNS} FROM instances WHERE status = ?1 ORDER BY rowid"
             ))
             .map_err(db)?;
-        let rows = stmt.query_map([status.as_str()], to_record).map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        let rows = stmt
+            .query_map([status.as_str()], |r| Ok(decoded(r, 0)))
+            .map_err(db)?;
+        let mut records = Vec::new();
+        for row in rows {
+            if let Some(record) = skip_unreadable(row.map_err(db)?) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    fn unreadable(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM instances \
+                 WHERE status NOT IN ('completed', 'failed', 'cancelled', 'hospital') ORDER BY rowid"
+            ))
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok(decoded(r, 0))).map_err(db)?;
+        let mut found = Vec::new();
+        for row in rows {
+            if let Err(Unreadable { id, why }) = row.map_err(db)? {
+                match id {
+                    Some(id) => found.push((id, why)),
+                    None => tracing::error!("an instance row without a readable id: {why}"),
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -243,7 +294,7 @@ impl JournalStore for SqliteStore {
                     params![after, query.flow, status, PAGE, query.parent],
                     |r| {
                         let seq: i64 = r.get(0)?;
-                        Ok((seq, to_record_at(r, 1)?))
+                        Ok((seq, decoded(r, 1)))
                     },
                 )
                 .map_err(db)?
@@ -253,6 +304,9 @@ impl JournalStore for SqliteStore {
             after = *last;
             let full = rows.len() as i64 == PAGE;
             for (seq, record) in rows {
+                let Some(record) = skip_unreadable(record) else {
+                    continue;
+                };
                 if found.len() < query.limit && query.matches(&record) {
                     found.push((seq as u64, record));
                 }

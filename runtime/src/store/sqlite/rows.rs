@@ -140,6 +140,36 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
     Ok(())
 }
 
+/// A row that does not decode as a record: its id when that much reads, and why.
+pub(super) struct Unreadable {
+    pub(super) id: Option<String>,
+    pub(super) why: String,
+}
+
+/// The row's record columns from `at` as a record, or why they are not one.
+pub(super) fn decoded(r: &rusqlite::Row<'_>, at: usize) -> Result<InstanceRecord, Unreadable> {
+    to_record_at(r, at).map_err(|e| {
+        let id = r.get::<_, String>(at).ok();
+        let why = match &id {
+            Some(id) => format!("instance {id}: {e}"),
+            None => e.to_string(),
+        };
+        Unreadable { id, why }
+    })
+}
+
+/// A decoded row, or `None` (logged) for one that is not a record; lists skip those, and
+/// [`crate::store::JournalStore::unreadable`] names them.
+pub(super) fn skip_unreadable(row: Result<InstanceRecord, Unreadable>) -> Option<InstanceRecord> {
+    match row {
+        Ok(record) => Some(record),
+        Err(Unreadable { why, .. }) => {
+            tracing::warn!("skipping an instance row this build cannot read: {why}");
+            None
+        }
+    }
+}
+
 /// An `instances` row ([`RECORD_COLUMNS`]) as a record.
 pub(super) fn to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     to_record_at(r, 0)

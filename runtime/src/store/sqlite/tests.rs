@@ -246,3 +246,89 @@ fn a_version_3_store_migrates_and_its_children_are_found_by_parent() {
     assert_eq!(children.len(), 1);
     assert_eq!(children[0].1.id, "root.0");
 }
+
+#[test]
+fn a_full_database_is_unavailable_and_takes_writes_again_when_it_has_room() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.write(&[Write::Create(record("a"))]).unwrap();
+    let pages: i64 = {
+        let conn = store.conn.lock().unwrap();
+        let pages = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // No room to grow: SQLite answers SQLITE_FULL, as on a full disk.
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        pages
+    };
+    let big = Write::Component {
+        hash: "big".into(),
+        bytes: vec![7; 64 * 1024],
+    };
+    let e = store.write(std::slice::from_ref(&big)).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("full"), "{e}");
+    assert_eq!(
+        store.record("a").unwrap().unwrap().id,
+        "a",
+        "committed data stays"
+    );
+    store
+        .conn
+        .lock()
+        .unwrap()
+        .pragma_update(None, "max_page_count", pages * 100)
+        .unwrap();
+    store.write(&[big]).unwrap();
+    assert!(store.component("big").unwrap().is_some());
+}
+
+#[test]
+fn a_row_of_the_wrong_type_is_a_decode_error_and_lists_skip_it() {
+    let store = SqliteStore::in_memory().unwrap();
+    store
+        .write(&[Write::Create(record("a")), Write::Create(record("b"))])
+        .unwrap();
+    store
+        .conn
+        .lock()
+        .unwrap()
+        .execute("UPDATE instances SET attempts = 'many' WHERE id = 'a'", [])
+        .unwrap();
+    let e = store.record("a").unwrap_err();
+    assert!(matches!(e, StoreError::Decode(_)), "{e:?}");
+    let running: Vec<String> = store
+        .with_status(Status::Running)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(running, ["b"]);
+    let listed = store
+        .list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let unreadable = store.unreadable().unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].0, "a");
+    assert!(
+        unreadable[0].1.contains("instance a"),
+        "{}",
+        unreadable[0].1
+    );
+}
+
+/// Found by the `journal_export` fuzz target: without exact float parsing, a float in a
+/// journal entry read back from its JSON text came back one bit off (`…331e22` as `…333e22`).
+#[test]
+fn a_float_in_a_journal_entry_reads_back_the_same() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.write(&[Write::Create(record("a"))]).unwrap();
+    let mut written = entry(0, "wait-event");
+    written.result = json!(1.7640003333333331e22);
+    written.args = json!({ "x": [0.1, 1e-300, 2.2250738585072014e-308, 123456789.12345678] });
+    append(&store, "a", written.clone()).unwrap();
+    assert_eq!(store.journal("a").unwrap(), [written]);
+}
