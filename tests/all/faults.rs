@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,10 +11,7 @@ use sluice::engine::component_cache::content_hash;
 use sluice::model::WallClock;
 use sluice::node::NodeParts;
 use sluice::observe::EventKind;
-use sluice::store::{
-    Entry, InstanceRecord, JournalStore, ListQuery, SqliteStore, Status, StoreError, StoredEvent,
-    Write,
-};
+use sluice::store::{Entry, InstanceRecord, JournalStore, Refusable, SqliteStore, Status, Write};
 use sluice::{Node, NodeConfig, StartError, StartRequest};
 
 use crate::durable_node::unix_ms;
@@ -47,60 +43,6 @@ fn start(flow: &str, input: Value) -> StartRequest {
     StartRequest::rpc(flow, serde_json::to_vec(&input).unwrap(), "test")
 }
 
-/// A SQLite store that refuses every commit while `full` is set, as a full disk does
-/// (SQLite's SQLITE_FULL is the same error, see the store's unit tests).
-struct FullDisk {
-    inner: SqliteStore,
-    full: AtomicBool,
-}
-
-impl JournalStore for FullDisk {
-    fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable(
-                "database or disk is full (simulated)".into(),
-            ));
-        }
-        self.inner.write(batch)
-    }
-    fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.record(id)
-    }
-    fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
-        self.inner.journal(id)
-    }
-    fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.with_status(status)
-    }
-    fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.component(hash)
-    }
-    fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.untaken_events()
-    }
-    fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.outbox()
-    }
-    fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.cursor(key)
-    }
-    fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
-        self.inner.list(query)
-    }
-    fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
-        self.inner.descendants(id)
-    }
-    fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.inner.count_by_flow()
-    }
-    fn durable(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "SQLite (fails on demand)"
-    }
-}
-
 fn metric(node: &Node, name: &str) -> f64 {
     let text = node.render_metrics();
     text.lines()
@@ -111,10 +53,11 @@ fn metric(node: &Node, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_new_starts_keeps_the_rest_and_resumes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = Arc::new(FullDisk {
-        inner: SqliteStore::open(&dir.path().join("sluice.db")).unwrap(),
-        full: AtomicBool::new(false),
-    });
+    // A SQLite store refusing commits on demand, as a full disk does (SQLite's SQLITE_FULL
+    // is the same error, see the store's unit tests).
+    let disk = Arc::new(Refusable::new(
+        SqliteStore::open(&dir.path().join("sluice.db")).unwrap(),
+    ));
     let parts = NodeParts {
         store: Some(disk.clone()),
         ..NodeParts::default()
@@ -139,10 +82,12 @@ async fn a_full_disk_stops_new_starts_keeps_the_rest_and_resumes_when_space_retu
         .unwrap();
     let sleeper_id = sleeper.id().to_string();
     until("the sleep journaled", Duration::from_secs(60), || {
-        disk.inner.journal(&sleeper_id).is_ok_and(|j| j.len() == 1)
+        disk.inner()
+            .journal(&sleeper_id)
+            .is_ok_and(|j| j.len() == 1)
     })
     .await;
-    disk.full.store(true, Ordering::SeqCst);
+    disk.refuse(true);
     until(
         "the node to notice the full disk",
         Duration::from_secs(60),
@@ -160,7 +105,7 @@ async fn a_full_disk_stops_new_starts_keeps_the_rest_and_resumes_when_space_retu
     assert_eq!(metric(&node, "sluice_store_refused_starts_total"), 1.0);
     assert!(metric(&node, "sluice_store_refused_commits_total") >= 1.0);
     let record = disk
-        .inner
+        .inner()
         .record(&sleeper_id)
         .unwrap()
         .expect("the sleeper's record");
@@ -170,7 +115,7 @@ async fn a_full_disk_stops_new_starts_keeps_the_rest_and_resumes_when_space_retu
         "an end was recorded on a full disk"
     );
 
-    disk.full.store(false, Ordering::SeqCst);
+    disk.refuse(false);
     let slept = within("the sleeper's end, once space returns", sleeper.outcome()).await;
     assert_eq!(
         serde_json::from_slice::<Value>(&slept.unwrap()).unwrap(),
@@ -189,7 +134,7 @@ async fn a_full_disk_stops_new_starts_keeps_the_rest_and_resumes_when_space_retu
     // Nothing lost, nothing twice: every acknowledged instance ended once, the refused one
     // does not exist, and the sleeper journaled its sleep once.
     node.journal().sync().await.unwrap();
-    let store = &disk.inner;
+    let store = disk.inner();
     let counts: Vec<(String, u64)> = store.count_by_flow().unwrap();
     assert_eq!(
         counts,

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod lock;
 mod memory;
 mod postgres;
+mod refusable;
 mod sqlite;
 mod writer;
 
@@ -24,6 +25,8 @@ pub use codec::{Payload, decode, encode};
 pub use lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
+#[doc(hidden)]
+pub use refusable::Refusable;
 pub use sqlite::SqliteStore;
 pub use writer::Journal;
 

@@ -299,66 +299,10 @@ fn reply(done: Option<oneshot::Sender<Result<(), StoreError>>>, result: Result<(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use serde_json::json;
 
     use super::*;
-    use crate::store::{Entry, InstanceRecord, ListQuery, MemoryStore, Status, StoredEvent};
-
-    /// A memory store, written through the writer thread, that refuses commits while `full`.
-    #[derive(Default)]
-    struct Refusing {
-        inner: MemoryStore,
-        full: AtomicBool,
-        tries: AtomicU64,
-    }
-
-    impl JournalStore for Refusing {
-        fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-            self.tries.fetch_add(1, Ordering::SeqCst);
-            if self.full.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("disk full".into()));
-            }
-            self.inner.write(batch)
-        }
-        fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-            self.inner.record(id)
-        }
-        fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
-            self.inner.journal(id)
-        }
-        fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
-            self.inner.with_status(status)
-        }
-        fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.component(hash)
-        }
-        fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-            self.inner.untaken_events()
-        }
-        fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
-            self.inner.outbox()
-        }
-        fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
-            self.inner.cursor(key)
-        }
-        fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
-            self.inner.list(query)
-        }
-        fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
-            self.inner.descendants(id)
-        }
-        fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
-            self.inner.count_by_flow()
-        }
-        fn durable(&self) -> bool {
-            true
-        }
-        fn kind(&self) -> &'static str {
-            "refusing"
-        }
-    }
+    use crate::store::{Entry, InstanceRecord, Refusable, SqliteStore};
 
     fn append(position: u64) -> Vec<Write> {
         vec![Write::Append {
@@ -387,11 +331,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_commit_is_kept_in_order_and_acknowledged_once_durable() {
-        let store = Arc::new(Refusing::default());
+        let store = Arc::new(Refusable::new(SqliteStore::in_memory().unwrap()));
         let journal = Journal::new(store.clone()).unwrap();
         let record = InstanceRecord::new("a", "f", "c", b"", "{}".into());
         journal.write(vec![Write::Create(record)]).await.unwrap();
-        store.full.store(true, Ordering::SeqCst);
+        store.refuse(true);
         journal.append(append(0)).unwrap();
         journal.append(append(1)).unwrap();
         let waiter = tokio::spawn({
@@ -402,16 +346,16 @@ mod tests {
             journal.unavailable().is_some()
         })
         .await;
-        assert!(journal.unavailable().unwrap().contains("disk full"));
+        assert!(journal.unavailable().unwrap().contains("disk is full"));
         // Tried again, and not acknowledged while refused.
-        until("a retry", || store.tries.load(Ordering::SeqCst) >= 3).await;
+        until("a retry", || store.tries() >= 3).await;
         assert!(
             !waiter.is_finished(),
             "a write was acknowledged before it was durable"
         );
         assert!(journal.refused_commits() >= 2);
 
-        store.full.store(false, Ordering::SeqCst);
+        store.refuse(false);
         tokio::time::timeout(Duration::from_secs(30), waiter)
             .await
             .expect("the write is acknowledged once space returns")
@@ -429,11 +373,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_retrying_for_nobody_stops() {
-        let store = Arc::new(Refusing::default());
-        store.full.store(true, Ordering::SeqCst);
+        let store = Arc::new(Refusable::new(SqliteStore::in_memory().unwrap()));
+        store.refuse(true);
         let journal = Journal::new(store.clone()).unwrap();
         journal.append(append(0)).unwrap();
-        until("a refusal", || store.tries.load(Ordering::SeqCst) >= 1).await;
+        until("a refusal", || store.tries() >= 1).await;
         drop(journal);
         // The writer thread holds the store until it ends: then only this test does.
         until("the writer to stop retrying", || {
