@@ -58,6 +58,29 @@ fn leased_node(
     serve_with_env(&config, &dir.join("data"), tokens, &env)
 }
 
+/// Nodes `n1`–`n3` in `dirs` on `db`, once all three are live members (an option each, so
+/// a test can take one out to kill it).
+async fn three_nodes(
+    db: &Database,
+    dirs: &[tempfile::TempDir],
+    extra: &str,
+    clock: Option<&Path>,
+) -> Vec<Option<Served>> {
+    let nodes: Vec<Option<Served>> = (0..3)
+        .map(|i| {
+            Some(node(
+                dirs[i].path(),
+                &db.url,
+                &format!("n{}", i + 1),
+                extra,
+                clock,
+            ))
+        })
+        .collect();
+    until_members(nodes[0].as_ref().expect("n1"), 3).await;
+    nodes
+}
+
 /// Count rows of `sql` (a `SELECT count(*)`).
 fn count(db: &Database, sql: &str) -> u64 {
     query(&db.url, sql)[0][0]
@@ -213,11 +236,12 @@ async fn any_node_answers(nodes: &[&Served], id: &str) {
 async fn three_nodes_run_fan_outs_exactly_once() {
     let db = Database::fresh();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<Served> = (0..3)
-        .map(|i| node(dirs[i].path(), &db.url, &format!("n{}", i + 1), "", None))
+    let nodes: Vec<Served> = three_nodes(&db, &dirs, "", None)
+        .await
+        .into_iter()
+        .flatten()
         .collect();
     let all: Vec<&Served> = nodes.iter().collect();
-    until_members(&nodes[0], 3).await;
     let roots = flows();
     submit(&all, "r", roots, json!({ "ms": 1 })).await;
     until_count(
@@ -260,18 +284,7 @@ async fn three_nodes_run_fan_outs_exactly_once() {
 async fn a_killed_node_is_taken_over_and_every_flow_completes_once() {
     let db = Database::fresh();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Option<Served>> = (0..3)
-        .map(|i| {
-            Some(node(
-                dirs[i].path(),
-                &db.url,
-                &format!("n{}", i + 1),
-                "",
-                None,
-            ))
-        })
-        .collect();
-    until_members(nodes[0].as_ref().unwrap(), 3).await;
+    let mut nodes = three_nodes(&db, &dirs, "", None).await;
     let roots = flows();
     {
         let all: Vec<&Served> = nodes.iter().flatten().collect();
@@ -325,18 +338,7 @@ async fn schedules_and_event_triggers_fire_once_per_cluster() {
     set(MIDNIGHT + 30_000);
     let triggers = "[[triggers.schedule]]\nname = \"tick\"\ncron = \"* * * * *\"\nflow = \"hello\"\ninput = { name = \"tick\" }\n\
                     [[triggers.event]]\nname = \"on-order\"\ntopic = \"orders\"\nflow = \"sleeper\"\n";
-    let mut nodes: Vec<Option<Served>> = (0..3)
-        .map(|i| {
-            Some(node(
-                dirs[i].path(),
-                &db.url,
-                &format!("n{}", i + 1),
-                triggers,
-                Some(&clock),
-            ))
-        })
-        .collect();
-    until_members(nodes[0].as_ref().unwrap(), 3).await;
+    let mut nodes = three_nodes(&db, &dirs, triggers, Some(&clock)).await;
     // The schedule runs once a leader is known: wait for its next fire to be set.
     until_scheduled(
         &nodes.iter().flatten().collect::<Vec<_>>(),
