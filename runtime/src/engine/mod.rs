@@ -25,6 +25,7 @@
 //!   executor at every tick, and gives up its pool slot when others wait for one.
 
 pub mod component_cache;
+mod instantiate;
 pub mod linker;
 mod mapping;
 pub mod memories;
@@ -40,6 +41,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 pub use component_cache::{CacheOutcome, ComponentCache, ContentHash};
+pub use instantiate::instantiate;
 pub use linker::FlowHost;
 pub use meter::Meter;
 pub use registry::{FlowRegistry, Listed, RegisteredFlow};

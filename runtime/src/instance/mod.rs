@@ -479,10 +479,7 @@ async fn execute(
     invocation: &Invocation,
     input: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let instance = flow
-        .component
-        .pre
-        .instantiate_async(&mut *store)
+    let instance = crate::engine::instantiate(&flow.component.pre, store)
         .await
         .map_err(Failure::Trapped)?;
     // Made after instantiation, so it shares room with the instantiation's future.

@@ -181,7 +181,7 @@ impl FlowTest {
             our_identity: "test".into(),
         };
         let input = serde_json::to_vec(&input).unwrap_or_default();
-        let result = match self.pre.instantiate_async(&mut store).await {
+        let result = match crate::engine::instantiate(&self.pre, &mut store).await {
             Ok(flow) => {
                 let invocation = wit::types::Invocation::from(&invocation);
                 flow.call_run(&mut store, &invocation, &input).await

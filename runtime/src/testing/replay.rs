@@ -106,7 +106,7 @@ impl JournalReplay {
         };
         let invocation = meta.invocation(&record.id, &record.flow, identity);
         let invocation = wit::types::Invocation::from(&invocation);
-        let result = match self.pre.instantiate_async(&mut store).await {
+        let result = match crate::engine::instantiate(&self.pre, &mut store).await {
             Ok(flow) => {
                 flow.call_run(&mut store, &invocation, &record.input.0)
                     .await
