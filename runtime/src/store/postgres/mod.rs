@@ -9,7 +9,6 @@
 //! joins under its name, and from then on its writes are fenced by its membership.
 
 mod bridge;
-mod bulk;
 mod cluster;
 mod rows;
 mod schema;
@@ -150,7 +149,7 @@ impl JournalStore for PostgresStore {
                 joined.check(&mut tx, prepared)?;
             }
             let stamp = joined.as_ref().map(|j| j.name.as_str());
-            bulk::apply_batch(&mut tx, prepared, stamp, &batch)?;
+            rows::apply_batch(&mut tx, prepared, stamp, &batch)?;
             tx.commit().map_err(db)
         })
     }
