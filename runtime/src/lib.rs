@@ -18,6 +18,7 @@
 //! | [`engine`] | wasmtime engines, the linker, component cache, sandbox, meter, registry |
 //! | [`sched`] | pools, queue classes, rules, the mapper, residency |
 //! | [`observe`] | metrics, instance events, the pools report |
+//! | [`peers`] | other nodes: links, tokens, the HTTP client that opens sessions and delivers |
 //! | [`host`] | the flow's imports; what instances share; the one way up ([`host::Starter`]) |
 //! | [`instance`] | one instance's life: attempts, segments, its end |
 //! | [`node`] | the façade: admission, recovery; implements [`host::Starter`] |
@@ -46,6 +47,8 @@ pub mod engine;
 pub mod sched;
 
 pub mod observe;
+
+pub mod peers;
 
 pub mod host;
 

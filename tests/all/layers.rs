@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["sched"],
     &["observe"],
+    &["peers"],
     &["host"],
     &["instance"],
     &["node"],

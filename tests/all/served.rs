@@ -36,11 +36,21 @@ pub struct Served {
 /// Write a config in `dir` registering the guests `flows`, with `extra` TOML on top and
 /// tokens for every test role; returns it with the tokens.
 pub fn served_config(dir: &Path, flows: &[&str], extra: &str) -> (PathBuf, TestTokens) {
+    served_config_as(dir, "", flows, extra)
+}
+
+/// [`served_config`] with `node_keys` in its `[node]` table (`identity = "PartyA"`…).
+pub fn served_config_as(
+    dir: &Path,
+    node_keys: &str,
+    flows: &[&str],
+    extra: &str,
+) -> (PathBuf, TestTokens) {
     let (all, all_hash) = sluice::api::new_token();
     let (read, read_hash) = sluice::api::new_token();
     let (hello, hello_hash) = sluice::api::new_token();
     let mut text = format!(
-        "{extra}\n[node]\ncache-dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\ngrace = \"20s\"\nbody-timeout = \"5s\"\n",
+        "{extra}\n[node]\n{node_keys}\ncache-dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\ngrace = \"20s\"\nbody-timeout = \"5s\"\n",
         dir.join("cache").display()
     );
     for (name, hash, perms) in [

@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod instances;
 mod operate;
+mod peers;
 mod stream;
 mod topics;
 mod triggers;
@@ -161,6 +162,7 @@ impl ApiState {
         (name = "hospital", description = "Instances held for an operator"),
         (name = "node", description = "Pools, flows, health, metrics, drain"),
         (name = "triggers", description = "Triggers, topics and live streams (Server-Sent Events)"),
+        (name = "peers", description = "Sessions with flows on other nodes"),
     )
 )]
 struct ApiDoc;
@@ -195,6 +197,9 @@ pub fn router(state: Arc<ApiState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operate::flows))
         .routes(routes!(operate::drain))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(peers::open))
+        .routes(routes!(peers::messages))
+        .routes(routes!(peers::list))
         .routes(routes!(triggers::list))
         .routes(routes!(triggers::pause))
         .routes(routes!(triggers::resume))

@@ -48,6 +48,8 @@ enum Command {
     Pools(remote::PoolsArgs),
     /// The nodes sharing this node's database (a cluster on PostgreSQL).
     Nodes(remote::NodesArgs),
+    /// The other nodes this node's flows hold sessions with, and how delivery to each goes.
+    Peers(remote::PeersArgs),
     Flows(remote::FlowsArgs),
     Events(events::EventsArgs),
     Publish(events::PublishArgs),
@@ -94,6 +96,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => remote::list(args),
         Command::Pools(args) => remote::pools(args),
         Command::Nodes(args) => remote::nodes(args),
+        Command::Peers(args) => remote::peers(args),
         Command::Flows(args) => remote::flows(args),
         Command::Events(args) => events::follow(args),
         Command::Publish(args) => events::publish(args),

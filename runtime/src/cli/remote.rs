@@ -241,6 +241,59 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Show the other nodes a node's flows hold sessions with.
+#[derive(Debug, clap::Args)]
+pub struct PeersArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
+    let Some(view) = fetch(&args.node, "/v1/peers")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let peers = view.as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        println!("this node has no peers (add `[peers.<party>]` to its config)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&[
+        "peer",
+        "url",
+        "reachable",
+        "last contact",
+        "outbox",
+        "sent",
+        "received",
+        "retried",
+        "refused",
+    ]);
+    let now = sluice::model::unix_ms();
+    for p in &peers {
+        let contact = match p["last_contact_ms"].as_u64() {
+            Some(ms) => format!("{:.1} s ago", now.saturating_sub(ms) as f64 / 1e3),
+            None => "never".into(),
+        };
+        t.add_row(vec![
+            cell(p, "party"),
+            cell(p, "url"),
+            match (p["reachable"].as_bool(), p["last_error"].as_str()) {
+                (Some(true), _) => "yes".into(),
+                (_, Some(why)) => format!("no: {why}"),
+                _ => "not yet tried".into(),
+            },
+            contact,
+            cell(p, "outbox"),
+            cell(p, "sent"),
+            cell(p, "received"),
+            cell(p, "retried"),
+            cell(p, "refused"),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Show the flows a node knows.
 #[derive(Debug, clap::Args)]
 pub struct FlowsArgs {

@@ -26,10 +26,12 @@ use thiserror::Error;
 use crate::model::{DirGrant, FlowSettings, HumanDuration, Limits, LimitsConfig, RetryPolicy};
 
 mod cluster;
+mod peers;
 mod server;
 mod triggers;
 
 pub use cluster::{ClusterSection, DEFAULT_LEASE};
+pub use peers::PeerConfig;
 pub use server::{DEFAULT_LISTEN, ServerSection, TokenConfig};
 pub use triggers::{
     CronExpr, EventTriggerConfig, ExecuteMode, HttpMethod, HttpTriggerConfig, MissedRun, Overlap,
@@ -87,6 +89,9 @@ pub struct NodeConfig {
     /// `[cluster]`: this node's name and lease among nodes sharing the store.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[peers.<party>]`: other nodes this node's flows hold sessions with.
+    #[serde(default)]
+    pub peers: BTreeMap<String, PeerConfig>,
     /// Where the file was read from; relative component paths resolve against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -296,6 +301,9 @@ impl NodeConfig {
         self.server.validate()?;
         self.store.validate()?;
         self.cluster.validate(self.store.url.is_some())?;
+        for (party, peer) in &self.peers {
+            peer.validate(party, &self.node.identity)?;
+        }
         if self.node.max_resident < 1 {
             return Err("node.max-resident = 0: must be at least 1".into());
         }

@@ -256,11 +256,17 @@ impl Services {
             }
         };
         marked.extend(descendants);
-        let batch = marked.iter().map(|(id, _)| cancelled_write(id)).collect();
+        let mut batch = Vec::with_capacity(marked.len());
+        for (id, _) in &marked {
+            batch.push(cancelled_write(id));
+            batch.extend(self.peer_ends(id, &Err(FlowError::Cancelled)));
+        }
+        let woken: Vec<Write> = batch.clone();
         if let Err(e) = journal.write(batch).await {
             self.cancels.unmark(&marked);
             return Err(e.into());
         }
+        self.wake_peers(&woken);
         let signals: Vec<CancelSignal> = marked.iter().filter_map(|(_, s)| s.clone()).collect();
         self.ask_owners_to_stop(&marked);
         let count = self.tell_cancelled(marked);

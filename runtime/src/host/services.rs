@@ -14,10 +14,13 @@ use super::completions::Completions;
 use crate::engine::{FlowEngine, FlowRegistry};
 use crate::error::StartError;
 use crate::messaging::Messaging;
-use crate::model::{FlowError, FlowHandle, Outcome, StartRequest, WallClock};
+use crate::model::{
+    FlowError, FlowHandle, Outcome, PeerMessage, StartRequest, WallClock, end_reason,
+};
 use crate::observe::{Events, Metrics};
+use crate::peers::Peers;
 use crate::sched::{Pools, Residency};
-use crate::store::Journal;
+use crate::store::{Journal, Write};
 
 /// A boxed future, as [`Starter`] returns it.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -57,11 +60,36 @@ pub struct Services {
     pub metrics: Metrics,
     /// The node's identity (`our-identity`).
     pub identity: String,
+    /// The other nodes flows hold sessions with.
+    pub peers: Arc<Peers>,
     /// The wall clock `now()` answers and waits journal their deadlines by.
     pub clock: WallClock,
 }
 
 impl Services {
+    /// What instance `id` ending with `outcome` sends its counterparties on other nodes:
+    /// the end of each of its sessions with them, written in the batch that ends it.
+    pub fn peer_ends(&self, id: &str, outcome: &Outcome) -> Vec<Write> {
+        self.messaging
+            .sessions
+            .remote_ends(id)
+            .into_iter()
+            .map(|(session, side, party)| {
+                let why = end_reason(id, outcome);
+                Write::PeerOut(PeerMessage::end(&party, &session, side.other(), why))
+            })
+            .collect()
+    }
+
+    /// Wake the delivery of every peer `batch` queued something for.
+    pub fn wake_peers(&self, batch: &[Write]) {
+        for write in batch {
+            if let Write::PeerOut(m) = write {
+                self.peers.wake(&m.peer);
+            }
+        }
+    }
+
     /// The outcome of instance `id` once it ends, whether it runs here now or ended before.
     pub fn outcome_of(
         self: &Arc<Self>,

@@ -1,8 +1,11 @@
 //! `sluice:flow/sessions`: a flow's sessions with counterparties.
 //!
-//! Sessions reach flows on this node only: a party is this node's identity (a flow may
-//! open a session with its own party, as in Corda). The responder is the flow registered
-//! `initiated-by` the initiator; it starts at the first `send` or `receive`.
+//! A party is this node's own identity (a flow may open a session with its own party, as
+//! in Corda) or a configured peer (`[peers.<party>]`). The responder is the flow
+//! registered `initiated-by` the initiator on the party's node; it starts at the first
+//! `send` or `receive`. With a peer, a `send` is journaled together with an outbox row the
+//! node delivers from ([`crate::peers`]); what the peer sends is kept in the store's
+//! inbox before the mailbox sees it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,36 +15,60 @@ use wasmtime::component::Resource;
 use super::{HostState, Services};
 use crate::messaging::{Boxes, Mailbox, Next};
 use crate::model::ids::{initiator_of, responder_of, session_id, session_of_responder};
-use crate::model::{SessionRef, Side, StartRequest, end_reason};
+use crate::model::{
+    OpenSession, PeerBody, PeerMessage, SessionRef, Side, StartRequest, end_reason,
+};
 use crate::replay::calls::{self, Call, Exchanged, Kind, Opened};
-use crate::store::{Payload, StoreError, decode};
+use crate::store::{Payload, StoreError, Write, decode};
 use crate::wit::sessions;
 
 impl HostState {
-    /// The mailbox `side` of session `id` receives from, filled from the store first when
+    /// The mailbox `side` of `session` receives from, filled from the store first when
     /// the session predates this process. The future borrows nothing of the instance.
     fn inbox(
         &self,
-        id: &str,
+        session: &SessionRef,
         side: Side,
     ) -> impl Future<Output = wasmtime::Result<Arc<Mailbox>>> + Send + 'static {
-        let boxes = self.services.messaging.sessions.boxes(id);
-        let (services, id) = (self.services.clone(), id.to_string());
+        let boxes = self.services.messaging.sessions.boxes(&session.id);
+        let remote = self.remote(session).is_some();
+        let (services, id) = (self.services.clone(), session.id.clone());
         async move {
-            boxes.loaded(|| rebuild(&services, &id, &boxes)).await?;
+            boxes
+                .loaded(|| rebuild(&services, &id, &boxes, remote))
+                .await?;
             Ok(boxes.inbox(side))
         }
+    }
+
+    /// The other node `session`'s counterparty lives on, when it is not this one.
+    fn remote<'a>(&self, session: &'a SessionRef) -> Option<&'a str> {
+        (session.party != self.services.identity).then_some(session.party.as_str())
     }
 
     /// Start the responder of `session` (idempotent: its id derives from the session).
     async fn initiate(&mut self, session: &SessionRef) -> wasmtime::Result<Result<(), String>> {
         let identity = self.services.identity.clone();
-        if session.party != identity {
-            return Ok(Err(format!(
-                "unknown party `{}`: this node is `{identity}`, and sessions reach only flows \
-                 on this node",
-                session.party
-            )));
+        if let Some(party) = self.remote(session) {
+            if self.services.peers.link(party).is_none() {
+                let known = self.services.peers.parties();
+                return Ok(Err(format!(
+                    "unknown party `{party}`: this node is `{identity}`{}",
+                    if known.is_empty() {
+                        " and has no peers".to_string()
+                    } else {
+                        format!(" and its peers are {}", known.join(", "))
+                    }
+                )));
+            }
+            // Parked while the peer is asked (and asked again while it cannot be reached).
+            let open = OpenSession {
+                from: identity,
+                session: session.id.clone(),
+                flow: self.info.flow.clone(),
+            };
+            let opening = self.services.peers.open(party, open);
+            return Ok(self.park(opening).await?.map(|_| ()));
         }
         let Some(responder) = self.services.registry.responder_for(&self.info.flow) else {
             return Ok(Err(format!(
@@ -70,10 +97,28 @@ impl HostState {
 
 /// Fill a session's mailboxes from its ends' journals: every successful `send` on it is a
 /// message, numbered in order. Each receiver takes from its own count of `receive`s, so
-/// what it took before is skipped. An end that already ended closes its direction.
-async fn rebuild(services: &Services, session: &str, boxes: &Boxes) -> Result<(), StoreError> {
+/// what it took before is skipped. An end that already ended closes its direction. A
+/// `remote` session's messages come from the store's inbox of what its peer sent.
+async fn rebuild(
+    services: &Services,
+    session: &str,
+    boxes: &Boxes,
+    remote: bool,
+) -> Result<(), StoreError> {
     services.journal.sync().await?;
     let store = services.journal.store();
+    if remote {
+        for side in [Side::Initiator, Side::Responder] {
+            let inbox = boxes.inbox(side);
+            for m in store.peer_inbox(session, side)? {
+                match m.body {
+                    PeerBody::Message(payload) => inbox.deliver(m.seq, payload),
+                    PeerBody::End(why) => inbox.close(why),
+                }
+            }
+        }
+        return Ok(());
+    }
     let ends = [
         (initiator_of(session).to_string(), Side::Responder),
         (responder_of(session), Side::Initiator),
@@ -122,11 +167,13 @@ impl sessions::Host for HostState {
         let Some(opened) = opened else {
             return Ok(None);
         };
+        let peer = (opened.party != self.services.identity).then_some(opened.party.as_str());
         self.services.messaging.sessions.attach(
             &opened.session,
             &self.info.id,
             Side::Responder,
             false,
+            peer,
         );
         let session = SessionRef::new(opened.session, opened.party, Side::Responder);
         Ok(Some(self.table.push(session)?))
@@ -149,11 +196,13 @@ impl sessions::HostSession for HostState {
                 (opened, true)
             }
         };
+        let peer = (opened.party != self.services.identity).then_some(opened.party.as_str());
         self.services.messaging.sessions.attach(
             &opened.session,
             &self.info.id,
             Side::Initiator,
             fresh,
+            peer,
         );
         let session = SessionRef::new(opened.session, opened.party, Side::Initiator);
         Ok(self.table.push(session)?)
@@ -188,9 +237,18 @@ impl sessions::HostSession for HostState {
         // Journaled before it is delivered: a receiver's journal never holds a message
         // its sender's journal could lose.
         let sent: Exchanged = Ok(None);
-        self.recorder.record(&call, &sent)?;
-        let inbox = self.inbox(&session.id, session.side.other()).await?;
-        inbox.deliver(session.sent, payload);
+        if let Some(party) = self.remote(&session) {
+            // The outbox row commits with the journaled send: a crash keeps both or neither.
+            let to = session.side.other();
+            let out = PeerMessage::message(party, &session.id, to, session.sent, payload.clone());
+            self.recorder
+                .record_with(&call, &sent, vec![Write::PeerOut(out)])?;
+            self.services.peers.wake(party);
+        } else {
+            self.recorder.record(&call, &sent)?;
+            let inbox = self.inbox(&session, session.side.other()).await?;
+            inbox.deliver(session.sent, payload);
+        }
         self.table.get_mut(&s)?.sent += 1;
         Ok(Ok(()))
     }
@@ -218,7 +276,7 @@ impl sessions::HostSession for HostState {
                 }
                 self.mark_initiated(&s)?;
             }
-            let inbox = self.inbox(&session.id, session.side).await?;
+            let inbox = self.inbox(&session, session.side).await?;
             loop {
                 match inbox.take(session.received) {
                     Next::Message(m) => break 'received Ok(m),

@@ -75,8 +75,20 @@ pub(super) async fn conclude(
     let mut batch = before;
     if ending {
         batch.push(write);
+        // Counterparties on other nodes learn the end from the same commit.
+        if let Some(outcome) = &outcome {
+            batch.extend(services.peer_ends(id, outcome));
+        }
     }
-    batch.extend(descendants.iter().map(|(id, _)| cancelled_write(id)));
+    for (id, _) in &descendants {
+        batch.push(cancelled_write(id));
+        batch.extend(services.peer_ends(id, &Err(FlowError::Cancelled)));
+    }
+    let to_peers: Vec<Write> = batch
+        .iter()
+        .filter(|w| matches!(w, Write::PeerOut(_)))
+        .cloned()
+        .collect();
     // Descendants are told only once their cancellation is durable.
     let recorded = if child && !held && descendants.is_empty() {
         services.journal.append(batch)
@@ -87,6 +99,7 @@ pub(super) async fn conclude(
         // Waiters still learn the outcome; after a restart the instance is replayed.
         tracing::error!("cannot record the end of instance {id}: {e}");
     }
+    services.wake_peers(&to_peers);
     if !descendants.is_empty() {
         let count = services.tell_cancelled(descendants);
         tracing::info!("instance {id} timed out: {count} descendant(s) cancelled");

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use super::mailbox::Mailbox;
-use crate::model::Side;
+use crate::model::{PeerBody, Side};
 
 /// One session's mailboxes, indexed by the side that receives from them.
 #[derive(Debug, Clone)]
@@ -54,11 +54,21 @@ pub struct Sessions {
     state: Mutex<State>,
 }
 
+/// One instance's place in a session.
+#[derive(Debug, Clone)]
+struct Attached {
+    session: String,
+    side: Side,
+    /// The other node, when the counterparty lives there.
+    peer: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     sessions: HashMap<String, Entry>,
-    /// Sessions each instance is attached to, and at which end.
-    by_instance: HashMap<String, Vec<(String, Side)>>,
+    /// Sessions each instance is attached to, at which end, and the party at the other
+    /// end when it is another node.
+    by_instance: HashMap<String, Vec<Attached>>,
 }
 
 impl Sessions {
@@ -67,17 +77,56 @@ impl Sessions {
     }
 
     /// Attach instance `instance` to session `id` at `side`. `fresh`: the session was
-    /// opened live just now, so no store can hold messages of it yet.
-    pub fn attach(&self, id: &str, instance: &str, side: Side, fresh: bool) -> Boxes {
+    /// opened live just now, so no store can hold messages of it yet. `peer`: the node the
+    /// counterparty lives on, when it is another one.
+    pub fn attach(
+        &self,
+        id: &str,
+        instance: &str,
+        side: Side,
+        fresh: bool,
+        peer: Option<&str>,
+    ) -> Boxes {
         let mut state = self.lock();
         let entry = Self::entry(&mut state, id, fresh);
         entry.attached[side.index()] = true;
         let boxes = entry.boxes.clone();
         let mine = state.by_instance.entry(instance.to_string()).or_default();
-        if !mine.iter().any(|(s, d)| s == id && *d == side) {
-            mine.push((id.to_string(), side));
+        if !mine.iter().any(|a| a.session == id && a.side == side) {
+            mine.push(Attached {
+                session: id.to_string(),
+                side,
+                peer: peer.map(str::to_string),
+            });
         }
         boxes
+    }
+
+    /// The sessions instance `instance` holds with flows on other nodes: each session,
+    /// the instance's end of it, and the other node.
+    pub fn remote_ends(&self, instance: &str) -> Vec<(String, Side, String)> {
+        let state = self.lock();
+        let Some(mine) = state.by_instance.get(instance) else {
+            return Vec::new();
+        };
+        mine.iter()
+            .filter_map(|a| Some((a.session.clone(), a.side, a.peer.clone()?)))
+            .collect()
+    }
+
+    /// A peer's message for the `to` end of session `id`, already kept by the store: put
+    /// it in the mailbox when the session is live here (else its receiver loads it from
+    /// the store when it attaches).
+    pub fn deliver_live(&self, id: &str, to: Side, seq: u64, body: &PeerBody) {
+        let state = self.lock();
+        let Some(entry) = state.sessions.get(id) else {
+            return;
+        };
+        let inbox = &entry.boxes.inbox[to.index()];
+        match body {
+            PeerBody::Message(payload) => inbox.deliver(seq, payload.clone()),
+            PeerBody::End(why) => inbox.close(why.clone()),
+        }
     }
 
     /// The mailboxes of session `id` (known to this process or not: then they load from
@@ -113,7 +162,10 @@ impl Sessions {
             return;
         };
         let why = why();
-        for (id, side) in mine {
+        for Attached {
+            session: id, side, ..
+        } in mine
+        {
             let Some(entry) = state.sessions.get_mut(&id) else {
                 continue;
             };
@@ -140,8 +192,8 @@ mod tests {
     #[test]
     fn an_end_closes_what_it_sent_and_both_ends_forget_the_session() {
         let s = Sessions::default();
-        let a = s.attach("i.0", "i", Side::Initiator, true);
-        let b = s.attach("i.0", "i.0.peer", Side::Responder, true);
+        let a = s.attach("i.0", "i", Side::Initiator, true, None);
+        let b = s.attach("i.0", "i.0.peer", Side::Responder, true, None);
         a.inbox(Side::Responder).deliver(0, b"hi".to_vec());
         s.ended("i", || "initiator completed".into());
         assert_eq!(

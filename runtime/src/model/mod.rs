@@ -7,6 +7,7 @@ pub mod invocation;
 pub mod limits;
 pub mod names;
 pub mod outcome;
+pub mod peer;
 pub mod permission;
 pub mod session;
 pub mod settings;
@@ -20,6 +21,9 @@ pub use invocation::{Invocation, Origin, Priority};
 pub use limits::{LimitExceeded, Limits, LimitsConfig};
 pub use names::{TopicName, TriggerName};
 pub use outcome::{FlowError, Outcome, json_of, printed_output};
+pub use peer::{
+    Delivery, END_SEQ, OpenSession, Opened, PeerBody, PeerMessage, Receipt, RefusedMessage,
+};
 pub use permission::Permission;
 pub use session::{SessionRef, Side, end_reason};
 pub use settings::{DirGrant, FlowSettings, RetryPolicy};

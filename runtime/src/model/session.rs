@@ -3,7 +3,8 @@
 use super::outcome::FlowError;
 
 /// Which end of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The flow that opened it.
     Initiator,
@@ -25,6 +26,23 @@ impl Side {
         match self {
             Side::Initiator => 0,
             Side::Responder => 1,
+        }
+    }
+
+    /// Its name as stored and sent: `initiator` or `responder`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Initiator => "initiator",
+            Side::Responder => "responder",
+        }
+    }
+
+    /// The side named `name` ([`Side::as_str`]).
+    pub fn parse(name: &str) -> Option<Side> {
+        match name {
+            "initiator" => Some(Side::Initiator),
+            "responder" => Some(Side::Responder),
+            _ => None,
         }
     }
 }

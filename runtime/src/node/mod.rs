@@ -12,6 +12,7 @@ use crate::instance::Flow;
 use crate::messaging::Messaging;
 use crate::model::{FlowHandle, FlowSettings, Invocation, Limits, StartRequest, WallClock};
 use crate::observe::{Events, Metrics, NodeFigures};
+use crate::peers::Peers;
 use crate::sched::rules::{self, Placement};
 use crate::sched::{ComponentMapper, Fallback, Pool, Pools, Residency};
 use crate::store::{self, DirLock, Journal, JournalStore};
@@ -19,12 +20,14 @@ use crate::store::{self, DirLock, Journal, JournalStore};
 mod cancel;
 mod cluster;
 mod hospital;
+mod peers;
 mod publish;
 mod recovery;
 mod start;
 
 pub use crate::host::CancelError;
 pub use hospital::HospitalError;
+pub use peers::PeerError;
 
 /// A running Sluice node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
@@ -150,6 +153,10 @@ impl Node {
             events: Events::default(),
             metrics: Metrics::default(),
             identity: config.node.identity.clone(),
+            peers: Arc::new(
+                Peers::from_config(&config.node.identity, &config.peers, &config.base_dir)
+                    .map_err(LoadError::Startup)?,
+            ),
             clock: parts.clock,
         };
         let node = Node {
@@ -164,6 +171,7 @@ impl Node {
             }),
         };
         node.start_membership();
+        node.start_peer_delivery();
         for flow in &config.flows {
             let path = config.resolve(&flow.component);
             let settings = config
@@ -275,6 +283,7 @@ impl Node {
         };
         let mut text = services.metrics.render(&services.pools, figures);
         text.push_str(&self.render_cluster_metrics());
+        text.push_str(&self.render_peer_metrics());
         text
     }
 

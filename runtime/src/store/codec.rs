@@ -60,6 +60,45 @@ pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, StoreError> {
     T::deserialize(value).map_err(|e| StoreError::Decode(format!("{e} in {value}")))
 }
 
+/// A peer message's body as a row keeps it: its kind (`message` or `end`) and its bytes
+/// (the payload, or the end's reason as UTF-8).
+pub(crate) fn peer_row(body: &crate::model::PeerBody) -> (&'static str, &[u8]) {
+    match body {
+        crate::model::PeerBody::Message(payload) => ("message", payload),
+        crate::model::PeerBody::End(why) => ("end", why.as_bytes()),
+    }
+}
+
+/// A peer message read back from its row's columns.
+pub(crate) fn peer_message(
+    peer: String,
+    session: String,
+    side: &str,
+    seq: i64,
+    kind: &str,
+    bytes: Vec<u8>,
+) -> Result<crate::model::PeerMessage, StoreError> {
+    use crate::model::{PeerBody, PeerMessage, Side};
+    let to = Side::parse(side)
+        .ok_or_else(|| StoreError::Decode(format!("peer message side `{side}` in {session}")))?;
+    let body = match kind {
+        "message" => PeerBody::Message(bytes),
+        "end" => PeerBody::End(String::from_utf8_lossy(&bytes).into_owned()),
+        other => {
+            return Err(StoreError::Decode(format!(
+                "peer message kind `{other}` in {session}"
+            )));
+        }
+    };
+    Ok(PeerMessage {
+        peer,
+        session,
+        to,
+        seq: seq as u64,
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

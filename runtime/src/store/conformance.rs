@@ -22,6 +22,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("events_outbox_and_cursors", events_outbox_and_cursors),
     ("lists_page_and_filter", lists_page_and_filter),
     ("descendants_and_counts", descendants_and_counts),
+    ("peer_messages_in_and_out", peer_messages_in_and_out),
 ];
 
 fn record(id: &str) -> InstanceRecord {
@@ -364,6 +365,63 @@ fn descendants_and_counts(store: &dyn JournalStore) {
         store.count_by_flow().unwrap(),
         vec![("chain".to_string(), 2), ("double".to_string(), 3)]
     );
+}
+
+fn peer_messages_in_and_out(store: &dyn JournalStore) {
+    use crate::model::{PeerMessage, Side};
+    let out = |session: &str, seq: u64| {
+        PeerMessage::message("B", session, Side::Responder, seq, vec![seq as u8, 0, 255])
+    };
+    let end = PeerMessage::end("C", "s.2", Side::Initiator, "the flow completed".into());
+    store
+        .write(&[
+            Write::PeerOut(out("s.1", 0)),
+            Write::PeerOut(end.clone()),
+            Write::PeerOut(out("s.1", 1)),
+        ])
+        .unwrap();
+    // Kept once: the same session, side and number again changes nothing.
+    store.write(&[Write::PeerOut(out("s.1", 0))]).unwrap();
+    assert_eq!(
+        store.peer_outbox("B", 10).unwrap(),
+        vec![out("s.1", 0), out("s.1", 1)]
+    );
+    assert_eq!(store.peer_outbox("B", 1).unwrap(), vec![out("s.1", 0)]);
+    assert_eq!(store.peer_outbox("C", 10).unwrap(), vec![end.clone()]);
+    assert_eq!(
+        store.peer_outbox_depth().unwrap(),
+        vec![("B".to_string(), 2), ("C".to_string(), 1)]
+    );
+    store
+        .write(&[Write::PeerSent {
+            session: "s.1".into(),
+            to: Side::Responder,
+            seq: 0,
+        }])
+        .unwrap();
+    assert_eq!(store.peer_outbox("B", 10).unwrap(), vec![out("s.1", 1)]);
+
+    let incoming = |seq: u64, body: &[u8]| {
+        PeerMessage::message("A", "a.3", Side::Responder, seq, body.to_vec())
+    };
+    let ended = PeerMessage::end("A", "a.3", Side::Responder, "done".into());
+    store
+        .write(&[
+            Write::PeerIn(ended.clone()),
+            Write::PeerIn(incoming(1, b"b")),
+        ])
+        .unwrap();
+    store
+        .write(&[
+            Write::PeerIn(incoming(0, b"a")),
+            Write::PeerIn(incoming(1, b"again")),
+        ])
+        .unwrap();
+    assert_eq!(
+        store.peer_inbox("a.3", Side::Responder).unwrap(),
+        vec![incoming(0, b"a"), incoming(1, b"b"), ended]
+    );
+    assert!(store.peer_inbox("a.3", Side::Initiator).unwrap().is_empty());
 }
 
 fn run_all(mut fresh: impl FnMut() -> Box<dyn JournalStore>) {

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use crate::model::{PeerMessage, Side};
+
 use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
 };
@@ -28,6 +30,11 @@ struct State {
     outbox: HashMap<String, (u64, StoredEvent)>,
     /// Named cursors.
     cursors: HashMap<String, String>,
+    /// Messages for peers, by (session, receiving side, sequence number), with their
+    /// insertion number.
+    peer_out: HashMap<(String, Side, u64), (u64, PeerMessage)>,
+    /// Messages from peers, by the same key.
+    peer_in: HashMap<(String, Side, u64), PeerMessage>,
     next: u64,
 }
 
@@ -72,7 +79,10 @@ impl State {
                 | Write::Take { .. }
                 | Write::Outbox(_)
                 | Write::Dispatched { .. }
-                | Write::Cursor { .. } => {}
+                | Write::Cursor { .. }
+                | Write::PeerOut(_)
+                | Write::PeerSent { .. }
+                | Write::PeerIn(_) => {}
             }
         }
         Ok(())
@@ -155,6 +165,21 @@ impl State {
             }
             Write::Cursor { key, value } => {
                 self.cursors.insert(key.clone(), value.clone());
+            }
+            Write::PeerOut(m) => {
+                let number = self.next;
+                self.next += 1;
+                self.peer_out
+                    .entry((m.session.clone(), m.to, m.seq))
+                    .or_insert_with(|| (number, m.clone()));
+            }
+            Write::PeerSent { session, to, seq } => {
+                self.peer_out.remove(&(session.clone(), *to, *seq));
+            }
+            Write::PeerIn(m) => {
+                self.peer_in
+                    .entry((m.session.clone(), m.to, m.seq))
+                    .or_insert_with(|| m.clone());
             }
         }
         Ok(())
@@ -248,6 +273,41 @@ impl JournalStore for MemoryStore {
 
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().cursors.get(key).cloned())
+    }
+
+    fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {
+        let state = self.lock();
+        let mut kept: Vec<&(u64, PeerMessage)> = state
+            .peer_out
+            .values()
+            .filter(|(_, m)| m.peer == peer)
+            .collect();
+        kept.sort_by_key(|(number, _)| *number);
+        Ok(kept
+            .into_iter()
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+
+    fn peer_outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut depth: std::collections::BTreeMap<String, u64> = Default::default();
+        for (_, m) in self.lock().peer_out.values() {
+            *depth.entry(m.peer.clone()).or_default() += 1;
+        }
+        Ok(depth.into_iter().collect())
+    }
+
+    fn peer_inbox(&self, session: &str, to: Side) -> Result<Vec<PeerMessage>, StoreError> {
+        let state = self.lock();
+        let mut kept: Vec<PeerMessage> = state
+            .peer_in
+            .values()
+            .filter(|m| m.session == session && m.to == to)
+            .cloned()
+            .collect();
+        kept.sort_by_key(|m| m.seq);
+        Ok(kept)
     }
 
     fn kind(&self) -> &'static str {

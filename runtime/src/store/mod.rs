@@ -36,7 +36,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::{FlowError, Outcome};
+use crate::model::{FlowError, Outcome, PeerMessage, Side};
 
 /// The store file inside a data directory.
 pub const STORE_FILE: &str = "sluice.db";
@@ -209,6 +209,15 @@ pub enum Write {
     Dispatched { id: String },
     /// Set a named cursor (a schedule's last decided fire), replacing its value.
     Cursor { key: String, value: String },
+    /// Keep a session's message (or end) for its peer until the peer has it (nothing
+    /// happens when its session, side and sequence number are known). Written in the same
+    /// batch as the sender's journaled `send` or end.
+    PeerOut(PeerMessage),
+    /// The peer has message `seq` of `session` for its `to` end: forget it.
+    PeerSent { session: String, to: Side, seq: u64 },
+    /// Keep a message (or end) a peer sent for a flow of this node (nothing happens when
+    /// it is known: a peer resends what it did not hear was received).
+    PeerIn(PeerMessage),
 }
 
 /// A published event not taken yet.
@@ -348,6 +357,13 @@ pub trait JournalStore: Send + Sync {
     /// Events kept for event triggers and not yet dispatched ([`Write::Outbox`]), in the
     /// order they were published.
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Up to `limit` messages kept for peer `peer` ([`Write::PeerOut`]), oldest first.
+    fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError>;
+    /// How many messages are kept for each peer.
+    fn peer_outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The messages (and end) peers sent to the `to` end of `session` ([`Write::PeerIn`]),
+    /// by sequence number.
+    fn peer_inbox(&self, session: &str, to: Side) -> Result<Vec<PeerMessage>, StoreError>;
     /// The value of cursor `key` ([`Write::Cursor`]), if set.
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Instances matching `query`, in the order they were recorded, each with its sequence

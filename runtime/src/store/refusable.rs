@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::model::{PeerMessage, Side};
+
 use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Status, StoreError, StoredEvent, Write,
 };
@@ -74,6 +76,15 @@ impl<S: JournalStore> JournalStore for Refusable<S> {
     }
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.cursor(key)
+    }
+    fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {
+        self.inner.peer_outbox(peer, limit)
+    }
+    fn peer_outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.peer_outbox_depth()
+    }
+    fn peer_inbox(&self, session: &str, to: Side) -> Result<Vec<PeerMessage>, StoreError> {
+        self.inner.peer_inbox(session, to)
     }
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
         self.inner.list(query)

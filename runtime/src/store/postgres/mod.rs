@@ -20,10 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use super::codec::peer_message;
 use super::{
     ClusterStore, Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError,
     StoredEvent, Write,
 };
+use crate::model::{PeerMessage, Side};
 use bridge::{Bridge, connect, redacted};
 use cluster::Joined;
 use rows::{RECORD_COLUMNS, to_record_at};
@@ -218,6 +220,51 @@ impl JournalStore for PostgresStore {
         self.events_in("outbox")
     }
 
+    fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {
+        let (peer, limit) = (peer.to_string(), limit as i64);
+        self.bridge.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT peer, session, side, seq, kind, body FROM peer_outbox \
+                     WHERE peer = $1 ORDER BY n LIMIT $2",
+                    &[&peer, &limit],
+                )
+                .map_err(db)?;
+            rows.iter().map(peer_row_of).collect()
+        })
+    }
+
+    fn peer_outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.bridge.run(|c| {
+            let rows = c
+                .query(
+                    "SELECT peer, COUNT(*) FROM peer_outbox GROUP BY peer ORDER BY peer",
+                    &[],
+                )
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let count: i64 = r.try_get(1).map_err(db)?;
+                    Ok((r.try_get(0).map_err(db)?, count as u64))
+                })
+                .collect()
+        })
+    }
+
+    fn peer_inbox(&self, session: &str, to: Side) -> Result<Vec<PeerMessage>, StoreError> {
+        let session = session.to_string();
+        self.bridge.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT peer, session, side, seq, kind, body FROM peer_inbox \
+                     WHERE session = $1 AND side = $2 ORDER BY seq",
+                    &[&session, &to.as_str()],
+                )
+                .map_err(db)?;
+            rows.iter().map(peer_row_of).collect()
+        })
+    }
+
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
         self.bridge.run(move |c| {
@@ -323,4 +370,18 @@ impl JournalStore for PostgresStore {
     fn durable(&self) -> bool {
         true
     }
+}
+
+/// A `peer_outbox` or `peer_inbox` row as a [`PeerMessage`].
+fn peer_row_of(r: &postgres::Row) -> Result<PeerMessage, StoreError> {
+    let side: String = r.try_get(2).map_err(db)?;
+    let kind: String = r.try_get(4).map_err(db)?;
+    peer_message(
+        r.try_get(0).map_err(db)?,
+        r.try_get(1).map_err(db)?,
+        &side,
+        r.try_get(3).map_err(db)?,
+        &kind,
+        r.try_get(5).map_err(db)?,
+    )
 }

@@ -12,6 +12,7 @@ use postgres::{Row, Transaction};
 
 use super::bridge::Prepared;
 use super::db;
+use crate::store::codec::peer_row;
 use crate::store::{Entry, InstanceRecord, Payload, Status, StoreError, Write};
 
 /// The columns of an `instances` row read as a record, as a literal (for `concat!`).
@@ -143,6 +144,31 @@ fn apply(
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             )?;
             tx.execute(&sql, &[key, value]).map_err(db)?;
+        }
+        Write::PeerOut(m) | Write::PeerIn(m) => {
+            let (kind, body) = peer_row(&m.body);
+            let table = if matches!(write, Write::PeerOut(_)) {
+                "INSERT INTO peer_outbox (peer, session, side, seq, kind, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+            } else {
+                "INSERT INTO peer_inbox (peer, session, side, seq, kind, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+            };
+            let sql = prepared.get(tx, table)?;
+            let seq = m.seq as i64;
+            tx.execute(
+                &sql,
+                &[&m.peer, &m.session, &m.to.as_str(), &seq, &kind, &body],
+            )
+            .map_err(db)?;
+        }
+        Write::PeerSent { session, to, seq } => {
+            let sql = prepared.get(
+                tx,
+                "DELETE FROM peer_outbox WHERE session = $1 AND side = $2 AND seq = $3",
+            )?;
+            tx.execute(&sql, &[session, &to.as_str(), &(*seq as i64)])
+                .map_err(db)?;
         }
         Write::Dispatched { id } => {
             let sql = prepared.get(tx, "DELETE FROM outbox WHERE id = $1")?;

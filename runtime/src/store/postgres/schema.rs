@@ -71,6 +71,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER instances_ended AFTER INSERT OR UPDATE OF status ON instances
         FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'cancelled'))
         EXECUTE FUNCTION sluice_notify_ended();",
+    // 8: sessions with flows on other nodes (see SQLite's 8); `n` keeps insertion order.
+    "CREATE TABLE peer_outbox (
+        n BIGSERIAL UNIQUE, peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL,
+        seq BIGINT NOT NULL, kind TEXT NOT NULL, body BYTEA NOT NULL,
+        PRIMARY KEY (session, side, seq)
+     );
+     CREATE INDEX peer_outbox_by_peer ON peer_outbox(peer, n);
+     CREATE TABLE peer_inbox (
+        peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL, seq BIGINT NOT NULL,
+        kind TEXT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (session, side, seq)
+     );",
 ];
 
 /// The advisory lock key that serializes migrations between nodes ("sluice" in ASCII).

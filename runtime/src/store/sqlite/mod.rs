@@ -13,9 +13,11 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::codec::peer_message;
 use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
 };
+use crate::model::{PeerMessage, Side};
 use rows::{RECORD_COLUMNS, Unreadable, apply, decoded, skip_unreadable, to_record};
 
 /// How long a write waits for another process's lock on the file.
@@ -57,6 +59,33 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// The events a `SELECT id, topic, payload` query reads, in its order.
+    fn peer_messages(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<PeerMessage>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(query).map_err(db)?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                ))
+            })
+            .map_err(db)?;
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+        rows.into_iter()
+            .map(|(peer, session, side, seq, kind, body)| {
+                peer_message(peer, session, &side, seq, &kind, body)
+            })
+            .collect()
+    }
+
     fn events_in(&self, query: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare(query).map_err(db)?;
@@ -261,6 +290,35 @@ impl JournalStore for SqliteStore {
 
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.events_in("SELECT id, topic, payload FROM outbox ORDER BY rowid")
+    }
+
+    fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {
+        self.peer_messages(
+            "SELECT peer, session, side, seq, kind, body FROM peer_outbox \
+             WHERE peer = ?1 ORDER BY rowid LIMIT ?2",
+            params![peer, limit as i64],
+        )
+    }
+
+    fn peer_outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT peer, COUNT(*) FROM peer_outbox GROUP BY peer ORDER BY peer")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn peer_inbox(&self, session: &str, to: Side) -> Result<Vec<PeerMessage>, StoreError> {
+        self.peer_messages(
+            "SELECT peer, session, side, seq, kind, body FROM peer_inbox \
+             WHERE session = ?1 AND side = ?2 ORDER BY seq",
+            params![session, to.as_str()],
+        )
     }
 
     fn cursor(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::db;
+use crate::store::codec::peer_row;
 use crate::store::{InstanceRecord, Payload, Status, StoreError, Write};
 
 pub(super) const RECORD_COLUMNS: &str = "id, flow, component, input, status, meta, output, message, attempts, parent, created_ms, ended_ms";
@@ -121,6 +122,35 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<(),
             tx.prepare_cached("INSERT OR REPLACE INTO cursors (key, value) VALUES (?1, ?2)")
                 .and_then(|mut s| s.execute(params![key, value]))
                 .map_err(db)?;
+        }
+        Write::PeerOut(m) | Write::PeerIn(m) => {
+            let (kind, body) = peer_row(&m.body);
+            let sql = if matches!(write, Write::PeerOut(_)) {
+                "INSERT OR IGNORE INTO peer_outbox (peer, session, side, seq, kind, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            } else {
+                "INSERT OR IGNORE INTO peer_inbox (peer, session, side, seq, kind, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            };
+            tx.prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        m.peer,
+                        m.session,
+                        m.to.as_str(),
+                        m.seq as i64,
+                        kind,
+                        body
+                    ])
+                })
+                .map_err(db)?;
+        }
+        Write::PeerSent { session, to, seq } => {
+            tx.prepare_cached(
+                "DELETE FROM peer_outbox WHERE session = ?1 AND side = ?2 AND seq = ?3",
+            )
+            .and_then(|mut s| s.execute(params![session, to.as_str(), *seq as i64]))
+            .map_err(db)?;
         }
         Write::Dispatched { id } => {
             tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")

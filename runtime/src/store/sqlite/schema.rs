@@ -60,6 +60,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
      ALTER TABLE instances ADD COLUMN owner TEXT;
      ALTER TABLE journal ADD COLUMN node TEXT;
      ALTER TABLE outbox ADD COLUMN node TEXT;",
+    // 8: sessions with flows on other nodes: messages kept for a peer until it has them,
+    // and messages from peers, each once by (session, receiving side, sequence number).
+    "CREATE TABLE peer_outbox (
+        peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL, seq INTEGER NOT NULL,
+        kind TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (session, side, seq)
+     );
+     CREATE INDEX peer_outbox_by_peer ON peer_outbox(peer);
+     CREATE TABLE peer_inbox (
+        peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL, seq INTEGER NOT NULL,
+        kind TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (session, side, seq)
+     );",
 ];
 
 /// Apply the migrations not yet applied, all in one write transaction: another process
