@@ -95,6 +95,11 @@ pub(super) fn serve(
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, config)?;
+    serve_config(exe, &path)
+}
+
+/// Start `exe serve --config path`; returns once it listens.
+pub(super) fn serve_config(exe: &Path, path: &Path) -> anyhow::Result<ServedNode> {
     let mut child = Command::new(exe)
         .args(["serve", "--config"])
         .arg(&path)

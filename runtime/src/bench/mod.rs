@@ -12,6 +12,7 @@ pub mod chain;
 pub mod cluster;
 pub mod durable;
 pub mod messaging;
+pub mod peers;
 pub mod triggers;
 
 use std::path::{Path, PathBuf};

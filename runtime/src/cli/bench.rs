@@ -82,6 +82,9 @@ enum Part {
     /// (K): W1 and W2 on one, two and three nodes sharing PostgreSQL (`--postgres`), against
     /// one on SQLite; the takeover of a killed node's parked instances
     Cluster,
+    /// (P): sessions between two nodes served in their own processes (SQLite, fsync):
+    /// round trip, messages per second, a crashed peer's backlog drained
+    Peers,
 }
 
 impl Part {
@@ -175,6 +178,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.only == Part::Cluster {
         cluster(&runtime, &args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only == Part::Peers {
+        peers(&runtime, &args)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.only == Part::Scale {
@@ -384,6 +391,36 @@ fn cluster(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Resul
         k.orphans,
         k.takeover.as_secs_f64(),
         k.lease.as_secs()
+    );
+    Ok(())
+}
+
+/// (P): two nodes in a session, each on SQLite with fsync.
+fn peers(runtime: &tokio::runtime::Runtime, args: &BenchArgs) -> anyhow::Result<()> {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let exe = std::env::current_exe()?;
+    let p = runtime.block_on(bench::peers::peers(
+        &exe,
+        &args.guests,
+        args.iterations as usize,
+        args.starters as usize,
+    ))?;
+    println!(
+        "(P) one at a time ({} buyers): a buyer (open, 2 sends, answer) median {:.2} ms p99 {:.2} ms; send -> answer median {:.0} ms p99 {:.0} ms",
+        p.sequential,
+        ms(p.flow_p50),
+        ms(p.flow_p99),
+        ms(p.rtt_p50),
+        ms(p.rtt_p99)
+    );
+    println!(
+        "    {} starters: {} buyers at {:.0} buyers/s = {:.0} session messages/s between the nodes",
+        args.starters, p.flows, p.flows_per_sec, p.messages_per_sec
+    );
+    println!(
+        "    crash: {} buyers started while PartyB was down, all answered {:.2} s after its restart",
+        p.backlog,
+        p.drain.as_secs_f64()
     );
     Ok(())
 }

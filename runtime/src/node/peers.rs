@@ -284,7 +284,7 @@ async fn deliver(services: Weak<Services>, link: Arc<Link>) {
                 if link.stats.failed(&why) {
                     tracing::warn!(peer = %link.party, "cannot deliver {} message(s): {why}; retrying with backoff", batch.len());
                 }
-                tokio::time::sleep(backoff.wait()).await;
+                link.stats.until_back(backoff.wait()).await;
             }
             Err(DeliveryError::Refused(refused)) => {
                 // A wrong token or an unknown party: an operator must fix a config. Kept.

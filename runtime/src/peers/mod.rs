@@ -69,6 +69,13 @@ pub struct LinkStats {
     pub last_contact_ms: AtomicU64,
     /// Why the last attempt failed, if it did.
     pub last_error: Mutex<Option<String>>,
+    /// Set while the peer is known to be down: whoever waits to reach it waits for this
+    /// (see [`LinkStats::back`]) instead of each asking on its own.
+    down: AtomicBool,
+    /// Wakes every waiter once the peer answers again.
+    back: Notify,
+    /// Held by the one request that probes a peer known to be down.
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl LinkStats {
@@ -77,13 +84,27 @@ impl LinkStats {
         self.reachable.store(true, Ordering::Release);
         self.last_contact_ms.store(unix_ms(), Ordering::Release);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if self.down.swap(false, Ordering::AcqRel) {
+            self.back.notify_waiters();
+        }
     }
 
     /// An attempt to reach the peer failed: why. Returns whether it was reachable before
     /// (so a streak of failures is logged once).
     pub fn failed(&self, why: &str) -> bool {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+        self.down.store(true, Ordering::Release);
         self.reachable.swap(false, Ordering::AcqRel)
+    }
+
+    /// Wait `wait`, or less if the peer answers again meanwhile.
+    pub async fn until_back(&self, wait: Duration) {
+        let back = self.back.notified();
+        tokio::pin!(back);
+        back.as_mut().enable();
+        if self.down.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(wait, back).await;
+        }
     }
 }
 
@@ -250,7 +271,22 @@ impl Peers {
             };
             let mut backoff = Backoff::default();
             loop {
-                match peers.client.open(&link, &open).await {
+                // While the peer is down one request probes it; the others wait for it to
+                // answer again (or for the longest backoff), not each on its own timer.
+                let probing = if link.stats.down.load(Ordering::Acquire) {
+                    match link.stats.probe.try_lock() {
+                        Ok(guard) => Some(guard),
+                        Err(_) => {
+                            link.stats.until_back(Backoff::MOST).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let answer = peers.client.open(&link, &open).await;
+                drop(probing);
+                match answer {
                     Ok(opened) => {
                         link.stats.contact();
                         return Ok(opened);
@@ -265,7 +301,7 @@ impl Peers {
                         if link.stats.failed(&e.to_string()) {
                             tracing::warn!(peer = %party, "{e}; retrying with backoff");
                         }
-                        tokio::time::sleep(backoff.wait()).await;
+                        link.stats.until_back(backoff.wait()).await;
                     }
                 }
             }
