@@ -102,7 +102,7 @@ pub(super) fn serve(
 pub(super) fn serve_config(exe: &Path, path: &Path) -> anyhow::Result<ServedNode> {
     let mut child = Command::new(exe)
         .args(["serve", "--config"])
-        .arg(&path)
+        .arg(path)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

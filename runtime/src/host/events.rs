@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::HostState;
+use super::{HostState, Services};
 use crate::model::ids;
 use crate::replay::Call;
 use crate::store::{Payload, StoredEvent, Write};
@@ -79,8 +79,27 @@ impl HostState {
         };
         self.wait_end = until;
         let events = self.services.messaging.topics.topic(&topic);
+        // In a cluster the event may be another node's, and another node may offer the same
+        // one: what the store holds is offered here too, and the store decides who takes it.
+        let shared = self.services.journal.store().cluster().is_some();
+        if shared {
+            // Committed first: an event this instance claimed and whose taking is still
+            // queued must not be offered to it again. What it claimed and never journaled
+            // (it crashed between) is offered to it alone.
+            self.services.journal.sync().await?;
+            self.services.offer_stored_events(&topic, &self.info.id);
+        }
         let taken = loop {
             if let Some(event) = events.take() {
+                if shared
+                    && !self
+                        .services
+                        .journal
+                        .store()
+                        .claim_event(&event.0, &self.info.id)?
+                {
+                    continue; // another instance, here or on another node, has it
+                }
                 break Some(event);
             }
             if until.is_some_and(|until| Instant::now() >= until) {
@@ -108,5 +127,21 @@ impl HostState {
         let call = Call::TakeEvent { topic: &topic };
         self.recorder.record_with(&call, &journaled, effects)?;
         Ok(journaled.map(|p| p.0))
+    }
+}
+
+impl Services {
+    /// Offer on `topic` the events the store holds for it that nobody (but `taker`, when
+    /// given) claimed: in a cluster, events published on other nodes.
+    pub fn offer_stored_events(&self, topic: &str, taker: &str) {
+        match self.journal.store().events_on(topic, taker) {
+            Ok(stored) => {
+                let events = self.messaging.topics.topic(topic);
+                for e in stored {
+                    events.offer(e.id, e.payload.0);
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the events of topic {topic}: {e}"),
+        }
     }
 }

@@ -254,10 +254,20 @@ impl HostState {
         &mut self,
         request: StartRequest,
     ) -> wasmtime::Result<Result<FlowHandle, FlowError>> {
+        let may_exist = !self.recorder.first_life();
+        self.start_child_with(request, may_exist).await
+    }
+
+    /// [`HostState::start_child`]; `may_exist`: the child's id may be known already (then
+    /// it is attached to, wherever it runs).
+    async fn start_child_with(
+        &mut self,
+        request: StartRequest,
+        may_exist: bool,
+    ) -> wasmtime::Result<Result<FlowHandle, FlowError>> {
         self.meter.child_started()?;
         // The parent's record goes to the store before its child's.
         self.recorder.flush()?;
-        let may_exist = !self.recorder.first_life();
         Ok(self
             .starter
             .clone()

@@ -79,7 +79,10 @@ impl HostState {
         };
         let request = StartRequest::peer(responder.clone(), b"null".to_vec(), identity)
             .with_id(responder_of(&session.id));
-        Ok(match self.start_child(request).await? {
+        // In a cluster a responder may already run on another node: attach to it.
+        let may_exist =
+            !self.recorder.first_life() || self.services.journal.store().cluster().is_some();
+        Ok(match self.start_child_with(request, may_exist).await? {
             Ok(_handle) => Ok(()),
             Err(e) => Err(format!("the responder `{responder}` could not start: {e}")),
         })
@@ -145,6 +148,23 @@ async fn rebuild(
         }
     }
     Ok(())
+}
+
+impl Services {
+    /// Read session `id`'s messages and ends from the store again, when it is live here:
+    /// in a cluster, a counterparty running on another node sends through the store only.
+    /// Harmless when nothing is new (a mailbox keeps each message once).
+    pub fn refresh_session(self: &Arc<Self>, id: &str) {
+        let Some(boxes) = self.messaging.sessions.live_boxes(id) else {
+            return;
+        };
+        let (services, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = rebuild(&services, &id, &boxes, false).await {
+                tracing::warn!("cannot read session {id} from the store: {e}");
+            }
+        });
+    }
 }
 
 impl sessions::Host for HostState {

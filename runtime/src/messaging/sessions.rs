@@ -9,7 +9,7 @@
 //! session that predates this process (the node restarted) has its mailboxes rebuilt from
 //! the senders' journals on first use, so messages in flight at a crash are not lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -46,6 +46,8 @@ struct Entry {
     boxes: Boxes,
     attached: [bool; 2],
     ended: [bool; 2],
+    /// Its other end is on another node (a peer).
+    remote: bool,
 }
 
 /// The node's live sessions.
@@ -65,7 +67,8 @@ struct Attached {
 
 #[derive(Debug, Default)]
 struct State {
-    sessions: HashMap<String, Entry>,
+    /// Ordered, so the sessions an instance opened (`<its id>.<position>`) are a range.
+    sessions: BTreeMap<String, Entry>,
     /// Sessions each instance is attached to, at which end, and the party at the other
     /// end when it is another node.
     by_instance: HashMap<String, Vec<Attached>>,
@@ -90,6 +93,7 @@ impl Sessions {
         let mut state = self.lock();
         let entry = Self::entry(&mut state, id, fresh);
         entry.attached[side.index()] = true;
+        entry.remote |= peer.is_some();
         let boxes = entry.boxes.clone();
         let mine = state.by_instance.entry(instance.to_string()).or_default();
         if !mine.iter().any(|a| a.session == id && a.side == side) {
@@ -150,6 +154,7 @@ impl Sessions {
                 },
                 attached: [false; 2],
                 ended: [false; 2],
+                remote: false,
             })
     }
 
@@ -176,6 +181,43 @@ impl Sessions {
                 state.sessions.remove(&id);
             }
         }
+    }
+
+    /// The mailboxes of session `id` when it is live here (without making it so).
+    pub fn live_boxes(&self, id: &str) -> Option<Boxes> {
+        self.lock().sessions.get(id).map(|e| e.boxes.clone())
+    }
+
+    /// The live sessions instance `id` is an end of: those it opened, and the one it
+    /// answers when it is a responder.
+    pub fn live_of(&self, id: &str) -> Vec<String> {
+        let state = self.lock();
+        let prefix = format!("{id}.");
+        let mut found: Vec<String> = state
+            .sessions
+            .range(prefix.clone()..)
+            .take_while(|(s, _)| s.starts_with(&prefix))
+            .filter(|(s, _)| crate::model::ids::initiator_of(s) == id)
+            .map(|(s, _)| s.clone())
+            .collect();
+        if let Some(session) = crate::model::ids::session_of_responder(id)
+            && state.sessions.contains_key(session)
+        {
+            found.push(session.to_string());
+        }
+        found
+    }
+
+    /// Live sessions between flows of this party with one end attached here and the other
+    /// not (in a cluster, the other end may run on another node): what a poll for missed
+    /// notifications looks at.
+    pub fn half_attached(&self) -> Vec<String> {
+        self.lock()
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.remote && e.attached[0] != e.attached[1])
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Live sessions (for tests and metrics).

@@ -119,6 +119,12 @@ impl Topics {
             .clone()
     }
 
+    /// The topics used here so far (waited on or published to), by name.
+    pub fn names(&self) -> Vec<String> {
+        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        topics.keys().cloned().collect()
+    }
+
     /// Events waiting to be taken, over all topics.
     pub fn waiting(&self) -> usize {
         let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,6 +179,18 @@ impl Topic {
     /// were told when it was published, or are told from the store's outbox).
     pub fn restore(&self, id: String, payload: Vec<u8>) {
         self.lock().push_back((id, payload));
+        self.published.notify_waiters();
+    }
+
+    /// Offer event `id`, read from the store (in a cluster, another node may have published
+    /// it): for waiters only, and only if it is not on offer here already.
+    pub fn offer(&self, id: String, payload: Vec<u8>) {
+        let mut events = self.lock();
+        if events.iter().any(|(known, _)| *known == id) {
+            return;
+        }
+        events.push_back((id, payload));
+        drop(events);
         self.published.notify_waiters();
     }
 

@@ -296,10 +296,17 @@ impl Node {
         }
     }
 
-    /// Answer waiters here whose instance ended elsewhere (a notification may be missed).
+    /// Answer waiters here whose instance ended elsewhere, and read again the sessions
+    /// whose other end is not here (a notification may be missed).
     async fn poll_awaited(&self) {
         for id in self.completions().awaited_elsewhere() {
             self.answer_if_ended(&id);
+        }
+        for session in self.messaging().sessions.half_attached() {
+            self.services().refresh_session(&session);
+        }
+        for topic in self.messaging().topics.names() {
+            self.services().offer_stored_events(&topic, "");
         }
     }
 
@@ -396,6 +403,18 @@ fn listen(weak: Weak<NodeInner>, signals: std::sync::mpsc::Receiver<Signal>) {
                     Signal::Ended(id) => {
                         let _guard = handle.enter();
                         node.answer_if_ended(&id);
+                        for session in node.messaging().sessions.live_of(&id) {
+                            node.services().refresh_session(&session);
+                        }
+                    }
+                    Signal::Published(topic) => {
+                        if node.messaging().topics.names().contains(&topic) {
+                            node.services().offer_stored_events(&topic, "");
+                        }
+                    }
+                    Signal::Sent(session) => {
+                        let _guard = handle.enter();
+                        node.services().refresh_session(&session);
                     }
                     Signal::Cancel(id) => {
                         let _guard = handle.enter();

@@ -75,6 +75,10 @@ pub enum Signal {
     Ended(String),
     /// Somebody asked for instance `id` to be cancelled.
     Cancel(String),
+    /// Session `id` got a message (its sender's `send` is in the store).
+    Sent(String),
+    /// An event was published on topic `topic`.
+    Published(String),
     /// Nothing came for a second (sent so the listener learns whether it is still wanted).
     Idle,
 }

@@ -23,6 +23,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("lists_page_and_filter", lists_page_and_filter),
     ("descendants_and_counts", descendants_and_counts),
     ("peer_messages_in_and_out", peer_messages_in_and_out),
+    ("events_are_claimed_once", events_are_claimed_once),
 ];
 
 fn record(id: &str) -> InstanceRecord {
@@ -422,6 +423,32 @@ fn peer_messages_in_and_out(store: &dyn JournalStore) {
         vec![incoming(0, b"a"), incoming(1, b"b"), ended]
     );
     assert!(store.peer_inbox("a.3", Side::Initiator).unwrap().is_empty());
+}
+
+fn events_are_claimed_once(store: &dyn JournalStore) {
+    store
+        .write(&[
+            Write::Publish(event("e1", "jobs")),
+            Write::Publish(event("e2", "jobs")),
+            Write::Publish(event("e3", "other")),
+        ])
+        .unwrap();
+    let ids = |events: Vec<StoredEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.events_on("jobs", "").unwrap()), ["e1", "e2"]);
+    assert!(store.claim_event("e1", "w1").unwrap());
+    assert!(
+        store.claim_event("e1", "w1").unwrap(),
+        "a claim is the claimer's again"
+    );
+    assert!(!store.claim_event("e1", "w2").unwrap(), "and nobody else's");
+    assert_eq!(ids(store.events_on("jobs", "").unwrap()), ["e2"]);
+    assert_eq!(ids(store.events_on("jobs", "w1").unwrap()), ["e1", "e2"]);
+    store.write(&[Write::Take { id: "e1".into() }]).unwrap();
+    assert!(
+        !store.claim_event("e1", "w1").unwrap(),
+        "a taken event is nobody's"
+    );
+    assert_eq!(ids(store.untaken_events().unwrap()), ["e2", "e3"]);
 }
 
 fn run_all(mut fresh: impl FnMut() -> Box<dyn JournalStore>) {

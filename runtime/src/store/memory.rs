@@ -26,6 +26,8 @@ struct State {
     children: HashMap<String, Vec<String>>,
     /// Events not taken yet, by id, with their insertion number (publish order).
     events: HashMap<String, (u64, StoredEvent)>,
+    /// Who claimed each event not taken yet.
+    takers: HashMap<String, String>,
     /// Events kept for event triggers, by id, with their insertion number.
     outbox: HashMap<String, (u64, StoredEvent)>,
     /// Named cursors.
@@ -152,6 +154,7 @@ impl State {
             }
             Write::Take { id } => {
                 self.events.remove(id);
+                self.takers.remove(id);
             }
             Write::Outbox(event) => {
                 let number = self.next;
@@ -263,6 +266,31 @@ impl JournalStore for MemoryStore {
         let mut events: Vec<(u64, StoredEvent)> = self.lock().events.values().cloned().collect();
         events.sort_by_key(|(number, _)| *number);
         Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let state = self.lock();
+        let mut events: Vec<(u64, StoredEvent)> = state
+            .events
+            .values()
+            .filter(|(_, e)| e.topic == topic)
+            .filter(|(_, e)| state.takers.get(&e.id).is_none_or(|t| t == taker))
+            .cloned()
+            .collect();
+        events.sort_by_key(|(number, _)| *number);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if !state.events.contains_key(id) {
+            return Ok(false);
+        }
+        let claimed = state
+            .takers
+            .entry(id.to_string())
+            .or_insert_with(|| taker.to_string());
+        Ok(claimed == taker)
     }
 
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {

@@ -354,6 +354,13 @@ pub trait JournalStore: Send + Sync {
     fn component(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Events published and not yet taken, in the order they were published.
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Events on `topic` not yet taken, in publish order: those nobody claimed, and those
+    /// `taker` claimed ([`JournalStore::claim_event`]).
+    fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Hand event `id` to instance `taker` unless another instance has it: true when it is
+    /// `taker`'s (now, or already), false when another claimed it or it was taken. Nodes
+    /// sharing a store may each offer an event; this decides who takes it, once.
+    fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError>;
     /// Events kept for event triggers and not yet dispatched ([`Write::Outbox`]), in the
     /// order they were published.
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError>;

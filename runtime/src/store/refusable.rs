@@ -71,6 +71,12 @@ impl<S: JournalStore> JournalStore for Refusable<S> {
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.untaken_events()
     }
+    fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_on(topic, taker)
+    }
+    fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
+        self.inner.claim_event(id, taker)
+    }
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.outbox()
     }

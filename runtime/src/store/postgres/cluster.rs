@@ -28,6 +28,10 @@ const NAME_LOCK_CLASS: i32 = 0x736c;
 /// The channels members signal each other on.
 const ENDED: &str = "sluice_ended";
 const CANCEL: &str = "sluice_cancel";
+/// Sessions that got a message (see `rows::notify_sent`).
+const SENT: &str = "sluice_sent";
+/// Topics that got an event.
+const PUBLISHED: &str = "sluice_published";
 
 /// This node's membership: its name and incarnation.
 pub(super) struct Joined {
@@ -302,8 +306,10 @@ impl ClusterStore for PostgresStore {
 fn listen(url: &str, tx: &Sender<Signal>) {
     loop {
         let client = connect(url).and_then(|mut c: Client| {
-            c.batch_execute(&format!("LISTEN {ENDED}; LISTEN {CANCEL};"))
-                .map_err(db)?;
+            c.batch_execute(&format!(
+                "LISTEN {ENDED}; LISTEN {CANCEL}; LISTEN {SENT}; LISTEN {PUBLISHED};"
+            ))
+            .map_err(db)?;
             Ok(c)
         });
         let mut client = match client {
@@ -324,6 +330,8 @@ fn listen(url: &str, tx: &Sender<Signal>) {
                         Ok(Some(n)) => {
                             let signal = match n.channel() {
                                 ENDED => Signal::Ended(n.payload().to_string()),
+                                SENT => Signal::Sent(n.payload().to_string()),
+                                PUBLISHED => Signal::Published(n.payload().to_string()),
                                 _ => Signal::Cancel(n.payload().to_string()),
                             };
                             if tx.send(signal).is_err() {

@@ -216,6 +216,46 @@ impl JournalStore for PostgresStore {
         self.events_in("events")
     }
 
+    fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let (topic, taker) = (topic.to_string(), taker.to_string());
+        self.bridge.run(move |c| {
+            let rows = c
+                .query(
+                    "SELECT id, topic, payload FROM events \
+                     WHERE topic = $1 AND (taker IS NULL OR taker = $2) ORDER BY seq",
+                    &[&topic, &taker],
+                )
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredEvent {
+                        id: r.try_get(0).map_err(db)?,
+                        topic: r.try_get(1).map_err(db)?,
+                        payload: Payload(r.try_get(2).map_err(db)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(StoreError::Fenced {
+                node: self.joined().map(|j| j.name.clone()).unwrap_or_default(),
+            });
+        }
+        let (id, taker) = (id.to_string(), taker.to_string());
+        self.bridge.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE events SET taker = $2 WHERE id = $1 AND (taker IS NULL OR taker = $2)",
+                    &[&id, &taker],
+                )
+                .map_err(db)?;
+            Ok(changed == 1)
+        })
+    }
+
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.events_in("outbox")
     }

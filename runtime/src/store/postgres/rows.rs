@@ -51,10 +51,36 @@ pub(super) fn apply_batch(
     }
     if !appends.is_empty() {
         append_all(tx, prepared, stamp, &appends)?;
+        if stamp.is_some() {
+            notify_sent(tx, prepared, &appends)?;
+        }
     }
     for write in rest {
         apply(tx, prepared, stamp, write)?;
     }
+    Ok(())
+}
+
+/// Tell the cluster's nodes which sessions got a message (delivered at commit): the node
+/// running the receiving end may be another one.
+fn notify_sent(
+    tx: &mut Transaction<'_>,
+    prepared: &mut Prepared,
+    appends: &[(&str, &Entry)],
+) -> Result<(), StoreError> {
+    let sessions: Vec<&str> = appends
+        .iter()
+        .filter(|(_, e)| e.call == "send")
+        .filter_map(|(_, e)| e.args.get("session")?.as_str())
+        .collect();
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let sql = prepared.get(
+        tx,
+        "SELECT pg_notify('sluice_sent', s) FROM unnest($1::text[]) AS s",
+    )?;
+    tx.query(&sql, &[&sessions]).map_err(db)?;
     Ok(())
 }
 
@@ -122,6 +148,11 @@ fn apply(
             )?;
             tx.execute(&sql, &[&event.id, &event.topic, &event.payload.0])
                 .map_err(db)?;
+            if stamp.is_some() {
+                // Other nodes of the cluster may have waiters on the topic.
+                let sql = prepared.get(tx, "SELECT pg_notify('sluice_published', $1)")?;
+                tx.execute(&sql, &[&event.topic]).map_err(db)?;
+            }
         }
         Write::Take { id } => {
             let sql = prepared.get(tx, "DELETE FROM events WHERE id = $1")?;

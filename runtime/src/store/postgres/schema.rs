@@ -82,6 +82,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL, seq BIGINT NOT NULL,
         kind TEXT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (session, side, seq)
      );",
+    // 9: see SQLite's 9.
+    "ALTER TABLE events ADD COLUMN taker TEXT;
+     CREATE INDEX events_by_topic ON events(topic, seq);",
 ];
 
 /// The advisory lock key that serializes migrations between nodes ("sluice" in ASCII).

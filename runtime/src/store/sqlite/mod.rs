@@ -288,6 +288,37 @@ impl JournalStore for SqliteStore {
         self.events_in("SELECT id, topic, payload FROM events ORDER BY rowid")
     }
 
+    fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, topic, payload FROM events \
+                 WHERE topic = ?1 AND (taker IS NULL OR taker = ?2) ORDER BY rowid",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![topic, taker], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    topic: r.get(1)?,
+                    payload: Payload(r.get(2)?),
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE events SET taker = ?2 WHERE id = ?1 AND (taker IS NULL OR taker = ?2)",
+                params![id, taker],
+            )
+            .map_err(db)?;
+        Ok(changed == 1)
+    }
+
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.events_in("SELECT id, topic, payload FROM outbox ORDER BY rowid")
     }

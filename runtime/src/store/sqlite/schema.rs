@@ -71,6 +71,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         peer TEXT NOT NULL, session TEXT NOT NULL, side TEXT NOT NULL, seq INTEGER NOT NULL,
         kind TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (session, side, seq)
      );",
+    // 9: the instance an event was handed to, before its taking is journaled (several
+    // nodes may offer one event; the first claim wins).
+    "ALTER TABLE events ADD COLUMN taker TEXT;",
 ];
 
 /// Apply the migrations not yet applied, all in one write transaction: another process
