@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::pg::{Database, query};
-use crate::served::{Served, serve_with_env, served_config};
+use crate::served::{Served, serve_with_env, served_config, start_many};
 
 /// The lease of test nodes: long enough that a busy test machine never misses a renewal
 /// by accident, short enough for takeovers within a test.
@@ -117,22 +116,11 @@ fn until_count(db: &Database, sql: &str, want: u64, limit: Duration) {
 /// Start `n` fan-out roots `<prefix>-<i>` through `nodes`, in turn, 32 at a time.
 async fn submit(nodes: &[&Served], prefix: &str, n: usize, child_input: Value) {
     let body = json!({ "n": FAN, "child": "sleeper", "input": child_input }).to_string();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let node = nodes[i % nodes.len()];
-            let body = body.clone();
-            async move {
-                let path = format!("/v1/flows/fanout/start?id={prefix}-{i:05}");
-                let (status, answer) = node.post(&path, &body).await;
-                assert!(
-                    status == 202 || status == 200,
-                    "start {i}: {status} {answer}"
-                );
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    start_many(n, |i| {
+        let path = format!("/v1/flows/fanout/start?id={prefix}-{i:05}");
+        (nodes[i % nodes.len()], path, body.clone())
+    })
+    .await;
 }
 
 /// Wait until `node` sees `live` live members.
@@ -850,20 +838,15 @@ async fn sessions_of_a_killed_node_complete_exactly_once_wherever_their_ends_res
     let n = (flows() / 4).max(100);
     // Every seller sleeps between the request and the bid: all parked on n3 when it dies.
     let n3 = nodes[2].as_ref().expect("n3");
-    futures::stream::iter(0..n)
-        .map(|i| async move {
-            let body = json!({ "item": "bond", "bid": 45, "pause_ms": 1500 }).to_string();
-            let (status, answer) = n3
-                .post(&format!("/v1/flows/buyer/start?id=s-{i:05}"), &body)
-                .await;
-            assert!(
-                status == 202 || status == 200,
-                "start {i}: {status} {answer}"
-            );
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    let body = json!({ "item": "bond", "bid": 45, "pause_ms": 1500 }).to_string();
+    start_many(n, |i| {
+        (
+            n3,
+            format!("/v1/flows/buyer/start?id=s-{i:05}"),
+            body.clone(),
+        )
+    })
+    .await;
     let limit = Duration::from_secs(300);
     until_count(
         &db,

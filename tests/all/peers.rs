@@ -11,11 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::relay::Relay;
-use crate::served::{Served, serve, served_config_as};
+use crate::served::{Served, serve, served_config_as, start_many};
 use crate::support::guest;
 
 fn flows() -> usize {
@@ -171,20 +170,11 @@ const STATUSES: &str = "SELECT flow, status, count(*) FROM instances GROUP BY 1,
 
 /// Start `n` buyers `b-<i>` on `a`, each bidding on `item(i)` with PartyB.
 async fn buy(a: &Served, n: usize) {
-    futures::stream::iter(0..n)
-        .map(|i| async move {
-            let body = json!({ "party": "PartyB", "item": item(i), "bid": 50 }).to_string();
-            let (status, answer) = a
-                .post(&format!("/v1/flows/buyer/start?id=b-{i:05}"), &body)
-                .await;
-            assert!(
-                status == 202 || status == 200,
-                "start {i}: {status} {answer}"
-            );
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    start_many(n, |i| {
+        let body = json!({ "party": "PartyB", "item": item(i), "bid": 50 }).to_string();
+        (a, format!("/v1/flows/buyer/start?id=b-{i:05}"), body)
+    })
+    .await;
 }
 
 /// Every buyer completed once with its own seller's answer, every seller ran once with

@@ -201,3 +201,23 @@ pub fn cli(node: &Served, args: &[&str]) -> std::process::Output {
         .output()
         .expect("sluice runs")
 }
+
+/// Start `n` instances, 32 requests at a time: `request(i)` names the node, the path (with
+/// its `?id=`) and the JSON body of each. Every one must be accepted (200 or 202).
+pub async fn start_many<'a>(n: usize, request: impl Fn(usize) -> (&'a Served, String, String)) {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (node, path, body) = request(i);
+            async move {
+                let (status, answer) = node.post(&path, &body).await;
+                assert!(
+                    status == 202 || status == 200,
+                    "start {i} ({path}): {status} {answer}"
+                );
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+}

@@ -128,6 +128,40 @@ pub(super) fn serve_config(exe: &Path, path: &Path) -> anyhow::Result<ServedNode
     Ok(ServedNode { child, url })
 }
 
+/// `total` start-and-awaits of `body` by `clients` concurrent clients, spread over `urls`
+/// (each a start URL with `wait`); how long they all took.
+pub(super) async fn concurrently(
+    client: &reqwest::Client,
+    urls: &[String],
+    token: &str,
+    body: &'static str,
+    total: usize,
+    clients: usize,
+) -> anyhow::Result<Duration> {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let workers: Vec<_> = (0..clients.max(1))
+        .map(|c| {
+            let (client, url, token, issued) = (
+                client.clone(),
+                urls[c % urls.len()].clone(),
+                token.to_string(),
+                issued.clone(),
+            );
+            tokio::spawn(async move {
+                while issued.fetch_add(1, Ordering::Relaxed) < total {
+                    start_and_wait(&client, &url, &token, body).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(t.elapsed())
+}
+
 /// One start-and-await of `flow` with `body`; fails unless the answer is 200.
 pub(super) async fn start_and_wait(
     client: &reqwest::Client,
@@ -248,28 +282,8 @@ pub(super) async fn workloads(
     sequential.sort();
 
     let total = iterations.max(20_000);
-    let issued = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let workers: Vec<_> = (0..clients.max(1))
-        .map(|c| {
-            let (client, url, token, issued) = (
-                client.clone(),
-                w1[c % w1.len()].clone(),
-                token.clone(),
-                issued.clone(),
-            );
-            tokio::spawn(async move {
-                while issued.fetch_add(1, Ordering::Relaxed) < total {
-                    start_and_wait(&client, &url, &token, TRIVIAL).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await??;
-    }
-    let w1_per_sec = total as f64 / t.elapsed().as_secs_f64();
+    let took = concurrently(client, &w1, &token, TRIVIAL, total, clients).await?;
+    let w1_per_sec = total as f64 / took.as_secs_f64();
 
     let mut one = Vec::new();
     for i in 0..20 {

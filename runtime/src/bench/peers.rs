@@ -6,13 +6,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::api::{ServedNode, serve_config, start_and_wait};
+use super::api::{ServedNode, concurrently, serve_config, start_and_wait};
 use super::durable::scratch_dir;
 
 /// What the peers run measured.
@@ -144,24 +142,16 @@ pub async fn peers(
 
     // Concurrent starters.
     let total = iterations.max(100);
-    let issued = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let workers: Vec<_> = (0..clients.max(1))
-        .map(|_| {
-            let (client, url, token, issued) =
-                (client.clone(), start.clone(), token.clone(), issued.clone());
-            tokio::spawn(async move {
-                while issued.fetch_add(1, Ordering::Relaxed) < total {
-                    start_and_wait(&client, &url, &token, BUY).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await??;
-    }
-    let elapsed = t.elapsed().as_secs_f64();
+    let elapsed = concurrently(
+        &client,
+        std::slice::from_ref(&start),
+        &token,
+        BUY,
+        total,
+        clients,
+    )
+    .await?
+    .as_secs_f64();
 
     // A crash of PartyB with buyers coming meanwhile.
     drop(b.take()); // SIGKILL

@@ -155,12 +155,12 @@ impl Services {
     /// in a cluster, a counterparty running on another node sends through the store only.
     /// Harmless when nothing is new (a mailbox keeps each message once).
     pub fn refresh_session(self: &Arc<Self>, id: &str) {
-        let Some(boxes) = self.messaging.sessions.live_boxes(id) else {
+        let Some((boxes, remote)) = self.messaging.sessions.live_boxes(id) else {
             return;
         };
         let (services, id) = (self.clone(), id.to_string());
         tokio::spawn(async move {
-            if let Err(e) = rebuild(&services, &id, &boxes, false).await {
+            if let Err(e) = rebuild(&services, &id, &boxes, remote).await {
                 tracing::warn!("cannot read session {id} from the store: {e}");
             }
         });

@@ -183,9 +183,24 @@ impl Sessions {
         }
     }
 
-    /// The mailboxes of session `id` when it is live here (without making it so).
-    pub fn live_boxes(&self, id: &str) -> Option<Boxes> {
-        self.lock().sessions.get(id).map(|e| e.boxes.clone())
+    /// The mailboxes of session `id` when it is live here (without making it so), and
+    /// whether its other end is on another party's node.
+    pub fn live_boxes(&self, id: &str) -> Option<(Boxes, bool)> {
+        self.lock()
+            .sessions
+            .get(id)
+            .map(|e| (e.boxes.clone(), e.remote))
+    }
+
+    /// Live sessions with another party's node (their messages arrive through the store's
+    /// inbox, on whichever node of a cluster the peer reached).
+    pub fn remote(&self) -> Vec<String> {
+        self.lock()
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.remote)
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// The live sessions instance `id` is an end of: those it opened, and the one it

@@ -41,6 +41,8 @@ pub(super) struct Membership {
     busy: AtomicBool,
     /// Instances taken over from other nodes.
     taken_over: AtomicU64,
+    /// Rounds of duties so far (some polls run every few rounds).
+    rounds: AtomicU64,
     leader: watch::Sender<bool>,
     fenced: watch::Sender<bool>,
 }
@@ -67,6 +69,7 @@ impl Membership {
             recovered: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             taken_over: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
             leader: watch::Sender::new(false),
             fenced: watch::Sender::new(false),
         })
@@ -307,6 +310,16 @@ impl Node {
         }
         for topic in self.messaging().topics.names() {
             self.services().offer_stored_events(&topic, "");
+        }
+        // Sessions with other parties: a peer may have reached another node of the cluster
+        // (which notifies; this covers a missed notification, less often: one read each).
+        let round = self
+            .membership()
+            .map_or(0, |m| m.rounds.fetch_add(1, Ordering::Relaxed));
+        if round.is_multiple_of(5) {
+            for session in self.messaging().sessions.remote() {
+                self.services().refresh_session(&session);
+            }
         }
     }
 

@@ -116,10 +116,18 @@ impl PostgresStore {
         })
     }
 
-    fn events_in(&self, table: &'static str) -> Result<Vec<StoredEvent>, StoreError> {
+    /// The events `sql` selects (`id, topic, payload`) with text parameters `args`.
+    fn events_in(
+        &self,
+        sql: &'static str,
+        args: Vec<String>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.bridge.run(move |c| {
-            let sql = format!("SELECT id, topic, payload FROM {table} ORDER BY seq");
-            let rows = c.query(&sql, &[]).map_err(db)?;
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+                .iter()
+                .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+                .collect();
+            let rows = c.query(sql, &params).map_err(db)?;
             rows.iter()
                 .map(|r| {
                     Ok(StoredEvent {
@@ -213,29 +221,18 @@ impl JournalStore for PostgresStore {
     }
 
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events_in("events")
+        self.events_in(
+            "SELECT id, topic, payload FROM events ORDER BY seq",
+            Vec::new(),
+        )
     }
 
     fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let (topic, taker) = (topic.to_string(), taker.to_string());
-        self.bridge.run(move |c| {
-            let rows = c
-                .query(
-                    "SELECT id, topic, payload FROM events \
-                     WHERE topic = $1 AND (taker IS NULL OR taker = $2) ORDER BY seq",
-                    &[&topic, &taker],
-                )
-                .map_err(db)?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredEvent {
-                        id: r.try_get(0).map_err(db)?,
-                        topic: r.try_get(1).map_err(db)?,
-                        payload: Payload(r.try_get(2).map_err(db)?),
-                    })
-                })
-                .collect()
-        })
+        self.events_in(
+            "SELECT id, topic, payload FROM events \
+             WHERE topic = $1 AND (taker IS NULL OR taker = $2) ORDER BY seq",
+            vec![topic.to_string(), taker.to_string()],
+        )
     }
 
     fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
@@ -257,7 +254,10 @@ impl JournalStore for PostgresStore {
     }
 
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events_in("outbox")
+        self.events_in(
+            "SELECT id, topic, payload FROM outbox ORDER BY seq",
+            Vec::new(),
+        )
     }
 
     fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {

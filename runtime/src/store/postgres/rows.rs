@@ -192,6 +192,11 @@ fn apply(
                 &[&m.peer, &m.session, &m.to.as_str(), &seq, &kind, &body],
             )
             .map_err(db)?;
+            if stamp.is_some() && matches!(write, Write::PeerIn(_)) {
+                // The receiving flow may run on another node of the cluster.
+                let sql = prepared.get(tx, "SELECT pg_notify('sluice_sent', $1)")?;
+                tx.execute(&sql, &[&m.session]).map_err(db)?;
+            }
         }
         Write::PeerSent { session, to, seq } => {
             let sql = prepared.get(

@@ -86,11 +86,15 @@ impl SqliteStore {
             .collect()
     }
 
-    fn events_in(&self, query: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    fn events_in(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare(query).map_err(db)?;
+        let mut stmt = conn.prepare_cached(query).map_err(db)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
                 Ok(StoredEvent {
                     id: r.get(0)?,
                     topic: r.get(1)?,
@@ -285,27 +289,15 @@ impl JournalStore for SqliteStore {
     }
 
     fn untaken_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events_in("SELECT id, topic, payload FROM events ORDER BY rowid")
+        self.events_in("SELECT id, topic, payload FROM events ORDER BY rowid", [])
     }
 
     fn events_on(&self, topic: &str, taker: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, topic, payload FROM events \
-                 WHERE topic = ?1 AND (taker IS NULL OR taker = ?2) ORDER BY rowid",
-            )
-            .map_err(db)?;
-        let rows = stmt
-            .query_map(params![topic, taker], |r| {
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    topic: r.get(1)?,
-                    payload: Payload(r.get(2)?),
-                })
-            })
-            .map_err(db)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        self.events_in(
+            "SELECT id, topic, payload FROM events \
+             WHERE topic = ?1 AND (taker IS NULL OR taker = ?2) ORDER BY rowid",
+            params![topic, taker],
+        )
     }
 
     fn claim_event(&self, id: &str, taker: &str) -> Result<bool, StoreError> {
@@ -320,7 +312,7 @@ impl JournalStore for SqliteStore {
     }
 
     fn outbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.events_in("SELECT id, topic, payload FROM outbox ORDER BY rowid")
+        self.events_in("SELECT id, topic, payload FROM outbox ORDER BY rowid", [])
     }
 
     fn peer_outbox(&self, peer: &str, limit: usize) -> Result<Vec<PeerMessage>, StoreError> {
