@@ -7,106 +7,29 @@
 //! no certificate authority and work unchanged behind a TLS-terminating proxy; the
 //! transport itself is plain HTTP between trusted hosts for now.
 
+mod backoff;
 mod client;
+mod link;
+mod report;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 use tokio::sync::Notify;
 
+pub use backoff::Backoff;
 pub use client::{DeliveryError, Refused};
+pub use link::{Link, LinkStats};
+pub use report::PeerView;
 
 use crate::config::PeerConfig;
-use crate::model::{OpenSession, Opened, unix_ms};
-
-/// One configured peer.
-pub struct Link {
-    /// Its party name (identity).
-    pub party: String,
-    /// Its API base URL, without a trailing slash.
-    pub url: String,
-    /// What this node presents to it. Never logged.
-    token: String,
-    /// SHA-256 of what it presents to this node.
-    accepts: [u8; 32],
-    /// Wakes its delivery loop: something was queued for it.
-    pub wake: Notify,
-    /// How delivery to and from it goes.
-    pub stats: LinkStats,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("party", &self.party)
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Counters and the latest state of one peer.
-#[derive(Debug, Default)]
-pub struct LinkStats {
-    /// Messages (and ends) it acknowledged.
-    pub sent: AtomicU64,
-    /// Messages (and ends) it sent here that were kept.
-    pub received: AtomicU64,
-    /// Messages sent again after a failed attempt.
-    pub retried: AtomicU64,
-    /// Requests this node refused from it, or it refused from this node.
-    pub refused: AtomicU64,
-    /// Whether the last attempt to reach it succeeded.
-    pub reachable: AtomicBool,
-    /// Unix ms of the last successful exchange either way (0: none yet).
-    pub last_contact_ms: AtomicU64,
-    /// Why the last attempt failed, if it did.
-    pub last_error: Mutex<Option<String>>,
-    /// Set while the peer is known to be down: whoever waits to reach it waits for this
-    /// (see [`LinkStats::back`]) instead of each asking on its own.
-    down: AtomicBool,
-    /// Wakes every waiter once the peer answers again.
-    back: Notify,
-    /// Held by the one request that probes a peer known to be down.
-    probe: tokio::sync::Mutex<()>,
-}
-
-impl LinkStats {
-    /// An exchange with the peer succeeded.
-    pub fn contact(&self) {
-        self.reachable.store(true, Ordering::Release);
-        self.last_contact_ms.store(unix_ms(), Ordering::Release);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if self.down.swap(false, Ordering::AcqRel) {
-            self.back.notify_waiters();
-        }
-    }
-
-    /// An attempt to reach the peer failed: why. Returns whether it was reachable before
-    /// (so a streak of failures is logged once).
-    pub fn failed(&self, why: &str) -> bool {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
-        self.down.store(true, Ordering::Release);
-        self.reachable.swap(false, Ordering::AcqRel)
-    }
-
-    /// Wait `wait`, or less if the peer answers again meanwhile.
-    pub async fn until_back(&self, wait: Duration) {
-        let back = self.back.notified();
-        tokio::pin!(back);
-        back.as_mut().enable();
-        if self.down.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(wait, back).await;
-        }
-    }
-}
+use crate::model::{OpenSession, Opened};
 
 /// Why a request from another node is refused. Nothing is started or kept then.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -125,31 +48,6 @@ pub struct Peers {
     identity: String,
     links: BTreeMap<String, Arc<Link>>,
     client: client::Client,
-}
-
-/// One peer as operators see it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PeerView {
-    /// Its party name.
-    pub party: String,
-    /// Where it listens.
-    pub url: String,
-    /// Whether the last attempt to reach it succeeded (false before any attempt).
-    pub reachable: bool,
-    /// Unix ms of the last successful exchange either way, if any.
-    pub last_contact_ms: Option<u64>,
-    /// Why the last attempt to reach it failed, if it did.
-    pub last_error: Option<String>,
-    /// Messages kept for it, not acknowledged yet.
-    pub outbox: u64,
-    /// Messages it acknowledged.
-    pub sent: u64,
-    /// Messages received from it.
-    pub received: u64,
-    /// Messages sent again after a failed attempt.
-    pub retried: u64,
-    /// Requests refused either way.
-    pub refused: u64,
 }
 
 impl Peers {
@@ -311,129 +209,6 @@ impl Peers {
     /// The HTTP client peers are reached with.
     pub fn client(&self) -> &client::Client {
         &self.client
-    }
-
-    /// Every peer as operators see it, with its outbox depth from `depths`.
-    pub fn views(&self, depths: &[(String, u64)]) -> Vec<PeerView> {
-        self.links
-            .values()
-            .map(|link| {
-                let s = &link.stats;
-                let contact = s.last_contact_ms.load(Ordering::Acquire);
-                PeerView {
-                    party: link.party.clone(),
-                    url: link.url.clone(),
-                    reachable: s.reachable.load(Ordering::Acquire),
-                    last_contact_ms: (contact > 0).then_some(contact),
-                    last_error: s
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone(),
-                    outbox: depths
-                        .iter()
-                        .find(|(p, _)| *p == link.party)
-                        .map_or(0, |(_, n)| *n),
-                    sent: s.sent.load(Ordering::Relaxed),
-                    received: s.received.load(Ordering::Relaxed),
-                    retried: s.retried.load(Ordering::Relaxed),
-                    refused: s.refused.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
-    }
-
-    /// Per-peer metrics in Prometheus text format (empty without peers).
-    pub fn render_metrics(&self, depths: &[(String, u64)]) -> String {
-        use std::fmt::Write as _;
-        if self.links.is_empty() {
-            return String::new();
-        }
-        let views = self.views(depths);
-        let mut out = String::new();
-        let families: [Family; 6] = [
-            (
-                "sluice_peer_sent_total",
-                "counter",
-                "Messages a peer acknowledged.",
-                |v| v.sent,
-            ),
-            (
-                "sluice_peer_received_total",
-                "counter",
-                "Messages received from a peer and kept.",
-                |v| v.received,
-            ),
-            (
-                "sluice_peer_retried_total",
-                "counter",
-                "Messages sent to a peer again after a failed attempt.",
-                |v| v.retried,
-            ),
-            (
-                "sluice_peer_refused_total",
-                "counter",
-                "Requests refused to or from a peer.",
-                |v| v.refused,
-            ),
-            (
-                "sluice_peer_outbox",
-                "gauge",
-                "Messages kept for a peer, not acknowledged yet.",
-                |v| v.outbox,
-            ),
-            (
-                "sluice_peer_reachable",
-                "gauge",
-                "Whether the last attempt to reach a peer succeeded.",
-                |v| u64::from(v.reachable),
-            ),
-        ];
-        for (name, kind, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for v in &views {
-                let party = v.party.replace(['\\', '"', '\n'], "_");
-                let _ = writeln!(out, "{name}{{peer=\"{party}\"}} {}", value(v));
-            }
-        }
-        out
-    }
-}
-
-/// A metric family: its name, type, help and value per peer.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&PeerView) -> u64,
-);
-
-/// Waits between attempts to reach a peer: from 50 ms, doubling, at most 5 s.
-#[derive(Debug)]
-pub struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Backoff::FIRST)
-    }
-}
-
-impl Backoff {
-    /// The first wait.
-    pub const FIRST: Duration = Duration::from_millis(50);
-    /// The longest wait.
-    pub const MOST: Duration = Duration::from_secs(5);
-
-    /// The next wait.
-    pub fn wait(&mut self) -> Duration {
-        let wait = self.0;
-        self.0 = (self.0 * 2).min(Self::MOST);
-        wait
-    }
-
-    /// Start again from the first wait (the peer answered).
-    pub fn reset(&mut self) {
-        self.0 = Self::FIRST;
     }
 }
 
