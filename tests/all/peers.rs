@@ -536,3 +536,87 @@ async fn reqwest_post(url: &str, path: &str, token: &str, body: &str) -> (u16, V
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responders_node_in_a_cluster_killed_midway_hands_its_sessions_over() {
+    let db = crate::pg::Database::fresh();
+    let p = Parties::new();
+    // PartyB is two nodes on one PostgreSQL database; PartyA's config names one URL.
+    let b_node = |name: &str| -> Served {
+        let dir = p.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let peer = Parties::peer_table(&dir, "PartyA", &p.relay_a.url(), &p.b_to_a.0, &p.a_to_b.1);
+        let extra = format!(
+            "[store]\nurl = \"{}\"\n[cluster]\nname = \"{name}\"\nlease = \"5s\"\n{POOLS}{peer}\
+             [[flows]]\nname = \"seller\"\ncomponent = \"{}\"\ninitiated-by = \"buyer\"\n",
+            db.url,
+            guest("seller").display()
+        );
+        let (config, tokens) = served_config_as(&dir, "identity = \"PartyB\"", &["hello"], &extra);
+        serve(&config, &dir.join("data"), tokens)
+    };
+    let mut b1 = b_node("b1");
+    let b2 = b_node("b2");
+    p.relay_b.point_to(Some(&b1.url));
+    let a = p.start_a("");
+    let n = 100;
+    // Each seller sleeps between the request and the bid: all parked on b1 when it dies.
+    start_many(n, |i| {
+        let body = json!({ "party": "PartyB", "item": item(i), "bid": 50, "pause_ms": 1500 });
+        (
+            &a,
+            format!("/v1/flows/buyer/start?id=b-{i:05}"),
+            body.to_string(),
+        )
+    })
+    .await;
+    let pg_count = |sql: &str| -> u64 {
+        crate::pg::query(&db.url, sql)[0][0]
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pg_count("SELECT count(*) FROM journal WHERE call = 'sleep'") < n as u64 {
+        assert!(Instant::now() < deadline, "the sellers never all slept");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b1.child.kill().unwrap(); // SIGKILL
+    b1.child.wait().unwrap();
+    p.relay_b.point_to(Some(&b2.url));
+    p.until(
+        "a",
+        "SELECT count(*) FROM instances WHERE flow = 'buyer' AND status = 'completed'",
+        n as u64,
+        Duration::from_secs(180),
+    );
+    let n = n as u64;
+    assert_eq!(
+        pg_count("SELECT count(*) FROM instances WHERE flow = 'seller' AND status = 'completed'"),
+        n
+    );
+    assert_eq!(
+        pg_count("SELECT count(*) FROM instances"),
+        n,
+        "no responder twice"
+    );
+    assert_eq!(
+        pg_count("SELECT count(*) FROM journal WHERE call = 'receive'"),
+        2 * n
+    );
+    // Every answer came from b2, which took the sessions over.
+    assert_eq!(
+        pg_count("SELECT count(*) FROM journal WHERE call = 'send' AND node = 'b2'"),
+        n
+    );
+    for row in p.query("a", "SELECT id, output FROM instances WHERE flow = 'buyer'") {
+        let i: usize = row[0]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("b-")
+            .parse()
+            .unwrap();
+        let out: Value = serde_json::from_str(row[1].as_str().unwrap()).unwrap();
+        assert_eq!(out["price"], json!(10 * item(i).len()), "{out}");
+    }
+}
