@@ -151,7 +151,22 @@ impl Served {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        let response = request.send().await.expect("the node answers");
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                // Say how the node was, not only that it did not answer.
+                let said: Vec<String> = self.stderr.try_iter().collect();
+                let tail = said[said.len().saturating_sub(30)..].join("\n");
+                panic!(
+                    "the node at {} did not answer {path}: {e:?}; its process: {}; the last of its stderr:\n{tail}",
+                    self.url,
+                    std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+                        .ok()
+                        .and_then(|s| s.lines().find(|l| l.starts_with("State:")).map(str::to_string))
+                        .unwrap_or_else(|| "gone".into())
+                )
+            }
+        };
         let status = response.status().as_u16();
         let text = response.text().await.expect("a body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));

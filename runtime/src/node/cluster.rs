@@ -202,8 +202,29 @@ impl Node {
             return;
         };
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(heartbeat(weak.clone(), m.lease / 5));
-        tokio::spawn(watchdog(weak.clone(), m.lease / 10));
+        // On threads of their own: a runtime whose workers are all busy (or blocked in a
+        // store call) must not delay a renewal into a false fence.
+        let handle = tokio::runtime::Handle::current();
+        let (beat, watch) = (weak.clone(), weak.clone());
+        let (every, check) = (m.lease / 5, m.lease / 10);
+        for (name, spawned) in [
+            (
+                "sluice-lease",
+                std::thread::Builder::new()
+                    .name("sluice-lease".into())
+                    .spawn(move || heartbeat(beat, every, handle)),
+            ),
+            (
+                "sluice-watchdog",
+                std::thread::Builder::new()
+                    .name("sluice-watchdog".into())
+                    .spawn(move || watchdog(watch, check)),
+            ),
+        ] {
+            if let Err(e) = spawned {
+                tracing::error!("cannot start the {name} thread: {e}");
+            }
+        }
         if let Some(cluster) = self.cluster() {
             match cluster.signals() {
                 Ok(signals) => listen(weak, signals),
@@ -224,15 +245,13 @@ impl Node {
         }
     }
 
-    /// Renew the lease (on a connection of its own, so it never waits behind work).
-    async fn renew_lease(&self) -> Result<(), StoreError> {
+    /// Renew the lease (on a connection of its own, so it never waits behind work). Blocks.
+    fn renew_lease(&self) -> Result<(), StoreError> {
         let Some(m) = self.membership() else {
             return Ok(());
         };
         let sent = Instant::now();
-        let lease = m.lease;
-        let node = self.clone();
-        match blocking(move || node.cluster_or_closed()?.renew(lease)).await {
+        match self.cluster_or_closed()?.renew(m.lease) {
             Ok(()) => {
                 m.renewed_at_ms
                     .fetch_max(m.since_start_ms(sent), Ordering::AcqRel);
@@ -344,7 +363,11 @@ async fn blocking<R: Send + 'static>(
         .map_err(|e| StoreError::Database(format!("a store task failed: {e}")))?
 }
 
-async fn heartbeat(weak: Weak<NodeInner>, every: Duration) {
+/// Renew the lease every `every` and start a round of duties on `runtime` (unless one
+/// is still under way), until the node goes or is fenced. A renewal stuck on a cut
+/// connection stops the beats, not the watchdog, which judges by the last *successful*
+/// renewal.
+fn heartbeat(weak: Weak<NodeInner>, every: Duration, runtime: tokio::runtime::Handle) {
     loop {
         let Some(inner) = weak.upgrade() else {
             return;
@@ -353,14 +376,12 @@ async fn heartbeat(weak: Weak<NodeInner>, every: Duration) {
         if node.membership().is_some_and(|m| *m.fenced.borrow()) {
             return;
         }
-        // A renewal stuck on a cut connection must not stop the beats: the watchdog
-        // judges by the last *successful* renewal.
-        let _ = tokio::time::timeout(every * 4, node.renew_lease()).await;
+        let _ = node.renew_lease();
         if let Some(m) = node.membership()
             && !m.busy.swap(true, Ordering::AcqRel)
         {
             let node = node.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if let Err(e) = node.duties().await {
                     tracing::debug!("cluster duties: {e}");
                 }
@@ -370,13 +391,14 @@ async fn heartbeat(weak: Weak<NodeInner>, every: Duration) {
             });
         }
         drop(node);
-        tokio::time::sleep(every).await;
+        std::thread::sleep(every);
     }
 }
 
-async fn watchdog(weak: Weak<NodeInner>, every: Duration) {
+/// Fence the node once its last successful renewal is older than 70% of its lease.
+fn watchdog(weak: Weak<NodeInner>, every: Duration) {
     loop {
-        tokio::time::sleep(every).await;
+        std::thread::sleep(every);
         let Some(inner) = weak.upgrade() else {
             return;
         };

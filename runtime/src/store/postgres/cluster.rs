@@ -41,8 +41,10 @@ pub(super) struct Joined {
 
 impl Joined {
     /// Fail with [`StoreError::Fenced`] unless this incarnation is a live member; holds a
-    /// share lock on its row until the transaction ends, so a concurrent "declare dead"
-    /// waits for it (and then finds the lease renewed, or this member's writes stop).
+    /// key-share lock on its row until the transaction ends, so a concurrent "declare
+    /// dead" (which locks the row `FOR UPDATE`) waits for it, and then finds the lease
+    /// renewed, or this member's writes stop. A renewal (an update of no key column) does
+    /// not conflict with it: a node's lease never waits behind its own writes.
     pub(super) fn check(
         &self,
         tx: &mut Transaction<'_>,
@@ -50,7 +52,7 @@ impl Joined {
     ) -> Result<(), StoreError> {
         let sql = prepared.get(
             tx,
-            "SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'live' FOR SHARE",
+            "SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'live' FOR KEY SHARE",
         )?;
         match tx.query_opt(&sql, &[&self.name, &self.epoch]).map_err(db)? {
             Some(_) => Ok(()),
@@ -152,7 +154,12 @@ impl ClusterStore for PostgresStore {
             joined.check(&mut tx, prepared)?;
             let dead = prepared.get(
                 &mut tx,
-                "UPDATE nodes SET state = 'dead' WHERE state = 'live' AND lease_until < now() AND name <> $1
+                // FOR UPDATE: ordered after (or before) every write of the lapsed node.
+                "UPDATE nodes SET state = 'dead'
+                 WHERE name IN (SELECT name FROM nodes
+                                WHERE state = 'live' AND lease_until < now() AND name <> $1
+                                FOR UPDATE)
+                   AND state = 'live' AND lease_until < now()
                  RETURNING name",
             )?;
             for row in tx.query(&dead, &[&joined.name]).map_err(db)? {
@@ -239,7 +246,9 @@ impl ClusterStore for PostgresStore {
         let me = joined.clone();
         let left = self.bridge.run(move |c| {
             c.execute(
-                "UPDATE nodes SET state = 'left', lease_until = now() WHERE name = $1 AND epoch = $2 AND state = 'live'",
+                "UPDATE nodes SET state = 'left', lease_until = now()
+                 WHERE name IN (SELECT name FROM nodes WHERE name = $1 FOR UPDATE)
+                   AND epoch = $2 AND state = 'live'",
                 &[&me.name, &me.epoch],
             )
             .map_err(db)
