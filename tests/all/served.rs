@@ -162,7 +162,10 @@ impl Served {
                     self.url,
                     std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
                         .ok()
-                        .and_then(|s| s.lines().find(|l| l.starts_with("State:")).map(str::to_string))
+                        .and_then(|s| s
+                            .lines()
+                            .find(|l| l.starts_with("State:"))
+                            .map(str::to_string))
                         .unwrap_or_else(|| "gone".into())
                 )
             }
