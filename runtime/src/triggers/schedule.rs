@@ -173,6 +173,10 @@ pub(super) fn start(
                 schedule.run(cursor).await;
             });
         } else {
+            // Shown from the start: the task sets it again once it has caught up.
+            if let Some(next) = schedule.next_after(clock.now_ms()) {
+                state.next_at(next);
+            }
             tokio::spawn(schedule.run(cursor));
         }
         states.push(state);
