@@ -207,24 +207,8 @@ impl Node {
         let handle = tokio::runtime::Handle::current();
         let (beat, watch) = (weak.clone(), weak.clone());
         let (every, check) = (m.lease / 5, m.lease / 10);
-        for (name, spawned) in [
-            (
-                "sluice-lease",
-                std::thread::Builder::new()
-                    .name("sluice-lease".into())
-                    .spawn(move || heartbeat(beat, every, handle)),
-            ),
-            (
-                "sluice-watchdog",
-                std::thread::Builder::new()
-                    .name("sluice-watchdog".into())
-                    .spawn(move || watchdog(watch, check)),
-            ),
-        ] {
-            if let Err(e) = spawned {
-                tracing::error!("cannot start the {name} thread: {e}");
-            }
-        }
+        on_own_thread("sluice-lease", move || heartbeat(beat, every, handle));
+        on_own_thread("sluice-watchdog", move || watchdog(watch, check));
         if let Some(cluster) = self.cluster() {
             match cluster.signals() {
                 Ok(signals) => listen(weak, signals),
@@ -361,6 +345,13 @@ async fn blocking<R: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Database(format!("a store task failed: {e}")))?
+}
+
+/// Run `f` on a new thread named `name`; a node that cannot start it says so.
+fn on_own_thread(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+        tracing::error!("cannot start the {name} thread: {e}");
+    }
 }
 
 /// Renew the lease every `every` and start a round of duties on `runtime` (unless one
