@@ -145,11 +145,12 @@ pub async fn start(
         check_new_id(&id)?;
         request = request.with_id(id);
     }
-    let handle = state.node.start(request).await?;
-    let id = handle.id().to_string();
     let Some(wait) = wait else {
-        return Ok(accepted(&id));
+        let handle = state.node.start(request).await?;
+        return Ok(accepted(handle.id()));
     };
+    let handle = state.node.start_awaited(request).await?;
+    let id = handle.id().to_string();
     // Waiting holds no pool slot and no thread: only this request's task awaits.
     match tokio::time::timeout(wait, handle.outcome()).await {
         Ok(outcome) => Ok(Json(OutcomeView::ended(&id, &outcome)).into_response()),

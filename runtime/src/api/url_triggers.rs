@@ -102,7 +102,7 @@ async fn admit(
     }
     .with_priority(config.mode.into());
     trigger.state.fired(crate::model::unix_ms());
-    let handle = state.node.start(request).await?;
+    let handle = state.node.start_awaited(request).await?;
     trigger.state.started();
     let id = handle.id().to_string();
     let Ok(outcome) = tokio::time::timeout(config.wait.0, handle.outcome()).await else {

@@ -74,7 +74,7 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         wait_end: None,
     };
     let Some(parent) = cancelled_parent else {
-        return life.episode(Some(start.admission), None);
+        return life.begin(start.admission);
     };
     Box::pin(async move {
         let (flow, id) = (&life.flow.name, &life.invocation.id);
@@ -82,7 +82,7 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         if let Err(e) = life.services.cancel_with(id, false).await {
             tracing::warn!(flow = %flow, id = %id, "cannot cancel {id} with its parent: {e}");
         }
-        life.episode(Some(start.admission), None).await;
+        life.begin(start.admission).await;
     })
 }
 
@@ -148,6 +148,50 @@ enum Episode {
 }
 
 impl Life {
+    /// The first episode at once when a slot and a place in memory are free; else a small
+    /// task waits for them first (see [`Life::queued`]).
+    fn begin(self, admission: Admission) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        if admission.is_ready()
+            && let Some(resident) = self.services.residency.try_acquire()
+        {
+            return self.episode(Some(admission), Some(resident));
+        }
+        Box::pin(self.queued(admission))
+    }
+
+    /// A start that waits for its slot, then for a place in memory if none is free, holding
+    /// only what it will need: a backlog of a million queued starts then costs a million of
+    /// these, not a million episodes (an episode's future is over a KiB). The episode is
+    /// spawned once both are there, and this task ends.
+    async fn queued(self, mut admission: Admission) {
+        let cancel = self.cancel.clone();
+        let executor = self.services.pools.executor(self.pool.name()).handle();
+        let turn = tokio::select! {
+            biased;
+            // The episode ends it at once as cancelled, holding nothing.
+            () = cancel.fired() => false,
+            () = admission.ready() => true,
+        };
+        if !turn {
+            executor.spawn(self.episode(None, None));
+            return;
+        }
+        if let Some(resident) = self.services.residency.try_acquire() {
+            executor.spawn(self.episode(Some(admission), Some(resident)));
+            return;
+        }
+        // Never wait for a place in memory while holding a slot (see `segment_with_slot`):
+        // the episode takes one again, as a resumption does.
+        drop(admission);
+        let resident = tokio::select! {
+            biased;
+            () = cancel.fired() => None,
+            // Boxed: only a start that meets a full node pays for this wait.
+            resident = Box::pin(self.services.residency.acquire()) => Some(resident),
+        };
+        executor.spawn(self.episode(None, resident));
+    }
+
     /// One episode: resident from a slot until the instance ends or is evicted. An evicted
     /// instance leaves only a small task behind, which waits and then starts the next episode.
     /// `resident`: a place in memory taken already (by the waiting task of an evicted one).

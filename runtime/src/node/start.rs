@@ -1,6 +1,9 @@
 //! The ways in: [`Node::start`] (acknowledged once durable), [`Node::run`] (start and wait),
 //! [`Node::submit`] (nobody waits); starting a known id attaches to that instance.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::sync::oneshot;
 
 use super::Node;
@@ -21,6 +24,13 @@ impl Node {
         self.start_with(request, true, true).await
     }
 
+    /// [`Node::start`] for a caller that waits for the outcome next (as `?wait=` does): the
+    /// instance starts on the caller's thread, as with [`Node::run`].
+    pub async fn start_awaited(&self, request: StartRequest) -> Result<FlowHandle, StartError> {
+        let admitted = self.admit(request, true, true).await?;
+        Ok(self.run_here_first(admitted).await)
+    }
+
     /// [`Node::start`]; `acknowledge`: return only once the instance's record is durable.
     /// Without it (for [`Node::run`], whose caller learns nothing before the end) the record
     /// is written with the instance's first write, its end included: one commit, not two.
@@ -31,11 +41,40 @@ impl Node {
         acknowledge: bool,
         may_exist: bool,
     ) -> Result<FlowHandle, StartError> {
+        let admitted = self.admit(request, acknowledge, may_exist).await?;
+        if let Some(work) = admitted.work {
+            self.services()
+                .pools
+                .executor(admitted.handle.pool())
+                .spawn(work);
+        }
+        Ok(admitted.handle)
+    }
+
+    /// Run a new instance's work on this thread until its first wait; its handle.
+    async fn run_here_first(&self, admitted: Admit) -> FlowHandle {
+        if let Some(work) = admitted.work {
+            let pools = &self.services().pools;
+            pools
+                .executor(admitted.handle.pool())
+                .run_here_first(work)
+                .await;
+        }
+        admitted.handle
+    }
+
+    /// [`Node::start_with`], with the new instance's work handed back instead of spawned.
+    async fn admit(
+        &self,
+        request: StartRequest,
+        acknowledge: bool,
+        may_exist: bool,
+    ) -> Result<Admit, StartError> {
         if may_exist
             && let Some(id) = &request.id
             && let Some(handle) = self.attach(id)
         {
-            return Ok(handle);
+            return Ok(Admit::known(handle));
         }
         let services = self.services();
         // New work waits for a store that takes writes; a running flow's children are part
@@ -89,7 +128,11 @@ impl Node {
         let Some(outcome) = services.completions.claim(&id) else {
             // Started concurrently under the same id: that run is the one.
             let rx = services.completions.watch(&id);
-            return Ok(FlowHandle::new(id, pool.name().to_string(), rx));
+            return Ok(Admit::known(FlowHandle::new(
+                id,
+                pool.name().to_string(),
+                rx,
+            )));
         };
         // Cancellable from before its record exists: a cancellation that finds the record
         // finds the instance's task too.
@@ -159,8 +202,10 @@ impl Node {
             fresh: true,
             pending,
         });
-        services.pools.executor(pool.name()).spawn(run);
-        Ok(FlowHandle::new(id, pool.name().to_string(), outcome))
+        Ok(Admit {
+            handle: FlowHandle::new(id, pool.name().to_string(), outcome),
+            work: Some(run),
+        })
     }
 
     /// A handle on instance `id` if the node knows it (running here, or in the store).
@@ -203,7 +248,25 @@ impl Node {
     /// Start and wait for the outcome. The instance is recorded durably before anything of
     /// it is seen outside (a child, its end); a crash before that loses a run whose caller
     /// was told nothing.
+    ///
+    /// The caller waits anyway, so the instance starts on the caller's thread (see
+    /// [`PoolExecutor::run_here_first`](crate::sched::PoolExecutor::run_here_first)): a
+    /// short flow ends without a hand-off to its pool's threads and back.
     pub async fn run(&self, request: StartRequest) -> Result<Outcome, StartError> {
-        Ok(self.start_with(request, false, true).await?.outcome().await)
+        let admitted = self.admit(request, false, true).await?;
+        Ok(self.run_here_first(admitted).await.outcome().await)
+    }
+}
+
+/// An admitted start: the handle on its instance, and the work of a new instance, to run.
+struct Admit {
+    handle: FlowHandle,
+    work: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Admit {
+    /// An instance that exists already: nothing to run.
+    fn known(handle: FlowHandle) -> Self {
+        Admit { handle, work: None }
     }
 }

@@ -318,6 +318,24 @@ impl Admission {
         &self.pool
     }
 
+    /// Whether its slot is granted already.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.ticket, Some(Ticket::Ready(_)))
+    }
+
+    /// Wait until its slot is granted, keeping it (see [`Admission::wait`]); leaves the
+    /// admission queue then. Cancel-safe.
+    pub async fn ready(&mut self) {
+        // Polled in place, so dropping this future midway keeps the place in line.
+        if let Some(Ticket::Waiting(rx)) = &mut self.ticket {
+            let slot = rx
+                .await
+                .expect("a pool never drops a waiter without handing it a slot");
+            self.ticket = Some(Ticket::Ready(slot));
+            self.leave_queue();
+        }
+    }
+
     /// Wait for the first slot; leaves the admission queue when granted.
     pub async fn wait(mut self) -> Slot {
         let ticket = self
