@@ -1,13 +1,11 @@
 //! The ways in: [`Node::start`] (acknowledged once durable), [`Node::run`] (start and wait),
 //! [`Node::submit`] (nobody waits); starting a known id attaches to that instance.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use tokio::sync::oneshot;
 
 use super::Node;
 use crate::error::StartError;
+use crate::host::BoxFuture;
 use crate::instance::{self, Admitted};
 use crate::model::{
     FlowError, FlowHandle, IdScheme, Invocation, LimitExceeded, Origin, Outcome, StartMeta,
@@ -261,7 +259,7 @@ impl Node {
 /// An admitted start: the handle on its instance, and the work of a new instance, to run.
 struct Admit {
     handle: FlowHandle,
-    work: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    work: Option<BoxFuture<()>>,
 }
 
 impl Admit {
