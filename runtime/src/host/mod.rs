@@ -27,8 +27,8 @@ pub use cancel::{CancelError, CancelSignal, Cancellations};
 pub use completions::Completions;
 pub use services::{BoxFuture, Services, Starter};
 
-use crate::engine::Meter;
 use crate::engine::sandbox::{self, GuestOutput, Stream};
+use crate::engine::{Meter, stacks};
 use crate::model::{
     FlowError, FlowHandle, FlowSettings, IdScheme, Outcome, Priority, StartRequest, ids, wait_left,
 };
@@ -101,6 +101,8 @@ pub struct HostState {
     /// When the last timed wait (a sleep, a wait-event timeout) ends on the monotonic
     /// clock: an instance evicted in it is rebuilt to wait for what is left, not again.
     wait_end: Option<tokio::time::Instant>,
+    /// Whether it gave back its stack's deeper pages once in this store (see `park`).
+    stack_trimmed: bool,
 }
 
 /// What an evicted instance was waiting for.
@@ -144,6 +146,7 @@ impl HostState {
             recorder,
             evicted_wait: None,
             wait_end: None,
+            stack_trimmed: false,
         })
     }
 
@@ -214,10 +217,27 @@ impl HostState {
             let _parked = Parked::new(&self.pool);
             match self.services.residency.park() {
                 Parking::Leave => None,
-                Parking::Stay(mut ticket) => tokio::select! {
-                    out = &mut wait => Some(out),
-                    _ = &mut ticket.leave => None,
-                },
+                Parking::Stay(mut ticket) => {
+                    let waiting = async {
+                        tokio::select! {
+                            out = &mut wait => Some(out),
+                            _ = &mut ticket.leave => None,
+                        }
+                    };
+                    // Parked for real (not ready at once), for the first time in this store:
+                    // the stack pages below this frame go back (see `engine::stacks`). Once
+                    // only, so a flow that waits often pays one `madvise`, not one per wait.
+                    let mut trim = !std::mem::replace(&mut self.stack_trimmed, true);
+                    let mut waiting = std::pin::pin!(waiting);
+                    std::future::poll_fn(|cx| {
+                        let polled = waiting.as_mut().poll(cx);
+                        if polled.is_pending() && std::mem::take(&mut trim) {
+                            stacks::trim_below_here();
+                        }
+                        polled
+                    })
+                    .await
+                }
             }
         };
         let Some(out) = waited else {

@@ -148,8 +148,9 @@ impl Node {
                 return Err(e);
             }
         };
-        let record =
-            InstanceRecord::new(&id, &flow.name, &flow.component.hash, &request.input, meta);
+        let parent = invocation.origin.parent().map(String::from);
+        let (hash, input) = (&flow.component.hash, &request.input);
+        let record = InstanceRecord::with_parent(&id, &flow.name, hash, input, meta, parent);
         let mut batch = Vec::with_capacity(2);
         let first_use = self.first_use(&flow.component.hash);
         if first_use {

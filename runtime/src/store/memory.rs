@@ -1,7 +1,10 @@
 //! A store that lives in memory only: `sluice run` without `--data-dir`, and tests. It keeps
 //! the [`JournalStore`] contract (atomic batches, ordered journals), just not across restarts.
+//!
+//! It keeps the [`KEEP_ENDED`] instances that ended last, not every one ever run: a node
+//! serving from memory for weeks would otherwise grow with every flow it ran.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::model::{PeerMessage, Side};
@@ -10,16 +13,28 @@ use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
 };
 
+/// Ended instances kept (record and journal) before the oldest ended is forgotten. Running
+/// and held instances are always kept.
+pub const KEEP_ENDED: usize = 100_000;
+
 /// A [`JournalStore`] in process memory.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::keeping(KEEP_ENDED)
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// Records by id, with their insertion number (the order `with_status` returns).
-    records: HashMap<String, (u64, InstanceRecord)>,
+    /// Ended instances kept at most ([`KEEP_ENDED`] but in tests).
+    keep_ended: usize,
+    /// Records by id, with their insertion number (the order `with_status` returns). Boxed:
+    /// the map moves only pointers when it grows.
+    records: HashMap<String, Box<(u64, InstanceRecord)>>,
     journals: HashMap<String, Vec<Entry>>,
     components: HashMap<String, Vec<u8>>,
     /// Children's ids by parent id: the index a cancellation walks.
@@ -37,6 +52,8 @@ struct State {
     peer_out: HashMap<(String, Side, u64), (u64, PeerMessage)>,
     /// Messages from peers, by the same key.
     peer_in: HashMap<(String, Side, u64), PeerMessage>,
+    /// Ids of ended instances, oldest end first: the ones forgotten past [`KEEP_ENDED`].
+    ended: VecDeque<String>,
     next: u64,
 }
 
@@ -44,6 +61,16 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// An empty store that keeps `ended` ended instances at most.
+    pub fn keeping(ended: usize) -> Self {
+        MemoryStore {
+            state: Mutex::new(State {
+                keep_ended: ended,
+                ..State::default()
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -90,12 +117,12 @@ impl State {
         Ok(())
     }
 
-    fn apply(&mut self, write: &Write) -> Result<(), StoreError> {
+    /// Apply one write of a checked batch; it is taken, not copied.
+    fn apply(&mut self, write: Write) -> Result<(), StoreError> {
         match write {
-            Write::Create(record) => {
+            Write::Create(mut record) => {
                 if !self.records.contains_key(&record.id) {
                     self.next += 1;
-                    let mut record = record.clone();
                     record.created_ms.get_or_insert_with(crate::model::unix_ms);
                     if let Some(parent) = &record.parent {
                         self.children
@@ -103,7 +130,8 @@ impl State {
                             .or_default()
                             .push(record.id.clone());
                     }
-                    self.records.insert(record.id.clone(), (self.next, record));
+                    self.records
+                        .insert(record.id.clone(), Box::new((self.next, record)));
                 }
             }
             Write::Append { id, entry } => {
@@ -111,7 +139,7 @@ impl State {
                 let expected = journal.len() as u64;
                 if entry.position != expected {
                     return Err(StoreError::OutOfOrder {
-                        id: id.clone(),
+                        id,
                         expected,
                         got: entry.position,
                     });
@@ -121,7 +149,7 @@ impl State {
                 if journal.len() == journal.capacity() {
                     journal.reserve_exact(journal.len().max(1));
                 }
-                journal.push(entry.clone());
+                journal.push(entry);
             }
             Write::Status {
                 id,
@@ -129,78 +157,97 @@ impl State {
                 output,
                 message,
             } => {
-                let record = self.get(id)?;
+                let record = self.get(&id)?;
                 // A final status stays: whichever end reached the store first is the end.
                 if !record.status.is_final() {
-                    record.status = *status;
-                    record.output = output.clone().map(Payload);
-                    record.message = message.clone();
+                    record.status = status;
+                    record.output = output.map(Payload);
+                    record.message = message;
                     record.ended_ms = status.is_final().then(crate::model::unix_ms);
+                    if status.is_final() {
+                        self.ended(id);
+                    }
                 }
             }
-            Write::Attempted { id, attempts } => self.get(id)?.attempts = *attempts,
+            Write::Attempted { id, attempts } => self.get(&id)?.attempts = attempts,
             Write::Component { hash, bytes } => {
-                self.components
-                    .entry(hash.clone())
-                    .or_insert_with(|| bytes.clone());
+                self.components.entry(hash).or_insert(bytes);
             }
-            Write::Pin { id, component } => self.get(id)?.component = component.clone(),
+            Write::Pin { id, component } => self.get(&id)?.component = component,
             Write::Publish(event) => {
                 let number = self.next;
                 self.next += 1;
                 self.events
                     .entry(event.id.clone())
-                    .or_insert_with(|| (number, event.clone()));
+                    .or_insert((number, event));
             }
             Write::Take { id } => {
-                self.events.remove(id);
-                self.takers.remove(id);
+                self.events.remove(&id);
+                self.takers.remove(&id);
             }
             Write::Outbox(event) => {
                 let number = self.next;
                 self.next += 1;
                 self.outbox
                     .entry(event.id.clone())
-                    .or_insert_with(|| (number, event.clone()));
+                    .or_insert((number, event));
             }
             Write::Dispatched { id } => {
-                self.outbox.remove(id);
+                self.outbox.remove(&id);
             }
             Write::Cursor { key, value } => {
-                self.cursors.insert(key.clone(), value.clone());
+                self.cursors.insert(key, value);
             }
             Write::PeerOut(m) => {
                 let number = self.next;
                 self.next += 1;
                 self.peer_out
                     .entry((m.session.clone(), m.to, m.seq))
-                    .or_insert_with(|| (number, m.clone()));
+                    .or_insert((number, m));
             }
             Write::PeerSent { session, to, seq } => {
-                self.peer_out.remove(&(session.clone(), *to, *seq));
+                self.peer_out.remove(&(session, to, seq));
             }
             Write::PeerIn(m) => {
                 self.peer_in
                     .entry((m.session.clone(), m.to, m.seq))
-                    .or_insert_with(|| m.clone());
+                    .or_insert(m);
             }
         }
         Ok(())
     }
 
+    /// Instance `id` ended: past `keep_ended` ended ones, the oldest is forgotten (its
+    /// record, journal and list of children).
+    fn ended(&mut self, id: String) {
+        self.ended.push_back(id);
+        while self.ended.len() > self.keep_ended {
+            let Some(oldest) = self.ended.pop_front() else {
+                break;
+            };
+            self.records.remove(&oldest);
+            self.journals.remove(&oldest);
+            self.children.remove(&oldest);
+        }
+    }
+
     fn get(&mut self, id: &str) -> Result<&mut InstanceRecord, StoreError> {
         self.records
             .get_mut(id)
-            .map(|(_, r)| r)
+            .map(|kept| &mut kept.1)
             .ok_or_else(|| StoreError::Unknown(id.into()))
     }
 }
 
 impl JournalStore for MemoryStore {
     fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.write_owned(batch.to_vec())
+    }
+
+    fn write_owned(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         let mut state = self.lock();
         // Atomic: check the whole batch against the state first; applying then cannot fail.
-        state.check(batch)?;
+        state.check(&batch)?;
         for write in batch {
             state.apply(write)?;
         }
@@ -208,7 +255,7 @@ impl JournalStore for MemoryStore {
     }
 
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        Ok(self.lock().records.get(id).map(|(_, r)| r.clone()))
+        Ok(self.lock().records.get(id).map(|kept| kept.1.clone()))
     }
 
     fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
@@ -218,7 +265,7 @@ impl JournalStore for MemoryStore {
     fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
         let state = self.lock();
         let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
-        for (n, r) in state.records.values() {
+        for (n, r) in state.records.values().map(|kept| &**kept) {
             if r.status == status {
                 found.insert(*n, r.clone());
             }
@@ -233,7 +280,7 @@ impl JournalStore for MemoryStore {
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
         let state = self.lock();
         let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
-        for (n, r) in state.records.values() {
+        for (n, r) in state.records.values().map(|kept| &**kept) {
             if query.after.is_none_or(|after| *n > after) && query.matches(r) {
                 found.insert(*n, r.clone());
             }
@@ -246,8 +293,8 @@ impl JournalStore for MemoryStore {
         let mut found = Vec::new();
         let mut next: Vec<&String> = state.children.get(id).into_iter().flatten().collect();
         while let Some(child) = next.pop() {
-            if let Some((_, record)) = state.records.get(child) {
-                found.push((child.clone(), record.status));
+            if let Some(kept) = state.records.get(child) {
+                found.push((child.clone(), kept.1.status));
             }
             next.extend(state.children.get(child).into_iter().flatten());
         }
@@ -256,7 +303,7 @@ impl JournalStore for MemoryStore {
 
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, r) in self.lock().records.values() {
+        for (_, r) in self.lock().records.values().map(|kept| &**kept) {
             *counts.entry(r.flow.clone()).or_default() += 1;
         }
         Ok(counts.into_iter().collect())
@@ -344,5 +391,46 @@ impl JournalStore for MemoryStore {
 
     fn durable(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(id: &str) -> Write {
+        Write::Create(InstanceRecord::new(id, "f", "c", b"{}", "{}".into()))
+    }
+
+    fn end(id: &str) -> Write {
+        Write::Status {
+            id: id.into(),
+            status: Status::Completed,
+            output: Some(b"{}".to_vec()),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn past_its_bound_the_oldest_ended_instance_is_forgotten_not_a_running_one() {
+        let store = MemoryStore::keeping(2);
+        store.write(&[create("running")]).unwrap();
+        for id in ["a", "b", "c"] {
+            store.write(&[create(id), end(id)]).unwrap();
+        }
+        assert!(
+            store.record("a").unwrap().is_none(),
+            "the oldest end is gone"
+        );
+        for id in ["b", "c", "running"] {
+            assert!(store.record(id).unwrap().is_some(), "{id} is kept");
+        }
+        // A later end of a kept one still counts from its own end.
+        store.write(&[end("running")]).unwrap();
+        assert!(store.record("b").unwrap().is_none());
+        assert_eq!(
+            store.record("running").unwrap().map(|r| r.status),
+            Some(Status::Completed)
+        );
     }
 }

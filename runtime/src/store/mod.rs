@@ -123,6 +123,19 @@ impl InstanceRecord {
     pub fn new(id: &str, flow: &str, component: &str, input: &[u8], meta: String) -> Self {
         let parent =
             crate::model::StartMeta::parse(&meta).and_then(|m| m.origin.parent().map(String::from));
+        Self::with_parent(id, flow, component, input, meta, parent)
+    }
+
+    /// [`InstanceRecord::new`] for a caller that knows the parent `meta` names (a start):
+    /// the meta is not parsed again.
+    pub fn with_parent(
+        id: &str,
+        flow: &str,
+        component: &str,
+        input: &[u8],
+        meta: String,
+        parent: Option<String>,
+    ) -> Self {
         InstanceRecord {
             id: id.into(),
             flow: flow.into(),
@@ -337,6 +350,11 @@ impl ListQuery {
 pub trait JournalStore: Send + Sync {
     /// Apply `batch` atomically and durably (one transaction).
     fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
+    /// [`JournalStore::write`] of a batch the caller gives up: a store that keeps what it
+    /// is given (the memory store) takes it without copying.
+    fn write_owned(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.write(&batch)
+    }
     /// The instance `id`, if recorded.
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
     /// The journal of an instance, in order.

@@ -133,7 +133,7 @@ impl Journal {
     /// Write `batch` atomically; returns once it (and everything queued before) is durable.
     pub async fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         let Some(queue) = &self.inner.queue else {
-            return self.apply_inline(&batch);
+            return self.apply_inline(batch);
         };
         let (done, result) = oneshot::channel();
         queue
@@ -150,7 +150,7 @@ impl Journal {
     /// logged by the writer.
     pub fn append(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         let Some(queue) = &self.inner.queue else {
-            return self.apply_inline(&batch);
+            return self.apply_inline(batch);
         };
         queue
             .send(Job { batch, done: None })
@@ -162,7 +162,7 @@ impl Journal {
         self.write(Vec::new()).await
     }
 
-    fn apply_inline(&self, batch: &[Write]) -> Result<(), StoreError> {
+    fn apply_inline(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -170,7 +170,7 @@ impl Journal {
         self.inner
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.inner.store.write(batch)
+        self.inner.store.write_owned(batch)
     }
 
     /// The store, for reads.
