@@ -55,9 +55,14 @@ impl PoolExecutor {
     /// caller's thread until its first wait or time slice (one epoch tick) at most.
     pub async fn run_here_first(&self, mut future: Pin<Box<dyn Future<Output = ()> + Send>>) {
         let handle = &self.handle;
+        // Outside the caller's cooperative budget: a caller that ran many short flows in a
+        // row (each awaited, each ready at once) would otherwise run out of it, and the
+        // next flow's first wait on a channel would hand it off for nothing. The first
+        // poll is bounded anyway: a guest yields at its first epoch tick.
+        let mut first = tokio::task::unconstrained(future.as_mut());
         let done = std::future::poll_fn(|cx| {
             let _pool = handle.enter();
-            Poll::Ready(future.as_mut().poll(cx).is_ready())
+            Poll::Ready(Pin::new(&mut first).poll(cx).is_ready())
         })
         .await;
         if !done {
