@@ -251,3 +251,24 @@ fn a_flow_component_given_as_mapper_is_a_startup_error() {
         &["hello.wasm", "expected the sluice:flow/mapper world"],
     );
 }
+
+#[test]
+fn a_guests_output_is_logged_naming_its_flow_instance_and_pool() {
+    let out = sluice(&[
+        "run",
+        guest("hostile").to_str().unwrap(),
+        "--input",
+        r#"{"attack":"print","n":2}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for line in ["stdout line 1", "stderr line 1"] {
+        let logged = stderr
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("`{line}` was not logged:\n{stderr}"));
+        for field in ["flow=hostile", "id=", "pool=default"] {
+            assert!(logged.contains(field), "`{logged}` lacks `{field}`");
+        }
+    }
+}

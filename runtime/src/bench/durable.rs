@@ -218,8 +218,10 @@ pub async fn replay(guests: &Path, entries: usize) -> anyhow::Result<ReplayFigur
 pub struct ScaleFigures {
     /// Flows started.
     pub flows: usize,
-    /// Time to start them all.
+    /// Time to start them all (each recorded durably and admitted).
     pub start_phase: Duration,
+    /// Time until every one was parked (resident or evicted); `None` if some woke first.
+    pub all_parked: Option<Duration>,
     /// Largest node RSS seen, bytes.
     pub peak_rss: u64,
     /// Resident instances at most.
@@ -237,17 +239,12 @@ pub async fn scale(
     flows: usize,
     sleep_ms: u64,
     max_resident: u32,
+    queue: usize,
 ) -> anyhow::Result<ScaleFigures> {
     let dir = scratch_dir("scale");
-    // The default queue: starters meet backpressure as an API client does (a 429), instead
-    // of a backlog of a million queued instances.
-    let node = durable_node(
-        guests,
-        Some(&dir),
-        max_resident,
-        sluice::config::DEFAULT_QUEUE,
-    )
-    .await?;
+    // With the default queue starters meet backpressure as an API client does (a 429);
+    // with one as large as `flows`, every start is admitted at once into a backlog.
+    let node = durable_node(guests, Some(&dir), max_resident, queue).await?;
     node.run(StartRequest::rpc(
         "sleeper",
         b"{\"ms\":0}".to_vec(),
@@ -256,18 +253,26 @@ pub async fn scale(
     .await??;
     let input = format!("{{\"ms\":{sleep_ms}}}").into_bytes();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = Instant::now();
     let sampler = {
         let peak = peak.clone();
+        let pool = node.pools().default_pool().clone();
         tokio::spawn(async move {
+            let mut all_parked = None;
             loop {
                 if let Ok(rss) = rss_bytes() {
                     peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+                if all_parked.is_none() && pool.stats().snapshot().parked >= flows {
+                    all_parked = Some(t.elapsed());
+                }
+                if all_parked.is_some() && pool.stats().snapshot().parked < flows {
+                    return all_parked;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
-    let t = Instant::now();
     // Concurrent starters: each start waits for its record to be durable. Nobody holds a
     // handle: a node's callers do not wait on a million flows; their ends go to the store.
     const STARTERS: usize = 64;
@@ -313,10 +318,17 @@ pub async fn scale(
     }
     let completed = (pool.stats().snapshot().completed - before.completed) as usize;
     let total = t.elapsed();
-    sampler.abort();
+    // Ended once the first woke after all had parked; never ended if some woke first.
+    let all_parked = if sampler.is_finished() {
+        sampler.await?
+    } else {
+        sampler.abort();
+        None
+    };
     let figures = ScaleFigures {
         flows,
         start_phase,
+        all_parked,
         peak_rss: peak.load(std::sync::atomic::Ordering::Relaxed),
         peak_resident: node.residency().peak(),
         completed,

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Resident instances at most in `--only scale` (the rest are evicted while parked).
     #[arg(long, default_value_t = 20_000)]
     max_resident: u32,
+    /// Queue of the pool in `--only scale`: the node's default makes starters meet
+    /// backpressure (and retry); one as large as `--flows` admits every start at once.
+    #[arg(long, default_value_t = sluice::config::DEFAULT_QUEUE)]
+    queue: usize,
     /// How long each `--only scale` flow sleeps, in ms (long enough for all to park).
     #[arg(long, default_value_t = 240_000)]
     sleep_ms: u64,
@@ -190,11 +194,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             args.flows,
             args.sleep_ms,
             args.max_resident,
+            args.queue,
         ))?;
+        let parked = f.all_parked.map_or("not all at once".into(), |d| {
+            format!("{:.1}s", d.as_secs_f64())
+        });
         println!(
-            "(S) {} sleepers, max-resident {}: started in {:.1}s, peak RSS {:.0} MiB, peak resident {}, {} completed, all done in {:.1}s",
+            "(S) {} sleepers, max-resident {}, queue {}: started in {:.1}s, all parked {parked}, peak RSS {:.0} MiB, peak resident {}, {} completed, all done in {:.1}s",
             f.flows,
             args.max_resident,
+            args.queue,
             f.start_phase.as_secs_f64(),
             f.peak_rss as f64 / (1 << 20) as f64,
             f.peak_resident,

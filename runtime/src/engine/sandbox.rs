@@ -5,7 +5,7 @@
 //! through `host.now` and `host.random` (which the journal can replay). A flow may be
 //! granted directories, each preopened through cap-std (wasmtime-wasi's filesystem), so
 //! neither `..` nor a symlink can lead outside it; read-only unless the grant says `rw`.
-//! Guest stdout and stderr become log lines inside the instance's span (flow, id, pool).
+//! Guest stdout and stderr become log lines naming the instance's flow, id and pool.
 
 use std::collections::VecDeque;
 use std::io;
@@ -28,6 +28,17 @@ const MAX_LINE: usize = 4096;
 const MAX_LOGGED: u64 = 1 << 20;
 /// Lines of stderr kept to explain a trap.
 const TAIL_LINES: usize = 3;
+
+/// Whose output a [`GuestOutput`] logs: every line names the flow, the instance and its pool.
+#[derive(Debug, Default)]
+pub struct Owner {
+    /// Flow name.
+    pub flow: String,
+    /// Instance id.
+    pub id: String,
+    /// Pool name.
+    pub pool: String,
+}
 
 /// A clock stopped at zero: the ambient clock a sandboxed guest gets.
 struct StoppedClock;
@@ -99,6 +110,7 @@ pub enum Stream {
 #[derive(Debug)]
 struct Lines {
     stream: Stream,
+    owner: Arc<Owner>,
     partial: Vec<u8>,
     tail: VecDeque<String>,
     logged: u64,
@@ -131,14 +143,20 @@ impl Lines {
         if self.logged >= MAX_LOGGED {
             if !self.dropped {
                 self.dropped = true;
-                tracing::warn!(target: "sluice::guest", "guest {:?} passed {MAX_LOGGED} bytes; further output is dropped", self.stream);
+                let o = &self.owner;
+                tracing::warn!(target: "sluice::guest", flow = %o.flow, id = %o.id, pool = %o.pool, "guest {:?} passed {MAX_LOGGED} bytes; further output is dropped", self.stream);
             }
             return;
         }
         self.logged += line.len() as u64 + 1;
+        let o = &self.owner;
         match self.stream {
-            Stream::Stdout => tracing::info!(target: "sluice::guest", stream = "stdout", "{line}"),
-            Stream::Stderr => tracing::warn!(target: "sluice::guest", stream = "stderr", "{line}"),
+            Stream::Stdout => {
+                tracing::info!(target: "sluice::guest", flow = %o.flow, id = %o.id, pool = %o.pool, stream = "stdout", "{line}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(target: "sluice::guest", flow = %o.flow, id = %o.id, pool = %o.pool, stream = "stderr", "{line}")
+            }
         }
     }
 }
@@ -148,10 +166,16 @@ impl Lines {
 pub struct GuestOutput(Arc<Mutex<Lines>>);
 
 impl GuestOutput {
-    /// An empty stream of kind `stream`.
+    /// An empty stream of kind `stream`, owned by nobody in particular (a test host).
     pub fn new(stream: Stream) -> Self {
+        Self::of(stream, Arc::default())
+    }
+
+    /// An empty stream of kind `stream` of the instance `owner` names.
+    pub fn of(stream: Stream, owner: Arc<Owner>) -> Self {
         GuestOutput(Arc::new(Mutex::new(Lines {
             stream,
+            owner,
             partial: Vec::new(),
             tail: VecDeque::new(),
             logged: 0,

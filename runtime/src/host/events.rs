@@ -25,7 +25,7 @@ impl HostState {
         if self.recorder.replay(&call)?.is_some() {
             return Ok(());
         }
-        let id = ids::event_id(&self.info.id, self.recorder.position());
+        let id = ids::event_id(&self.owner.id, self.recorder.position());
         let stored = StoredEvent {
             id: id.clone(),
             topic: topic.clone(),
@@ -87,7 +87,7 @@ impl HostState {
             // queued must not be offered to it again. What it claimed and never journaled
             // (it crashed between) is offered to it alone.
             self.services.journal.sync().await?;
-            self.services.offer_stored_events(&topic, &self.info.id);
+            self.services.offer_stored_events(&topic, &self.owner.id);
         }
         let taken = loop {
             if let Some(event) = events.take() {
@@ -96,7 +96,7 @@ impl HostState {
                         .services
                         .journal
                         .store()
-                        .claim_event(&event.0, &self.info.id)?
+                        .claim_event(&event.0, &self.owner.id)?
                 {
                     continue; // another instance, here or on another node, has it
                 }

@@ -27,7 +27,7 @@ pub use cancel::{CancelError, CancelSignal, Cancellations};
 pub use completions::Completions;
 pub use services::{BoxFuture, Services, Starter};
 
-use crate::engine::sandbox::{self, GuestOutput, Stream};
+use crate::engine::sandbox::{self, GuestOutput, Owner, Stream};
 use crate::engine::{Meter, stacks};
 use crate::model::{
     FlowError, FlowHandle, FlowSettings, IdScheme, Outcome, Priority, StartRequest, ids, wait_left,
@@ -103,6 +103,8 @@ pub struct HostState {
     wait_end: Option<tokio::time::Instant>,
     /// Whether it gave back its stack's deeper pages once in this store (see `park`).
     stack_trimmed: bool,
+    /// Its flow, id and pool (its log lines name them): `info`'s id and flow live here.
+    owner: Arc<Owner>,
 }
 
 /// What an evicted instance was waiting for.
@@ -126,10 +128,19 @@ impl HostState {
         settings: &FlowSettings,
         recorder: Recorder,
     ) -> Result<Self, String> {
-        let stderr = GuestOutput::new(Stream::Stderr);
+        // Named in every line logged for the instance (a span per instance costs more
+        // than a flow that logs nothing takes to run).
+        // The id and flow move into it; `info` keeps the rest.
+        let mut info = info;
+        let owner = Arc::new(Owner {
+            flow: std::mem::take(&mut info.flow),
+            id: std::mem::take(&mut info.id),
+            pool: pool.name().to_string(),
+        });
+        let stderr = GuestOutput::of(Stream::Stderr, owner.clone());
         let wasi = sandbox::wasi_ctx(
             &settings.grants,
-            GuestOutput::new(Stream::Stdout),
+            GuestOutput::of(Stream::Stdout, owner.clone()),
             stderr.clone(),
         )?;
         Ok(HostState {
@@ -147,6 +158,7 @@ impl HostState {
             evicted_wait: None,
             wait_end: None,
             stack_trimmed: false,
+            owner,
         })
     }
 
@@ -207,12 +219,21 @@ impl HostState {
     /// Wait for `wait` parked: no slot held meanwhile; re-take one as a resumption. When
     /// the node needs this instance's place in memory meanwhile, it is evicted: the guest
     /// traps with [`Evicted`] and the run loop takes the wait over.
-    async fn park<T: Send + 'static>(
+    fn park<T: Send + 'static>(
         &mut self,
         wait: impl Future<Output = T> + Send + 'static,
+    ) -> impl Future<Output = wasmtime::Result<T>> + Send + '_ {
+        // Boxed before the parking future exists: it then holds a pointer, not room for
+        // the wait as well as the box (every parked instance would keep both).
+        self.park_boxed(Box::pin(wait))
+    }
+
+    /// [`HostState::park`], for a boxed `wait`.
+    async fn park_boxed<T: Send + 'static>(
+        &mut self,
+        mut wait: Pin<Box<dyn Future<Output = T> + Send>>,
     ) -> wasmtime::Result<T> {
         self.slot.release();
-        let mut wait = Box::pin(wait);
         let waited = {
             let _parked = Parked::new(&self.pool);
             match self.services.residency.park() {
@@ -248,8 +269,8 @@ impl HostState {
         };
         self.slot.put(self.pool.acquire(QueueClass::Resume).await);
         self.services.events.send(
-            &self.info.id,
-            &self.info.flow,
+            &self.owner.id,
+            &self.owner.flow,
             self.pool.name(),
             EventKind::Resumed,
         );
@@ -262,7 +283,7 @@ impl HostState {
     fn child_id(&self, index: Option<usize>) -> String {
         ids::child_id(
             self.info.ids,
-            &self.info.id,
+            &self.owner.id,
             self.recorder.position(),
             index,
         )
@@ -352,7 +373,7 @@ impl host::Host for HostState {
         }
         let written = call.journaled();
         let priority = asked.unwrap_or(self.info.priority);
-        let request = StartRequest::subflow(flow, input, self.info.id.clone(), priority)
+        let request = StartRequest::subflow(flow, input, self.owner.id.clone(), priority)
             .with_id(self.child_id(None));
         let started = self.start_child(request).await?;
         let id = started
@@ -410,7 +431,7 @@ impl host::Host for HostState {
         let request = StartRequest::subflow(
             flow.clone(),
             input.clone(),
-            self.info.id.clone(),
+            self.owner.id.clone(),
             self.info.priority,
         )
         .with_id(self.child_id(None));
@@ -451,7 +472,7 @@ impl host::Host for HostState {
             let mut request = StartRequest::subflow(
                 flow.clone(),
                 input,
-                self.info.id.clone(),
+                self.owner.id.clone(),
                 self.info.priority,
             )
             .with_id(self.child_id(Some(i)));
@@ -487,7 +508,8 @@ impl host::Host for HostState {
         } else {
             match self.services.cancel(&id).await {
                 Ok(count) => {
-                    tracing::info!("cancelled child {id}: {count} instance(s)");
+                    let (flow, parent, pool) = (&self.owner.flow, &self.owner.id, &self.owner.pool);
+                    tracing::info!(flow = %flow, id = %parent, pool = %pool, "cancelled child {id}: {count} instance(s)");
                     Ok(())
                 }
                 // It ended first: nothing to cancel, and `join` gives its outcome.
@@ -569,13 +591,23 @@ impl host::Host for HostState {
             // Logged the first time this part of the flow ran.
             return Ok(());
         }
-        // The instance span (flow, id, pool) is entered around every guest call.
+        let (flow, id, pool) = (&self.owner.flow, &self.owner.id, &self.owner.pool);
         match level {
-            LogLevel::Trace => tracing::trace!(target: "sluice::guest", "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "sluice::guest", "{message}"),
-            LogLevel::Info => tracing::info!(target: "sluice::guest", "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "sluice::guest", "{message}"),
-            LogLevel::Error => tracing::error!(target: "sluice::guest", "{message}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "sluice::guest", flow = %flow, id = %id, pool = %pool, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "sluice::guest", flow = %flow, id = %id, pool = %pool, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "sluice::guest", flow = %flow, id = %id, pool = %pool, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "sluice::guest", flow = %flow, id = %id, pool = %pool, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "sluice::guest", flow = %flow, id = %id, pool = %pool, "{message}")
+            }
         }
         Ok(())
     }
@@ -588,8 +620,9 @@ impl host::Host for HostState {
         }
         let position = self.recorder.position();
         self.recorder.record(&call, &())?;
-        tracing::debug!(target: "sluice::progress", step = %step, "progress");
-        let (id, flow) = (&self.info.id, &self.info.flow);
+        let (flow, id, pool) = (&self.owner.flow, &self.owner.id, &self.owner.pool);
+        tracing::debug!(target: "sluice::progress", flow = %flow, id = %id, pool = %pool, step = %step, "progress");
+        let (id, flow) = (&self.owner.id, &self.owner.flow);
         (self.services.events).progress(id, flow, self.pool.name(), position, &step);
         Ok(())
     }

@@ -65,16 +65,16 @@ impl HostState {
             let open = OpenSession {
                 from: identity,
                 session: session.id.clone(),
-                flow: self.info.flow.clone(),
+                flow: self.owner.flow.clone(),
             };
             let opening = self.services.peers.open(party, open);
             return Ok(self.park(opening).await?.map(|_| ()));
         }
-        let Some(responder) = self.services.registry.responder_for(&self.info.flow) else {
+        let Some(responder) = self.services.registry.responder_for(&self.owner.flow) else {
             return Ok(Err(format!(
                 "no flow on `{identity}` responds to `{}` (register one with \
                  `initiated-by = \"{}\"`)",
-                self.info.flow, self.info.flow
+                self.owner.flow, self.owner.flow
             )));
         };
         let request = StartRequest::peer(responder.clone(), b"null".to_vec(), identity)
@@ -173,7 +173,7 @@ impl sessions::Host for HostState {
         let opened: Option<Opened> = match self.recorder.replay_as(&Call::Initiator)? {
             Some(opened) => opened,
             None => {
-                let opened = match (&self.info.peer, session_of_responder(&self.info.id)) {
+                let opened = match (&self.info.peer, session_of_responder(&self.owner.id)) {
                     (Some(party), Some(session)) => Some(Opened {
                         session: session.to_string(),
                         party: party.clone(),
@@ -190,7 +190,7 @@ impl sessions::Host for HostState {
         let peer = (opened.party != self.services.identity).then_some(opened.party.as_str());
         self.services.messaging.sessions.attach(
             &opened.session,
-            &self.info.id,
+            &self.owner.id,
             Side::Responder,
             false,
             peer,
@@ -209,7 +209,7 @@ impl sessions::HostSession for HostState {
             None => {
                 // Derived from the journal position: a re-run opens the same session.
                 let opened = Opened {
-                    session: session_id(&self.info.id, self.recorder.position()),
+                    session: session_id(&self.owner.id, self.recorder.position()),
                     party: party.clone(),
                 };
                 self.recorder.record(&call, &opened)?;
@@ -219,7 +219,7 @@ impl sessions::HostSession for HostState {
         let peer = (opened.party != self.services.identity).then_some(opened.party.as_str());
         self.services.messaging.sessions.attach(
             &opened.session,
-            &self.info.id,
+            &self.owner.id,
             Side::Initiator,
             fresh,
             peer,

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 mod end;
@@ -77,10 +76,10 @@ pub fn run(start: Admitted) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         return life.begin(start.admission);
     };
     Box::pin(async move {
-        let (flow, id) = (&life.flow.name, &life.invocation.id);
-        tracing::info!(flow = %flow, id = %id, "parent {parent} was cancelled; so is {id}");
+        let (flow, id, pool) = life.labels();
+        tracing::info!(flow = %flow, id = %id, pool = %pool, "parent {parent} was cancelled; so is {id}");
         if let Err(e) = life.services.cancel_with(id, false).await {
-            tracing::warn!(flow = %flow, id = %id, "cannot cancel {id} with its parent: {e}");
+            tracing::warn!(flow = %flow, id = %id, pool = %pool, "cannot cancel {id} with its parent: {e}");
         }
         life.begin(start.admission).await;
     })
@@ -201,21 +200,18 @@ impl Life {
         resident: Option<Resident>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let span = self.span();
             // Cancelled: dropping the attempts drops whatever they hold (a queue place, a
             // slot, the store and its guest, a wait), as a timeout does.
             let cancel = self.cancel.clone();
             let episode = tokio::select! {
                 biased;
                 () = cancel.fired() => Episode::End(End::Failed(FlowError::Cancelled)),
-                episode = self.attempts(admission, resident).instrument(span.clone()) => episode,
+                episode = self.attempts(admission, resident) => episode,
             };
             match episode {
                 // Boxed, here and below: a task holds no room for its end until it ends.
-                Episode::End(end) => Box::pin(self.conclude(end).instrument(span)).await,
+                Episode::End(end) => Box::pin(self.conclude(end)).await,
                 Episode::Evicted(wait) => {
-                    // An evicted instance keeps no span: the next episode makes its own.
-                    drop(span);
                     let executor = self.services.pools.executor(self.pool.name()).handle();
                     // Past its deadline the next episode times out at once. (Decided here, so
                     // the waiting task below holds one boxed future, not room for both.)
@@ -236,8 +232,7 @@ impl Life {
                         self.pool.stats().unparked();
                         if !woke {
                             let end = End::Failed(FlowError::Cancelled);
-                            let span = self.span();
-                            Box::pin(self.conclude(end).instrument(span)).await;
+                            Box::pin(self.conclude(end)).await;
                             return;
                         }
                         // The place in memory first: until it has one, only this small task
@@ -251,9 +246,11 @@ impl Life {
         })
     }
 
-    /// The span of this instance's logs: its flow, id and pool.
-    fn span(&self) -> tracing::Span {
-        tracing::info_span!("flow", flow = %self.flow.name, id = %self.invocation.id, pool = %self.pool.name())
+    /// What every log line of this instance names: its flow, id and pool. (Fields on the
+    /// few lines it logs, not a span around it: a span per instance cost more than a
+    /// trivial flow's whole run in the node, measured by `sluice bench --only core`.)
+    fn labels(&self) -> (&str, &str, &str) {
+        (&self.flow.name, &self.invocation.id, self.pool.name())
     }
 
     /// Attempts until one completes, the retry policy gives up, the instance is held, or it
@@ -277,7 +274,9 @@ impl Life {
                 Some(deadline) => Box::pin(tokio::time::timeout_at(deadline, work)).await.ok(),
             };
             let result = result.unwrap_or_else(|| {
+                let (flow, id, pool) = self.labels();
                 tracing::error!(
+                    flow = %flow, id = %id, pool = %pool,
                     "flow `{}` instance {} in pool `{}` timed out after {:.3}s (limit {})",
                     self.flow.name,
                     self.invocation.id,
@@ -305,7 +304,8 @@ impl Life {
             let mut batch = take_pending(&self.pending).unwrap_or_default();
             batch.push(Write::Attempted { id, attempts });
             if let Err(e) = self.services.journal.write(batch).await {
-                tracing::error!("cannot record attempt {attempts}: {e}");
+                let (flow, id, pool) = self.labels();
+                tracing::error!(flow = %flow, id = %id, pool = %pool, "cannot record attempt {attempts}: {e}");
             }
             if attempts >= policy.attempts {
                 return Episode::End(End::Held(format!(
@@ -313,7 +313,9 @@ impl Life {
                 )));
             }
             let backoff = policy.backoff(attempts);
+            let (flow, id, pool) = self.labels();
             tracing::warn!(
+                flow = %flow, id = %id, pool = %pool,
                 "attempt {attempts} of {} failed ({error}); retrying from the journal in {}",
                 policy.attempts,
                 humantime::format_duration(backoff)
@@ -391,12 +393,18 @@ impl Life {
         services
             .metrics
             .finished(&flow.name, pool.name(), label, self.admitted.elapsed());
+        let (name, id, pool_name) = self.labels();
         match &end {
-            End::Completed(out) => tracing::debug!(bytes = out.len(), "completed"),
+            End::Completed(out) => {
+                tracing::debug!(flow = %name, id = %id, pool = %pool_name, bytes = out.len(), "completed")
+            }
             End::Failed(FlowError::TimedOut) => {}
-            End::Failed(FlowError::Cancelled) => tracing::debug!("cancelled"),
-            End::Failed(e) => tracing::warn!("{e}"),
+            End::Failed(FlowError::Cancelled) => {
+                tracing::debug!(flow = %name, id = %id, pool = %pool_name, "cancelled")
+            }
+            End::Failed(e) => tracing::warn!(flow = %name, id = %id, pool = %pool_name, "{e}"),
             End::Held(why) => tracing::error!(
+                flow = %name, id = %id, pool = %pool_name,
                 "flow `{}` instance {} is held in the flow hospital: {why}",
                 flow.name,
                 self.invocation.id
@@ -415,25 +423,24 @@ impl Life {
         services.cancels.forget(&self.invocation.id);
     }
 
-    /// One store and instance: replay the journal, then run live until the end or an eviction.
-    async fn segment(
+    /// The store of one segment: the host state over the journal `recorded`, with the
+    /// engine's metering set up.
+    fn store(
         &self,
         slot: Slot,
         recorded: Result<Vec<Entry>, StoreError>,
         first_life: bool,
-    ) -> Segment {
+    ) -> Result<Store<HostState>, Stop> {
         let services = &self.services;
-        let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
+        let failed = |e: String| Stop::Failed(FlowError::Failed(e));
         let recorded = match recorded {
             Ok(entries) => entries,
             // A journal this build cannot read is held for an operator: replaying a guess
             // could redo what the instance did.
             Err(StoreError::Decode(why)) => {
-                return Segment::Done(Err(Stop::Held(format!(
-                    "its journal cannot be read: {why}"
-                ))));
+                return Err(Stop::Held(format!("its journal cannot be read: {why}")));
             }
-            Err(e) => return failed(e.to_string()),
+            Err(e) => return Err(failed(e.to_string())),
         };
         let recorder = Recorder::new(&self.invocation.id, services.journal.clone(), recorded)
             .with_pending(self.pending.clone())
@@ -450,7 +457,7 @@ impl Life {
             },
         };
         let holder = SlotHolder::new(slot);
-        let state = match HostState::new(
+        let state = HostState::new(
             services.clone(),
             self.starter.clone(),
             info,
@@ -458,10 +465,8 @@ impl Life {
             holder,
             &self.flow.settings,
             recorder,
-        ) {
-            Ok(state) => state,
-            Err(e) => return failed(e),
-        };
+        )
+        .map_err(failed)?;
         // The engine of the component's size class (see `engine::LARGE_COMPONENT_BYTES`).
         let mut store = Store::new(self.flow.component.pre.engine(), state);
         store.limiter(|state| state.meter());
@@ -471,16 +476,31 @@ impl Life {
                 store.epoch_deadline_callback(time_slice);
             }
             Metering::Fuel => {
-                let fuel = store
+                store
                     .set_fuel(u64::MAX)
-                    .and_then(|()| store.fuel_async_yield_interval(Some(10_000_000)));
-                if let Err(e) = fuel {
-                    return failed(e.to_string());
-                }
+                    .and_then(|()| store.fuel_async_yield_interval(Some(10_000_000)))
+                    .map_err(|e| failed(e.to_string()))?;
             }
             Metering::Off => {}
         }
+        Ok(store)
+    }
+
+    /// One store and instance: replay the journal, then run live until the end or an eviction.
+    async fn segment(
+        &self,
+        slot: Slot,
+        recorded: Result<Vec<Entry>, StoreError>,
+        first_life: bool,
+    ) -> Segment {
+        // Built outside this future: a parked instance's segment then holds no room for
+        // the host state (over a KiB) that moved into the store.
+        let mut store = match self.store(slot, recorded, first_life) {
+            Ok(store) => store,
+            Err(stop) => return Segment::Done(Err(stop)),
+        };
         let outcome = execute(&mut store, &self.flow, &self.invocation, &self.input).await;
+        let failed = |e: String| Segment::Done(Err(Stop::Failed(FlowError::Failed(e))));
         let state = store.data_mut();
         if let Some(wait) = state.take_evicted_wait() {
             return Segment::Evicted(wait, state.wait_end());
@@ -523,7 +543,9 @@ async fn execute(
     invocation: &Invocation,
     input: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let instance = crate::engine::instantiate(&flow.component.pre, store)
+    // Boxed: instantiating takes far more room than the call, and a parked instance should
+    // not keep that room.
+    let instance = Box::pin(crate::engine::instantiate(&flow.component.pre, store))
         .await
         .map_err(Failure::Trapped)?;
     // Made after instantiation, so it shares room with the instantiation's future.

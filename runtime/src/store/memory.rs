@@ -13,6 +13,23 @@ use super::{
     Entry, InstanceRecord, JournalStore, ListQuery, Payload, Status, StoreError, StoredEvent, Write,
 };
 
+/// A record as the store keeps it: its insertion number, and the record without its id
+/// (the map's key holds that; a deep chain in memory keeps one copy of each id, not two).
+struct Kept {
+    number: u64,
+    record: InstanceRecord,
+}
+
+impl Kept {
+    /// The record, with its id.
+    fn record(&self, id: &str) -> InstanceRecord {
+        InstanceRecord {
+            id: id.to_string(),
+            ..self.record.clone()
+        }
+    }
+}
+
 /// Ended instances kept (record and journal) before the oldest ended is forgotten. Running
 /// and held instances are always kept.
 pub const KEEP_ENDED: usize = 100_000;
@@ -33,12 +50,11 @@ struct State {
     /// Ended instances kept at most ([`KEEP_ENDED`] but in tests).
     keep_ended: usize,
     /// Records by id, with their insertion number (the order `with_status` returns). Boxed:
-    /// the map moves only pointers when it grows.
-    records: HashMap<String, Box<(u64, InstanceRecord)>>,
+    /// the map moves only pointers when it grows. A kept record's `id` is empty: the key
+    /// holds it (see [`Kept`]).
+    records: HashMap<String, Box<Kept>>,
     journals: HashMap<String, Vec<Entry>>,
     components: HashMap<String, Vec<u8>>,
-    /// Children's ids by parent id: the index a cancellation walks.
-    children: HashMap<String, Vec<String>>,
     /// Events not taken yet, by id, with their insertion number (publish order).
     events: HashMap<String, (u64, StoredEvent)>,
     /// Who claimed each event not taken yet.
@@ -124,14 +140,9 @@ impl State {
                 if !self.records.contains_key(&record.id) {
                     self.next += 1;
                     record.created_ms.get_or_insert_with(crate::model::unix_ms);
-                    if let Some(parent) = &record.parent {
-                        self.children
-                            .entry(parent.clone())
-                            .or_default()
-                            .push(record.id.clone());
-                    }
-                    self.records
-                        .insert(record.id.clone(), Box::new((self.next, record)));
+                    let id = std::mem::take(&mut record.id);
+                    let number = self.next;
+                    self.records.insert(id, Box::new(Kept { number, record }));
                 }
             }
             Write::Append { id, entry } => {
@@ -218,7 +229,7 @@ impl State {
     }
 
     /// Instance `id` ended: past `keep_ended` ended ones, the oldest is forgotten (its
-    /// record, journal and list of children).
+    /// record and journal).
     fn ended(&mut self, id: String) {
         self.ended.push_back(id);
         while self.ended.len() > self.keep_ended {
@@ -227,14 +238,13 @@ impl State {
             };
             self.records.remove(&oldest);
             self.journals.remove(&oldest);
-            self.children.remove(&oldest);
         }
     }
 
     fn get(&mut self, id: &str) -> Result<&mut InstanceRecord, StoreError> {
         self.records
             .get_mut(id)
-            .map(|kept| &mut kept.1)
+            .map(|kept| &mut kept.record)
             .ok_or_else(|| StoreError::Unknown(id.into()))
     }
 }
@@ -255,7 +265,7 @@ impl JournalStore for MemoryStore {
     }
 
     fn record(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        Ok(self.lock().records.get(id).map(|kept| kept.1.clone()))
+        Ok(self.lock().records.get(id).map(|kept| kept.record(id)))
     }
 
     fn journal(&self, id: &str) -> Result<Vec<Entry>, StoreError> {
@@ -265,9 +275,9 @@ impl JournalStore for MemoryStore {
     fn with_status(&self, status: Status) -> Result<Vec<InstanceRecord>, StoreError> {
         let state = self.lock();
         let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
-        for (n, r) in state.records.values().map(|kept| &**kept) {
-            if r.status == status {
-                found.insert(*n, r.clone());
+        for (id, kept) in &state.records {
+            if kept.record.status == status {
+                found.insert(kept.number, kept.record(id));
             }
         }
         Ok(found.into_values().collect())
@@ -280,9 +290,10 @@ impl JournalStore for MemoryStore {
     fn list(&self, query: &ListQuery) -> Result<Vec<(u64, InstanceRecord)>, StoreError> {
         let state = self.lock();
         let mut found: BTreeMap<u64, InstanceRecord> = BTreeMap::new();
-        for (n, r) in state.records.values().map(|kept| &**kept) {
-            if query.after.is_none_or(|after| *n > after) && query.matches(r) {
-                found.insert(*n, r.clone());
+        for (id, kept) in &state.records {
+            let n = kept.number;
+            if query.after.is_none_or(|after| n > after) && query.matches_as(id, &kept.record) {
+                found.insert(n, kept.record(id));
             }
         }
         Ok(found.into_iter().take(query.limit).collect())
@@ -290,20 +301,28 @@ impl JournalStore for MemoryStore {
 
     fn descendants(&self, id: &str) -> Result<Vec<(String, Status)>, StoreError> {
         let state = self.lock();
+        // Indexed here, by one pass over the records: a cancellation is rare, and an
+        // index kept up to date would cost every instance in memory an entry.
+        let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (child, kept) in &state.records {
+            if let Some(parent) = &kept.record.parent {
+                children.entry(parent).or_default().push(child);
+            }
+        }
         let mut found = Vec::new();
-        let mut next: Vec<&String> = state.children.get(id).into_iter().flatten().collect();
+        let mut next: Vec<&str> = children.get(id).into_iter().flatten().copied().collect();
         while let Some(child) = next.pop() {
             if let Some(kept) = state.records.get(child) {
-                found.push((child.clone(), kept.1.status));
+                found.push((child.to_string(), kept.record.status));
             }
-            next.extend(state.children.get(child).into_iter().flatten());
+            next.extend(children.get(child).into_iter().flatten());
         }
         Ok(found)
     }
 
     fn count_by_flow(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, r) in self.lock().records.values().map(|kept| &**kept) {
+        for r in self.lock().records.values().map(|kept| &kept.record) {
             *counts.entry(r.flow.clone()).or_default() += 1;
         }
         Ok(counts.into_iter().collect())

@@ -318,6 +318,11 @@ pub struct ListQuery {
 impl ListQuery {
     /// Whether `record` matches every filter but the cursor.
     pub fn matches(&self, record: &InstanceRecord) -> bool {
+        self.matches_as(&record.id, record)
+    }
+
+    /// [`ListQuery::matches`] for a record kept without its id, which is `id`.
+    pub fn matches_as(&self, id: &str, record: &InstanceRecord) -> bool {
         let meta = crate::model::StartMeta::parse(&record.meta);
         self.flow.as_ref().is_none_or(|f| *f == record.flow)
             && self.status.is_none_or(|s| s == record.status)
@@ -336,9 +341,8 @@ impl ListQuery {
                 .created_until
                 .is_none_or(|until| record.created_ms.is_some_and(|c| c < until))
             && self.root.as_ref().is_none_or(|r| {
-                record.id == *r
-                    || record
-                        .id
+                id == r.as_str()
+                    || id
                         .strip_prefix(r.as_str())
                         .is_some_and(|rest| rest.starts_with('.'))
             })
