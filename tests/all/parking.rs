@@ -82,3 +82,19 @@ async fn parked_sleepers_hold_no_slot() {
         "hello took {took:?} in a pool of parked sleepers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_instance_gives_back_the_stack_below_its_wait_and_resumes_intact() {
+    let node = node(ALL_POOLS_SIZE_ONE).await;
+    let before = sluice::engine::stacks::trimmed_bytes();
+    // Each level parks (its stack trimmed below the wait) and resumes to add its own depth
+    // to what its child returned: a stack trimmed too far would corrupt the sum or trap.
+    let out = run(&node, "chain", json!({ "depth": 50, "nap_ms": 20 }))
+        .await
+        .expect("chain completes");
+    assert_eq!(out, json!({ "depth": 50, "sum": 50 * 51 / 2 }));
+    assert!(
+        sluice::engine::stacks::trimmed_bytes() > before,
+        "no parked level gave back any stack"
+    );
+}
