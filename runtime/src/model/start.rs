@@ -116,6 +116,19 @@ impl FlowHandle {
     }
 }
 
+/// The stored form of a [`StartMeta`], borrowed: the same JSON its derived `Serialize`
+/// makes, without `flatten` (which serializes through a map, slowly).
+#[derive(Serialize)]
+struct Stored<'a> {
+    origin: &'static str,
+    by: &'a str,
+    priority: Priority,
+    pool: &'a str,
+    fan_out: bool,
+    identity: &'a str,
+    ids: IdScheme,
+}
+
 /// How an instance was started: enough to rebuild its invocation and find its pool.
 /// Stored as JSON in the instance's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +178,32 @@ impl StartMeta {
 
     /// As stored.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+        serde_json::to_string(&Stored {
+            origin: self.origin.kind(),
+            by: self.origin.by(),
+            priority: self.priority,
+            pool: &self.pool,
+            fan_out: self.fan_out,
+            identity: &self.identity,
+            ids: self.ids,
+        })
+    }
+
+    /// [`StartMeta::new`] as stored, without building it first: every start makes one.
+    pub fn json_of(
+        invocation: &Invocation,
+        pool: &str,
+        fan_out: bool,
+    ) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&Stored {
+            origin: invocation.origin.kind(),
+            by: invocation.origin.by(),
+            priority: invocation.priority,
+            pool,
+            fan_out,
+            identity: &invocation.our_identity,
+            ids: IdScheme::Bounded,
+        })
     }
 
     /// From the store; `None` when the text is not a start meta.
@@ -198,6 +236,17 @@ mod tests {
         assert!(meta.fan_out);
         let again = StartMeta::parse(&meta.to_json().unwrap()).unwrap();
         assert_eq!(again, meta);
+        // The borrowed form writes what the derived one writes.
+        assert_eq!(
+            meta.to_json().unwrap(),
+            serde_json::to_string(&meta).unwrap()
+        );
+        let invocation = meta.invocation("A.3.1", "f", "PartyA");
+        let fresh = StartMeta::new(&invocation, "p", true);
+        assert_eq!(
+            StartMeta::json_of(&invocation, "p", true).unwrap(),
+            serde_json::to_string(&fresh).unwrap()
+        );
         let old = r#"{"origin":"rpc","by":"cli","priority":"normal","pool":"default"}"#;
         assert_eq!(StartMeta::parse(old).unwrap().identity, "");
         assert_eq!(StartMeta::parse(old).unwrap().ids, IdScheme::Dotted);

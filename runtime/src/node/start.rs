@@ -135,7 +135,7 @@ impl Node {
         // Cancellable from before its record exists: a cancellation that finds the record
         // finds the instance's task too.
         let cancel = services.cancels.register(&id);
-        let meta = match StartMeta::new(&invocation, pool.name(), request.fan_out).to_json() {
+        let meta = match StartMeta::json_of(&invocation, pool.name(), request.fan_out) {
             Ok(meta) => meta,
             Err(e) => {
                 let e = StartError::Meta {

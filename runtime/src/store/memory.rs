@@ -4,6 +4,7 @@
 //! It keeps the [`KEEP_ENDED`] instances that ended last, not every one ever run: a node
 //! serving from memory for weeks would otherwise grow with every flow it ran.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -137,12 +138,12 @@ impl State {
     fn apply(&mut self, write: Write) -> Result<(), StoreError> {
         match write {
             Write::Create(mut record) => {
-                if !self.records.contains_key(&record.id) {
+                let id = std::mem::take(&mut record.id);
+                if let Slot::Vacant(slot) = self.records.entry(id) {
                     self.next += 1;
                     record.created_ms.get_or_insert_with(crate::model::unix_ms);
-                    let id = std::mem::take(&mut record.id);
                     let number = self.next;
-                    self.records.insert(id, Box::new(Kept { number, record }));
+                    slot.insert(Box::new(Kept { number, record }));
                 }
             }
             Write::Append { id, entry } => {
