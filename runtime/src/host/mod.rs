@@ -247,8 +247,11 @@ impl HostState {
                     };
                     // Parked for real (not ready at once), for the first time in this store:
                     // the stack pages below this frame go back (see `engine::stacks`). Once
-                    // only, so a flow that waits often pays one `madvise`, not one per wait.
-                    let mut trim = !std::mem::replace(&mut self.stack_trimmed, true);
+                    // only, so a flow that waits often pays one `madvise`, not one per wait;
+                    // and not on a full node, which is about to evict parked instances
+                    // anyway (the `madvise` interrupts every core to flush its TLB).
+                    let trimmed = std::mem::replace(&mut self.stack_trimmed, true);
+                    let mut trim = !trimmed && !self.services.residency.full();
                     let mut waiting = std::pin::pin!(waiting);
                     std::future::poll_fn(|cx| {
                         let polled = waiting.as_mut().poll(cx);

@@ -131,6 +131,11 @@ impl Residency {
         })
     }
 
+    /// Whether every place is taken: the next start or wake-up evicts a parked instance.
+    pub fn full(&self) -> bool {
+        self.permits.available_permits() == 0
+    }
+
     /// The most instances that may be resident.
     pub fn max(&self) -> u32 {
         self.max

@@ -22,6 +22,8 @@ use rows::{RECORD_COLUMNS, Unreadable, apply, decoded, skip_unreadable, to_recor
 
 /// How long a write waits for another process's lock on the file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Prepared statements cached per connection: more than the store uses (about 30).
+const STATEMENTS: usize = 64;
 
 /// A [`JournalStore`] in one SQLite file (or in memory).
 pub struct SqliteStore {
@@ -135,6 +137,9 @@ impl SqliteStore {
             }
         }
         let mut conn = Connection::open(path).map_err(db)?;
+        // Room for every statement the store prepares: past the default (16) the cache
+        // evicts, and each write would parse its SQL again.
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
         // An operator command may write while a node runs on the same file.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -144,6 +149,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+        reader.set_prepared_statement_cache_capacity(STATEMENTS);
         reader.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         Ok(SqliteStore {
             path: path.into(),
