@@ -157,12 +157,12 @@ const TRIM_MARGIN: usize = 512;
 pub fn trim_below_here() -> usize {
     let marker = 0u8;
     let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
-    let found = live()
+    let Some(bottom) = live()
         .range(..=here)
         .next_back()
         .filter(|(_, top)| here < **top)
-        .map(|(b, t)| (*b, *t));
-    let Some(bottom) = found.map(|(b, _)| b) else {
+        .map(|(bottom, _)| *bottom)
+    else {
         return 0;
     };
     let end = here.saturating_sub(TRIM_MARGIN) & !(page() - 1);

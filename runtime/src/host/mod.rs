@@ -88,7 +88,12 @@ pub struct HostState {
     stderr: GuestOutput,
     services: Arc<Services>,
     starter: Arc<dyn Starter>,
-    info: InstanceInfo,
+    /// Its priority, inherited by its children.
+    priority: Priority,
+    /// The party that started it, when a counterparty's session did.
+    peer: Option<String>,
+    /// How it derives its children's ids.
+    ids: IdScheme,
     pool: Arc<Pool>,
     slot: SlotHolder,
     /// Started and not yet joined children, by id, with their handle when started in this
@@ -103,7 +108,7 @@ pub struct HostState {
     wait_end: Option<tokio::time::Instant>,
     /// Whether it gave back its stack's deeper pages once in this store (see `park`).
     stack_trimmed: bool,
-    /// Its flow, id and pool (its log lines name them): `info`'s id and flow live here.
+    /// Its flow, id and pool; its log lines name them.
     owner: Arc<Owner>,
 }
 
@@ -130,11 +135,16 @@ impl HostState {
     ) -> Result<Self, String> {
         // Named in every line logged for the instance (a span per instance costs more
         // than a flow that logs nothing takes to run).
-        // The id and flow move into it; `info` keeps the rest.
-        let mut info = info;
+        let InstanceInfo {
+            id,
+            flow,
+            priority,
+            peer,
+            ids,
+        } = info;
         let owner = Arc::new(Owner {
-            flow: std::mem::take(&mut info.flow),
-            id: std::mem::take(&mut info.id),
+            flow,
+            id,
             pool: pool.name().to_string(),
         });
         let stderr = GuestOutput::of(Stream::Stderr, owner.clone());
@@ -149,7 +159,9 @@ impl HostState {
             stderr,
             services,
             starter,
-            info,
+            priority,
+            peer,
+            ids,
             pool,
             slot,
             children: HashMap::new(),
@@ -284,12 +296,7 @@ impl HostState {
     /// for each child of a `parallel`): a re-run derives the same id, so it never
     /// starts a child twice.
     fn child_id(&self, index: Option<usize>) -> String {
-        ids::child_id(
-            self.info.ids,
-            &self.owner.id,
-            self.recorder.position(),
-            index,
-        )
+        ids::child_id(self.ids, &self.owner.id, self.recorder.position(), index)
     }
 
     /// Start a subflow. The outer error (the `children` limit) traps this instance; the
@@ -375,7 +382,7 @@ impl host::Host for HostState {
             return Ok(started.map_err(Into::into));
         }
         let written = call.journaled();
-        let priority = asked.unwrap_or(self.info.priority);
+        let priority = asked.unwrap_or(self.priority);
         let request = StartRequest::subflow(flow, input, self.owner.id.clone(), priority)
             .with_id(self.child_id(None));
         let started = self.start_child(request).await?;
@@ -435,7 +442,7 @@ impl host::Host for HostState {
             flow.clone(),
             input.clone(),
             self.owner.id.clone(),
-            self.info.priority,
+            self.priority,
         )
         .with_id(self.child_id(None));
         let outcome = match self.start_child(request).await? {
@@ -472,13 +479,9 @@ impl host::Host for HostState {
         let written = call.journaled();
         let mut started = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
-            let mut request = StartRequest::subflow(
-                flow.clone(),
-                input,
-                self.owner.id.clone(),
-                self.info.priority,
-            )
-            .with_id(self.child_id(Some(i)));
+            let mut request =
+                StartRequest::subflow(flow.clone(), input, self.owner.id.clone(), self.priority)
+                    .with_id(self.child_id(Some(i)));
             request.fan_out = true;
             started.push(self.start_child(request).await?);
         }
@@ -625,8 +628,7 @@ impl host::Host for HostState {
         self.recorder.record(&call, &())?;
         let (flow, id, pool) = (&self.owner.flow, &self.owner.id, &self.owner.pool);
         tracing::debug!(target: "sluice::progress", flow = %flow, id = %id, pool = %pool, step = %step, "progress");
-        let (id, flow) = (&self.owner.id, &self.owner.flow);
-        (self.services.events).progress(id, flow, self.pool.name(), position, &step);
+        (self.services.events).progress(id, flow, pool, position, &step);
         Ok(())
     }
 }

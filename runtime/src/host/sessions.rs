@@ -173,7 +173,7 @@ impl sessions::Host for HostState {
         let opened: Option<Opened> = match self.recorder.replay_as(&Call::Initiator)? {
             Some(opened) => opened,
             None => {
-                let opened = match (&self.info.peer, session_of_responder(&self.owner.id)) {
+                let opened = match (&self.peer, session_of_responder(&self.owner.id)) {
                     (Some(party), Some(session)) => Some(Opened {
                         session: session.to_string(),
                         party: party.clone(),
