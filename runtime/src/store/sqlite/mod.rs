@@ -11,6 +11,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::codec::peer_message;
@@ -137,9 +138,7 @@ impl SqliteStore {
             }
         }
         let mut conn = Connection::open(path).map_err(db)?;
-        // Room for every statement the store prepares: past the default (16) the cache
-        // evicts, and each write would parse its SQL again.
-        conn.set_prepared_statement_cache_capacity(STATEMENTS);
+        tune(&conn)?;
         // An operator command may write while a node runs on the same file.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -149,7 +148,7 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
-        reader.set_prepared_statement_cache_capacity(STATEMENTS);
+        tune(&reader)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         Ok(SqliteStore {
             path: path.into(),
@@ -162,6 +161,7 @@ impl SqliteStore {
     /// uses [`super::MemoryStore`]).
     pub fn in_memory() -> Result<Self, StoreError> {
         let mut conn = Connection::open_in_memory().map_err(db)?;
+        tune(&conn)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             path: PathBuf::from(":memory:"),
@@ -185,6 +185,19 @@ impl SqliteStore {
             None => self.conn(),
         }
     }
+}
+
+/// Settings every connection of the store shares.
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    // Room for every statement the store prepares: past the default (16) the cache evicts,
+    // and each write would parse its SQL again.
+    conn.set_prepared_statement_cache_capacity(STATEMENTS);
+    // One plan per statement, whatever its bound values: otherwise SQLite marks a statement
+    // such as the journal's `WHERE id = ?1` to be prepared again whenever a new id is
+    // bound, and every append and replay parsed its SQL anew.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(db)?;
+    Ok(())
 }
 
 impl JournalStore for SqliteStore {
