@@ -52,6 +52,38 @@ fn an_unknown_stored_status_is_an_error_not_running() {
 }
 
 #[test]
+fn journal_statements_are_not_prepared_again_for_each_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("sluice.db")).unwrap();
+    for id in ["a", "b", "c"] {
+        store.write(&[Write::Create(record(id))]).unwrap();
+        append(&store, id, entry(0, "now")).unwrap();
+        append(&store, id, entry(1, "sleep")).unwrap();
+        assert_eq!(store.journal(id).unwrap().len(), 2);
+    }
+    // The same cached statements the writes and reads used, with their counters.
+    let next = "SELECT COALESCE(MAX(position) + 1, 0) FROM journal WHERE id = ?1";
+    let conn = store.conn();
+    let writes = conn.prepare_cached(next).unwrap();
+    assert_eq!(
+        writes.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "the append's position check was prepared again"
+    );
+    drop(writes);
+    drop(conn);
+    let read =
+        "SELECT position, call, args, result, at_ms FROM journal WHERE id = ?1 ORDER BY position";
+    let reader = store.reader();
+    let reads = reader.prepare_cached(read).unwrap();
+    assert_eq!(
+        reads.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "the journal read was prepared again"
+    );
+}
+
+#[test]
 fn records_and_journals_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.db");
