@@ -140,6 +140,15 @@ struct Life {
     pending: PendingRecord,
 }
 
+/// What a segment starts from (see [`Life::take_places`]).
+struct Ready {
+    slot: Slot,
+    /// Held for the whole segment.
+    resident: Resident,
+    recorded: Result<Vec<Entry>, StoreError>,
+    first_life: bool,
+}
+
 /// How an episode ended.
 enum Episode {
     End(End),
@@ -303,7 +312,8 @@ impl Life {
             let (id, attempts) = (self.invocation.id.clone(), self.attempts);
             let mut batch = take_pending(&self.pending).unwrap_or_default();
             batch.push(Write::Attempted { id, attempts });
-            if let Err(e) = self.services.journal.write(batch).await {
+            // Boxed, as the sleep below: only a failed attempt needs their room.
+            if let Err(e) = Box::pin(self.services.journal.write(batch)).await {
                 let (flow, id, pool) = self.labels();
                 tracing::error!(flow = %flow, id = %id, pool = %pool, "cannot record attempt {attempts}: {e}");
             }
@@ -320,7 +330,7 @@ impl Life {
                 policy.attempts,
                 humantime::format_duration(backoff)
             );
-            tokio::time::sleep(backoff).await;
+            Box::pin(tokio::time::sleep(backoff)).await;
         }
     }
 
@@ -331,6 +341,26 @@ impl Life {
         admission: Option<Admission>,
         resident: Option<Resident>,
     ) -> Segment {
+        // Boxed, and over before the guest runs: a parked instance keeps no room for the
+        // journal read and the waits for a slot and a place (this future is part of every
+        // episode's, which lives as long as the instance is resident).
+        let ready = Box::pin(self.take_places(admission, resident)).await;
+        let Ready {
+            slot,
+            resident: _resident,
+            recorded,
+            first_life,
+        } = ready;
+        // Boxed: only a running segment needs the room a call into the guest takes.
+        Box::pin(self.segment(slot, recorded, first_life)).await
+    }
+
+    /// The journal to replay, a slot and a place in memory: what a segment needs first.
+    async fn take_places(
+        &mut self,
+        admission: Option<Admission>,
+        resident: Option<Resident>,
+    ) -> Ready {
         let services = self.services.clone();
         let pool = self.pool.clone();
         // The journal to replay, read before taking a slot: the wait for earlier writes to
@@ -345,20 +375,18 @@ impl Life {
                 Err(e) => Err(e),
             }
         };
-        // The waits for a slot and a place are boxed: they are over before the guest runs,
-        // and an instance that parks later should not keep room for them.
         let slot = match admission {
-            Some(admission) => Box::pin(admission.wait()).await,
-            None => Box::pin(pool.acquire(QueueClass::Resume)).await,
+            Some(admission) => admission.wait().await,
+            None => pool.acquire(QueueClass::Resume).await,
         };
         // Never wait for a place in memory while holding a slot: slot holders must be able
         // to finish or park, or everyone could wait on everyone.
-        let (slot, _resident) = match resident.or_else(|| services.residency.try_acquire()) {
+        let (slot, resident) = match resident.or_else(|| services.residency.try_acquire()) {
             Some(resident) => (slot, resident),
             None => {
                 drop(slot);
-                let resident = Box::pin(services.residency.acquire()).await;
-                (Box::pin(pool.acquire(QueueClass::Resume)).await, resident)
+                let resident = services.residency.acquire().await;
+                (pool.acquire(QueueClass::Resume).await, resident)
             }
         };
         if !self.started {
@@ -374,8 +402,12 @@ impl Life {
                 EventKind::Started,
             );
         }
-        // Boxed: only a running segment needs the room a call into the guest takes.
-        Box::pin(self.segment(slot, recorded, first_life)).await
+        Ready {
+            slot,
+            resident,
+            recorded,
+            first_life,
+        }
     }
 
     /// Record the end, count it, and tell whoever waits.
