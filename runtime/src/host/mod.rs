@@ -245,6 +245,12 @@ impl HostState {
         &mut self,
         mut wait: Pin<Box<dyn Future<Output = T> + Send>>,
     ) -> wasmtime::Result<T> {
+        // A wait over at once is no wait: no slot given back, and no eviction (an instance
+        // evicted for a wait that was already over would be rebuilt at once, and could be
+        // evicted again at the same call while others wait for places).
+        if let Some(out) = futures::FutureExt::now_or_never(wait.as_mut()) {
+            return Ok(out);
+        }
         self.slot.release();
         let waited = {
             let _parked = Parked::new(&self.pool);
@@ -253,8 +259,10 @@ impl HostState {
                 Parking::Stay(mut ticket) => {
                     let waiting = async {
                         tokio::select! {
+                            // A wait that ends as the ask comes wins: the ask passes on.
+                            biased;
                             out = &mut wait => Some(out),
-                            _ = &mut ticket.leave => None,
+                            () = ticket.asked() => None,
                         }
                     };
                     // Parked for real (not ready at once), for the first time in this store:

@@ -61,13 +61,28 @@ impl HostState {
                     }
                 )));
             }
+            // Asked already by an earlier life of this instance (one evicted while it
+            // waited for the answer): asking again would cost a round trip, during which a
+            // full node could evict it again, and again.
+            if self.services.messaging.sessions.opened(&session.id) {
+                return Ok(Ok(()));
+            }
             // Parked while the peer is asked (and asked again while it cannot be reached).
             let open = OpenSession {
                 from: identity,
                 session: session.id.clone(),
                 flow: self.owner.flow.clone(),
             };
-            let opening = self.services.peers.open(party, open);
+            let asking = self.services.peers.open(party, open);
+            let (services, id) = (self.services.clone(), session.id.clone());
+            let opening = async move {
+                let opened = asking.await;
+                if opened.is_ok() {
+                    // Noted by the wait itself: an evicted instance's wait ends without it.
+                    services.messaging.sessions.mark_opened(&id);
+                }
+                opened
+            };
             return Ok(self.park(opening).await?.map(|_| ()));
         }
         let Some(responder) = self.services.registry.responder_for(&self.owner.flow) else {

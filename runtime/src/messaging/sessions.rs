@@ -48,6 +48,8 @@ struct Entry {
     ended: [bool; 2],
     /// Its other end is on another node (a peer).
     remote: bool,
+    /// The peer confirmed it started the responder: a rebuilt initiator need not ask again.
+    opened: bool,
 }
 
 /// The node's live sessions.
@@ -155,6 +157,7 @@ impl Sessions {
                 attached: [false; 2],
                 ended: [false; 2],
                 remote: false,
+                opened: false,
             })
     }
 
@@ -181,6 +184,18 @@ impl Sessions {
                 state.sessions.remove(&id);
             }
         }
+    }
+
+    /// The peer confirmed session `id`'s responder runs (kept while the session is live).
+    pub fn mark_opened(&self, id: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(id) {
+            entry.opened = true;
+        }
+    }
+
+    /// Whether the peer confirmed session `id`'s responder runs, in this process.
+    pub fn opened(&self, id: &str) -> bool {
+        self.lock().sessions.get(id).is_some_and(|e| e.opened)
     }
 
     /// The mailboxes of session `id` when it is live here (without making it so), and
@@ -264,5 +279,21 @@ mod tests {
         assert_eq!(s.live(), 1);
         s.ended("i.0.peer", || "responder completed".into());
         assert_eq!(s.live(), 0);
+    }
+
+    #[test]
+    fn a_confirmed_open_is_remembered_while_the_session_lives() {
+        let s = Sessions::default();
+        s.mark_opened("unknown");
+        assert!(
+            !s.opened("unknown"),
+            "nothing is kept for a session not live here"
+        );
+        s.attach("i.0", "i", Side::Initiator, true, Some("PartyB"));
+        assert!(!s.opened("i.0"));
+        s.mark_opened("i.0");
+        assert!(s.opened("i.0"));
+        s.ended("i", || "initiator completed".into());
+        assert!(!s.opened("i.0"), "forgotten with the session");
     }
 }

@@ -2,6 +2,13 @@
 //! asks the instance parked longest to leave: it is evicted (its store dropped) and rebuilt
 //! by replaying its journal when its wait ends. Memory then bounds the resident instances,
 //! not the parked ones.
+//!
+//! Each waiter for a place asks for one departure: a parked instance is asked to leave, or
+//! the want stays open for the next instance to park. A place can come from elsewhere first
+//! (an instance ends), and which waiter a departure's place goes to is the semaphore's
+//! choice; so wants are counted, not matched: open wants never exceed the waiters, and are
+//! trimmed only when they do. An over-count costs an eviction; an under-count, a waiter
+//! that waits until something ends.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -23,8 +30,24 @@ struct Evictable {
     /// Parked instances by the order they parked in: the oldest leaves first.
     parked: BTreeMap<u64, oneshot::Sender<()>>,
     next: u64,
-    /// Evictions asked for when nobody was parked: the next instances to park leave at once.
+    /// Instances waiting for a place.
+    waiting: usize,
+    /// Departures asked for when nobody was parked: the next instances to park leave at
+    /// once. Never more than `waiting`.
     wanted: usize,
+}
+
+impl Evictable {
+    /// One departure for a waiter: ask the longest-parked instance to leave, or leave the
+    /// want for the next instance to park.
+    fn ask_departure(&mut self) {
+        while let Some((_, leave)) = self.parked.pop_first() {
+            if leave.send(()).is_ok() {
+                return;
+            }
+        }
+        self.wanted = (self.wanted + 1).min(self.waiting);
+    }
 }
 
 /// One instance's place in memory; given back on drop.
@@ -40,17 +63,43 @@ pub enum Parking<'a> {
     Leave,
 }
 
-/// A parked instance's registration as evictable; removed on drop.
+/// A parked instance's registration as evictable; removed on drop. An instance asked to
+/// leave that stays all the same (its wait ended at that moment, or it was cancelled) passes
+/// the ask on when its ticket drops, so no waiter is forgotten.
 pub struct EvictionTicket<'a> {
     residency: &'a Residency,
     key: u64,
-    /// Fires when this instance is asked to leave.
-    pub leave: oneshot::Receiver<()>,
+    leave: oneshot::Receiver<()>,
+}
+
+impl EvictionTicket<'_> {
+    /// Ends when this instance is asked to leave: it is evicted then, and counted.
+    pub async fn asked(&mut self) {
+        // An error means no ask can come any more (the node is going): leave all the same.
+        let _ = (&mut self.leave).await;
+        self.residency.evictions.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for EvictionTicket<'_> {
     fn drop(&mut self) {
-        self.residency.lock().parked.remove(&self.key);
+        let mut ev = self.residency.lock();
+        if ev.parked.remove(&self.key).is_none() && self.leave.try_recv().is_ok() && ev.waiting > 0
+        {
+            ev.ask_departure();
+        }
+    }
+}
+
+/// A waiter for a place, counted while it waits.
+struct Waiting<'a>(&'a Residency);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut ev = self.0.lock();
+        ev.waiting -= 1;
+        // A place that came from elsewhere leaves its want behind: trim the surplus.
+        ev.wanted = ev.wanted.min(ev.waiting);
     }
 }
 
@@ -83,33 +132,22 @@ impl Residency {
         if let Some(r) = self.try_acquire() {
             return r;
         }
-        let counted = self.request_eviction();
+        let _waiting = self.wait();
         // The semaphore is never closed.
         let permit = match self.permits.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => unreachable!("residency semaphore closed"),
         };
-        if counted {
-            // Someone else's exit made room first: take back the eviction we asked for.
-            let mut ev = self.lock();
-            ev.wanted = ev.wanted.saturating_sub(1);
-        }
         self.note_peak();
         Resident { _permit: permit }
     }
 
-    /// Ask the longest-parked instance to leave; returns true when nobody was parked and
-    /// the request was left for the next instance to park.
-    fn request_eviction(&self) -> bool {
+    /// Count a waiter and ask a departure for it.
+    fn wait(&self) -> Waiting<'_> {
         let mut ev = self.lock();
-        while let Some((_, leave)) = ev.parked.pop_first() {
-            if leave.send(()).is_ok() {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-        }
-        ev.wanted += 1;
-        true
+        ev.waiting += 1;
+        ev.ask_departure();
+        Waiting(self)
     }
 
     /// An instance parks: it leaves at once when an eviction is pending, else it registers.
@@ -188,12 +226,7 @@ mod tests {
         let third = residency.acquire();
         tokio::pin!(third);
         assert!(futures::poll!(&mut third).is_pending());
-        assert!(
-            within("the oldest asked to leave", &mut first.leave)
-                .await
-                .is_ok(),
-            "oldest asked to leave"
-        );
+        within("the oldest asked to leave", first.asked()).await;
         assert!(second.leave.try_recv().is_err(), "the other stays");
         drop(a); // the evicted one's place
         let _c = within("the evicted one's place", third).await;
@@ -214,5 +247,79 @@ mod tests {
         drop(held);
         let _got = within("the freed place", waiter).await;
         assert!(matches!(residency.park(), Parking::Stay(_)));
+    }
+
+    #[tokio::test]
+    async fn every_waiter_keeps_its_departure_when_several_ask_while_nobody_is_parked() {
+        let residency = Residency::new(2);
+        let a = residency.acquire().await;
+        let _b = residency.acquire().await;
+        let first = residency.acquire();
+        let second = residency.acquire();
+        tokio::pin!(first, second);
+        assert!(futures::poll!(&mut first).is_pending());
+        assert!(futures::poll!(&mut second).is_pending());
+        // One instance leaves for a waiter; then another ends, and the first waiter takes
+        // that place: the second waiter's departure must still be asked for.
+        assert!(matches!(residency.park(), Parking::Leave));
+        drop(a);
+        let _first = within("a place for the first waiter", first).await;
+        assert!(
+            matches!(residency.park(), Parking::Leave),
+            "the second waiter's departure was forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_served_by_an_end_leaves_no_departure_behind() {
+        let residency = Residency::new(1);
+        let held = residency.acquire().await;
+        let waiter = residency.acquire();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        drop(held); // it ended
+        let _got = within("the ended one's place", waiter).await;
+        assert!(matches!(residency.park(), Parking::Stay(_)));
+        assert_eq!(residency.evictions(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_instance_asked_to_leave_that_stays_passes_the_ask_on() {
+        let residency = Residency::new(2);
+        let _a = residency.acquire().await;
+        let _b = residency.acquire().await;
+        let Parking::Stay(first) = residency.park() else {
+            panic!("nobody waits yet")
+        };
+        let Parking::Stay(mut second) = residency.park() else {
+            panic!("nobody waits yet")
+        };
+        let waiter = residency.acquire();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        // The first was asked, but its wait ended as it was: it stays, and the ask moves on.
+        drop(first);
+        within("the ask passed on", second.asked()).await;
+        drop(second);
+        // Nobody else is parked: the next to park leaves. Nothing ended, so the waiter waits.
+        let Parking::Stay(third) = residency.park() else {
+            panic!("the departure was asked of the second, which left")
+        };
+        drop(third);
+        assert!(futures::poll!(&mut waiter).is_pending());
+    }
+
+    #[tokio::test]
+    async fn an_ask_that_finds_nobody_parked_when_passed_on_waits_for_the_next_to_park() {
+        let residency = Residency::new(1);
+        let _held = residency.acquire().await;
+        let Parking::Stay(ticket) = residency.park() else {
+            panic!("nobody waits yet")
+        };
+        let waiter = residency.acquire();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        drop(ticket); // asked, and stayed
+        assert!(matches!(residency.park(), Parking::Leave));
     }
 }
