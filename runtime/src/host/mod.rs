@@ -245,17 +245,25 @@ impl HostState {
         &mut self,
         mut wait: Pin<Box<dyn Future<Output = T> + Send>>,
     ) -> wasmtime::Result<T> {
-        // A wait over at once is no wait: no slot given back, and no eviction (an instance
-        // evicted for a wait that was already over would be rebuilt at once, and could be
-        // evicted again at the same call while others wait for places).
-        if let Some(out) = futures::FutureExt::now_or_never(wait.as_mut()) {
-            return Ok(out);
-        }
         self.slot.release();
         let waited = {
             let _parked = Parked::new(&self.pool);
             match self.services.residency.park() {
-                Parking::Leave => None,
+                // Not for a wait that is over already: rebuilt at once, the instance would
+                // reach this call again while others still wait for places, and could be
+                // sent away again, and again.
+                Parking::Leave(departure) => {
+                    match futures::FutureExt::now_or_never(wait.as_mut()) {
+                        Some(out) => {
+                            departure.stay();
+                            Some(out)
+                        }
+                        None => {
+                            departure.leave();
+                            None
+                        }
+                    }
+                }
                 Parking::Stay(mut ticket) => {
                     let waiting = async {
                         tokio::select! {

@@ -59,8 +59,31 @@ pub struct Resident {
 pub enum Parking<'a> {
     /// Stay resident, unless the receiver fires: then leave.
     Stay(EvictionTicket<'a>),
-    /// Someone waits for a place: leave now.
-    Leave,
+    /// Someone waits for a place: leave now (or, when the wait is over already, stay and
+    /// pass the departure on).
+    Leave(Departure<'a>),
+}
+
+/// A departure asked of a parking instance.
+#[must_use = "an instance asked to leave either leaves or passes the ask on"]
+pub struct Departure<'a> {
+    residency: &'a Residency,
+}
+
+impl Departure<'_> {
+    /// The instance leaves: it is evicted.
+    pub fn leave(self) {
+        self.residency.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The instance stays (its wait is over already): the next one to park, or the one
+    /// parked longest, leaves instead.
+    pub fn stay(self) {
+        let mut ev = self.residency.lock();
+        if ev.waiting > 0 {
+            ev.ask_departure();
+        }
+    }
 }
 
 /// A parked instance's registration as evictable; removed on drop. An instance asked to
@@ -155,8 +178,7 @@ impl Residency {
         let mut ev = self.lock();
         if ev.wanted > 0 {
             ev.wanted -= 1;
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            return Parking::Leave;
+            return Parking::Leave(Departure { residency: self });
         }
         let key = ev.next;
         ev.next += 1;
@@ -243,7 +265,7 @@ mod tests {
         tokio::pin!(waiter);
         // Its first poll finds no free place and nobody parked: the eviction is left pending.
         assert!(futures::poll!(&mut waiter).is_pending());
-        assert!(matches!(residency.park(), Parking::Leave));
+        assert!(matches!(residency.park(), Parking::Leave(_)));
         drop(held);
         let _got = within("the freed place", waiter).await;
         assert!(matches!(residency.park(), Parking::Stay(_)));
@@ -261,11 +283,11 @@ mod tests {
         assert!(futures::poll!(&mut second).is_pending());
         // One instance leaves for a waiter; then another ends, and the first waiter takes
         // that place: the second waiter's departure must still be asked for.
-        assert!(matches!(residency.park(), Parking::Leave));
+        assert!(matches!(residency.park(), Parking::Leave(_)));
         drop(a);
         let _first = within("a place for the first waiter", first).await;
         assert!(
-            matches!(residency.park(), Parking::Leave),
+            matches!(residency.park(), Parking::Leave(_)),
             "the second waiter's departure was forgotten"
         );
     }
@@ -320,6 +342,25 @@ mod tests {
         tokio::pin!(waiter);
         assert!(futures::poll!(&mut waiter).is_pending());
         drop(ticket); // asked, and stayed
-        assert!(matches!(residency.park(), Parking::Leave));
+        assert!(matches!(residency.park(), Parking::Leave(_)));
+    }
+
+    #[tokio::test]
+    async fn an_instance_told_to_leave_whose_wait_is_over_passes_the_departure_on() {
+        let residency = Residency::new(1);
+        let _held = residency.acquire().await;
+        let waiter = residency.acquire();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        let Parking::Leave(departure) = residency.park() else {
+            panic!("a waiter wants a place")
+        };
+        departure.stay();
+        assert_eq!(residency.evictions(), 0, "nobody left");
+        let Parking::Leave(departure) = residency.park() else {
+            panic!("the departure was not passed on")
+        };
+        departure.leave();
+        assert_eq!(residency.evictions(), 1);
     }
 }
