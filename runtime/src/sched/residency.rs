@@ -155,11 +155,20 @@ impl Residency {
         if let Some(r) = self.try_acquire() {
             return r;
         }
-        let _waiting = self.wait();
+        // In the semaphore's queue before the departure is asked: a place that departure
+        // frees then goes to a queued waiter. Asked first, it could free before this waiter
+        // queued, and a start passing by with `try_acquire` would take it; this waiter would
+        // then wait for an end, however many instances park meanwhile.
+        let mut permit = std::pin::pin!(self.permits.clone().acquire_owned());
+        let queued = futures::FutureExt::now_or_never(permit.as_mut());
+        let _waiting = queued.is_none().then(|| self.wait());
         // The semaphore is never closed.
-        let permit = match self.permits.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => unreachable!("residency semaphore closed"),
+        let permit = match queued {
+            Some(p) => p,
+            None => permit.await,
+        };
+        let Ok(permit) = permit else {
+            unreachable!("residency semaphore closed")
         };
         self.note_peak();
         Resident { _permit: permit }
@@ -362,5 +371,53 @@ mod tests {
         };
         departure.leave();
         assert_eq!(residency.evictions(), 1);
+    }
+
+    /// Starts that race through few places, each parked until asked to leave (or leaving at
+    /// once when told): every one must get a place. A departure lost anywhere leaves the last
+    /// waiter without one, since nothing parked ever leaves unasked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_starts_through_few_places_all_get_one() {
+        let residency = Arc::new(Residency::new(4));
+        let placed = Arc::new(AtomicU64::new(0));
+        // As on a node, a start tries for a place while it holds one of its pool's slots,
+        // and lets the slot go before it waits for one: few wait at a time.
+        let slots = Arc::new(Semaphore::new(2));
+        let n = 20_000;
+        for _ in 0..n {
+            let (residency, placed, slots) = (residency.clone(), placed.clone(), slots.clone());
+            tokio::spawn(async move {
+                let slot = slots.acquire_owned().await;
+                let resident = residency.try_acquire();
+                drop(slot);
+                let resident = match resident {
+                    Some(r) => r,
+                    None => residency.acquire().await,
+                };
+                placed.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+                match residency.park() {
+                    Parking::Leave(departure) => departure.leave(),
+                    Parking::Stay(mut ticket) => ticket.asked().await,
+                }
+                drop(resident);
+            });
+            // Starts keep arriving while others wait, as on a node.
+            tokio::task::yield_now().await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while placed.load(Ordering::Relaxed) < n {
+            if tokio::time::Instant::now() >= deadline {
+                let (waiting, wanted) = {
+                    let ev = residency.lock();
+                    (ev.waiting, ev.wanted)
+                };
+                panic!(
+                    "{} of {n} starts got a place; {waiting} waiting, {wanted} departures open",
+                    placed.load(Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
