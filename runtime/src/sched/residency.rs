@@ -232,6 +232,7 @@ impl Residency {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::time::Duration;
 
     use super::*;
@@ -243,20 +244,49 @@ mod tests {
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
     }
 
+    /// A node of `N` places, every one taken.
+    async fn full<const N: usize>() -> (Residency, [Resident; N]) {
+        let residency = Residency::new(N as u32);
+        let mut places = Vec::new();
+        for _ in 0..N {
+            places.push(residency.acquire().await);
+        }
+        let Ok(places) = places.try_into() else {
+            unreachable!("N places taken")
+        };
+        (residency, places)
+    }
+
+    /// A start waiting for a place: polled once, so it is queued and asked for a departure.
+    fn waiter(residency: &Residency) -> Pin<Box<impl Future<Output = Resident> + '_>> {
+        let mut waiter = Box::pin(residency.acquire());
+        let polled = futures::FutureExt::now_or_never(waiter.as_mut());
+        assert!(polled.is_none(), "a place was free");
+        waiter
+    }
+
+    /// The instance parking now stays (nobody waits for a place).
+    fn stays(residency: &Residency) -> EvictionTicket<'_> {
+        match residency.park() {
+            Parking::Stay(ticket) => ticket,
+            Parking::Leave(_) => panic!("told to leave, with nobody waiting"),
+        }
+    }
+
+    /// The instance parking now is told to leave; `why` it should be.
+    fn leaves<'a>(residency: &'a Residency, why: &str) -> Departure<'a> {
+        match residency.park() {
+            Parking::Leave(departure) => departure,
+            Parking::Stay(_) => panic!("told to stay, but {why}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_start_beyond_the_bound_evicts_the_longest_parked() {
-        let residency = Residency::new(2);
-        let a = residency.acquire().await;
-        let b = residency.acquire().await;
-        let Parking::Stay(mut first) = residency.park() else {
-            panic!("nobody waits yet")
-        };
-        let Parking::Stay(mut second) = residency.park() else {
-            panic!("nobody waits yet")
-        };
-        let third = residency.acquire();
-        tokio::pin!(third);
-        assert!(futures::poll!(&mut third).is_pending());
+        let (residency, [a, b]) = full::<2>().await;
+        let mut first = stays(&residency);
+        let mut second = stays(&residency);
+        let third = waiter(&residency);
         within("the oldest asked to leave", first.asked()).await;
         assert!(second.leave.try_recv().is_err(), "the other stays");
         drop(a); // the evicted one's place
@@ -268,12 +298,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_eviction_asked_while_nobody_is_parked_goes_to_the_next_to_park() {
-        let residency = Residency::new(1);
-        let held = residency.acquire().await;
-        let waiter = residency.acquire();
-        tokio::pin!(waiter);
+        let (residency, [held]) = full::<1>().await;
         // Its first poll finds no free place and nobody parked: the eviction is left pending.
-        assert!(futures::poll!(&mut waiter).is_pending());
+        let waiter = waiter(&residency);
         assert!(matches!(residency.park(), Parking::Leave(_)));
         drop(held);
         let _got = within("the freed place", waiter).await;
@@ -282,14 +309,9 @@ mod tests {
 
     #[tokio::test]
     async fn every_waiter_keeps_its_departure_when_several_ask_while_nobody_is_parked() {
-        let residency = Residency::new(2);
-        let a = residency.acquire().await;
-        let _b = residency.acquire().await;
-        let first = residency.acquire();
-        let second = residency.acquire();
-        tokio::pin!(first, second);
-        assert!(futures::poll!(&mut first).is_pending());
-        assert!(futures::poll!(&mut second).is_pending());
+        let (residency, [a, _b]) = full::<2>().await;
+        let first = waiter(&residency);
+        let _second = waiter(&residency);
         // One instance leaves for a waiter; then another ends, and the first waiter takes
         // that place: the second waiter's departure must still be asked for.
         assert!(matches!(residency.park(), Parking::Leave(_)));
@@ -303,11 +325,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_served_by_an_end_leaves_no_departure_behind() {
-        let residency = Residency::new(1);
-        let held = residency.acquire().await;
-        let waiter = residency.acquire();
-        tokio::pin!(waiter);
-        assert!(futures::poll!(&mut waiter).is_pending());
+        let (residency, [held]) = full::<1>().await;
+        let waiter = waiter(&residency);
         drop(held); // it ended
         let _got = within("the ended one's place", waiter).await;
         assert!(matches!(residency.park(), Parking::Stay(_)));
@@ -316,59 +335,37 @@ mod tests {
 
     #[tokio::test]
     async fn an_instance_asked_to_leave_that_stays_passes_the_ask_on() {
-        let residency = Residency::new(2);
-        let _a = residency.acquire().await;
-        let _b = residency.acquire().await;
-        let Parking::Stay(first) = residency.park() else {
-            panic!("nobody waits yet")
-        };
-        let Parking::Stay(mut second) = residency.park() else {
-            panic!("nobody waits yet")
-        };
-        let waiter = residency.acquire();
-        tokio::pin!(waiter);
-        assert!(futures::poll!(&mut waiter).is_pending());
+        let (residency, [_a, _b]) = full::<2>().await;
+        let first = stays(&residency);
+        let mut second = stays(&residency);
+        let mut waiter = waiter(&residency);
         // The first was asked, but its wait ended as it was: it stays, and the ask moves on.
         drop(first);
         within("the ask passed on", second.asked()).await;
         drop(second);
         // Nobody else is parked: the next to park leaves. Nothing ended, so the waiter waits.
-        let Parking::Stay(third) = residency.park() else {
-            panic!("the departure was asked of the second, which left")
-        };
+        let third = stays(&residency);
         drop(third);
         assert!(futures::poll!(&mut waiter).is_pending());
     }
 
     #[tokio::test]
     async fn an_ask_that_finds_nobody_parked_when_passed_on_waits_for_the_next_to_park() {
-        let residency = Residency::new(1);
-        let _held = residency.acquire().await;
-        let Parking::Stay(ticket) = residency.park() else {
-            panic!("nobody waits yet")
-        };
-        let waiter = residency.acquire();
-        tokio::pin!(waiter);
-        assert!(futures::poll!(&mut waiter).is_pending());
+        let (residency, [_held]) = full::<1>().await;
+        let ticket = stays(&residency);
+        let _waiter = waiter(&residency);
         drop(ticket); // asked, and stayed
         assert!(matches!(residency.park(), Parking::Leave(_)));
     }
 
     #[tokio::test]
     async fn an_instance_told_to_leave_whose_wait_is_over_passes_the_departure_on() {
-        let residency = Residency::new(1);
-        let _held = residency.acquire().await;
-        let waiter = residency.acquire();
-        tokio::pin!(waiter);
-        assert!(futures::poll!(&mut waiter).is_pending());
-        let Parking::Leave(departure) = residency.park() else {
-            panic!("a waiter wants a place")
-        };
+        let (residency, [_held]) = full::<1>().await;
+        let _waiter = waiter(&residency);
+        let departure = leaves(&residency, "a waiter wants a place");
         departure.stay();
         assert_eq!(residency.evictions(), 0, "nobody left");
-        let Parking::Leave(departure) = residency.park() else {
-            panic!("the departure was not passed on")
-        };
+        let departure = leaves(&residency, "the departure was not passed on");
         departure.leave();
         assert_eq!(residency.evictions(), 1);
     }
