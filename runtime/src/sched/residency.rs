@@ -48,6 +48,13 @@ impl Evictable {
         }
         self.wanted = (self.wanted + 1).min(self.waiting);
     }
+
+    /// A departure asked of an instance that stays: someone else's, while anyone waits.
+    fn pass_on(&mut self) {
+        if self.waiting > 0 {
+            self.ask_departure();
+        }
+    }
 }
 
 /// One instance's place in memory; given back on drop.
@@ -57,7 +64,7 @@ pub struct Resident {
 
 /// What a parking instance must do.
 pub enum Parking<'a> {
-    /// Stay resident, unless the receiver fires: then leave.
+    /// Stay resident, until asked to leave ([`EvictionTicket::asked`]).
     Stay(EvictionTicket<'a>),
     /// Someone waits for a place: leave now (or, when the wait is over already, stay and
     /// pass the departure on).
@@ -79,10 +86,7 @@ impl Departure<'_> {
     /// The instance stays (its wait is over already): the next one to park, or the one
     /// parked longest, leaves instead.
     pub fn stay(self) {
-        let mut ev = self.residency.lock();
-        if ev.waiting > 0 {
-            ev.ask_departure();
-        }
+        self.residency.lock().pass_on();
     }
 }
 
@@ -107,9 +111,8 @@ impl EvictionTicket<'_> {
 impl Drop for EvictionTicket<'_> {
     fn drop(&mut self) {
         let mut ev = self.residency.lock();
-        if ev.parked.remove(&self.key).is_none() && self.leave.try_recv().is_ok() && ev.waiting > 0
-        {
-            ev.ask_departure();
+        if ev.parked.remove(&self.key).is_none() && self.leave.try_recv().is_ok() {
+            ev.pass_on();
         }
     }
 }
@@ -152,18 +155,16 @@ impl Residency {
     /// A place, evicting the longest-parked instance if none is free. Never hold a pool
     /// slot while waiting here: the slot holders must be able to finish or park.
     pub async fn acquire(&self) -> Resident {
-        if let Some(r) = self.try_acquire() {
-            return r;
-        }
-        // In the semaphore's queue before the departure is asked: a place that departure
-        // frees then goes to a queued waiter. Asked first, it could free before this waiter
-        // queued, and a start passing by with `try_acquire` would take it; this waiter would
-        // then wait for an end, however many instances park meanwhile.
+        // The first poll takes a free place, or puts this waiter in the semaphore's queue;
+        // only then is a departure asked, so the place it frees goes to a queued waiter.
+        // Asked first, it could free before this waiter queued, and a start passing by with
+        // `try_acquire` would take it; this waiter would then wait for an end, however many
+        // instances park meanwhile.
         let mut permit = std::pin::pin!(self.permits.clone().acquire_owned());
-        let queued = futures::FutureExt::now_or_never(permit.as_mut());
-        let _waiting = queued.is_none().then(|| self.wait());
+        let at_once = futures::FutureExt::now_or_never(permit.as_mut());
+        let _waiting = at_once.is_none().then(|| self.wait());
         // The semaphore is never closed.
-        let permit = match queued {
+        let permit = match at_once {
             Some(p) => p,
             None => permit.await,
         };
